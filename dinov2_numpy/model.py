@@ -1,0 +1,130 @@
+"""The DINOv2 Vision Transformer: embeddings, a stack of blocks, a final LayerNorm."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .config import Dinov2Config, config_from_state_dict, validate_state
+from .layers import Block, Embeddings
+from .ops import layer_norm
+from .preprocess import ImageInput, preprocess
+from .weights.npz import load_npz
+
+
+@dataclass
+class Dinov2Output:
+    """Named outputs of one forward pass; token axes are (batch, tokens, width)."""
+
+    last_hidden_state: np.ndarray  # (B, 1 + R + N, D), after the final LayerNorm
+    cls_token: np.ndarray  # (B, D)
+    register_tokens: np.ndarray  # (B, R, D)
+    patch_tokens: np.ndarray  # (B, N, D), row-major over the patch grid
+    grid: tuple[int, int]  # patch rows and columns
+    intermediate: dict[int, np.ndarray] = field(default_factory=dict)  # block index -> (B, 1 + R + N, D), before norm
+
+
+class Dinov2:
+    """DINOv2 backbone with weights in Hugging Face naming. Immutable after construction, so one instance
+    can serve several threads at once."""
+
+    def __init__(self, state: Mapping[str, np.ndarray], config: Dinov2Config, metadata: Mapping[str, Any] | None = None):
+        validate_state(state, config)
+        self.config = config
+        self.metadata = dict(metadata or {})
+        self.embeddings = Embeddings(state, config)
+        self.blocks = [Block(state, i, config) for i in range(config.num_layers)]
+        self.norm = (np.asarray(state["layernorm.weight"], np.float32), np.asarray(state["layernorm.bias"], np.float32))
+
+    @property
+    def dim(self) -> int:
+        """Width of every token, and of the embeddings ``embed`` returns."""
+        return self.config.hidden_size
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("model", "dinov2"))
+
+    def __call__(self, pixels: np.ndarray, intermediate_layers: Iterable[int] = ()) -> Dinov2Output:
+        """Run the backbone on float32 ``pixels`` of shape (B, 3, H, W), H and W multiples of the patch size.
+
+        ``intermediate_layers`` lists block indices (0-based, negative counts from the end) whose raw
+        outputs are returned in ``Dinov2Output.intermediate``.
+        """
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim != 4:
+            raise ValueError(f"pixels must have shape (B, 3, H, W), got {pixels.shape}")
+        layers = self.config.num_layers
+        wanted = {i % layers for i in intermediate_layers if -layers <= i < layers}
+        batch = pixels.shape[0]
+        tokens = self.embeddings(pixels)
+        n = tokens.shape[1]
+        x = tokens.reshape(batch * n, -1)
+        intermediate: dict[int, np.ndarray] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x, batch)
+            if i in wanted:
+                intermediate[i] = x.reshape(batch, n, -1).copy()
+        out = layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1)
+        r = self.config.num_registers
+        p = self.config.patch_size
+        return Dinov2Output(
+            last_hidden_state=out,
+            cls_token=out[:, 0],
+            register_tokens=out[:, 1:1 + r],
+            patch_tokens=out[:, 1 + r:],
+            grid=(pixels.shape[2] // p, pixels.shape[3] // p),
+            intermediate=intermediate,
+        )
+
+    def embed(self, images: Sequence[ImageInput], batch_size: int = 8, **preprocess_options: Any) -> np.ndarray:
+        """L2-normalised cls embeddings (len(images), D) for PIL images, paths or encoded bytes.
+
+        ``preprocess_options`` go to ``preprocess``; with ``dynamic=True`` images of different sizes are
+        run one at a time.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        out = np.empty((len(images), self.dim), np.float32)
+        step = 1 if preprocess_options.get("dynamic") else batch_size
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            pixels = np.stack([preprocess(im, **preprocess_options) for im in chunk])
+            out[start:start + len(chunk)] = self(pixels).cls_token
+        return normalize_rows(out)
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Scale each row to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    return (x / norms).astype(np.float32)
+
+
+_CACHE: dict[tuple[str, int, int], Dinov2] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(path: str | os.PathLike) -> Dinov2:
+    """Load a canonical ``.npz``. Tensors are memory-mapped, and a file already loaded in this process
+    (same path, size and modification time) returns the same model."""
+    path = os.path.realpath(os.fspath(path))
+    stat = os.stat(path) if os.path.exists(path) else None
+    key = (path, stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1)
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is not None:
+            return model
+        state, metadata = load_npz(path)
+        config = config_from_state_dict(state, metadata.get("num_heads"))
+        config = replace(
+            config,
+            layer_norm_eps=float(metadata.get("layer_norm_eps", config.layer_norm_eps)),
+            interpolate_antialias=bool(metadata.get("interpolate_antialias", config.interpolate_antialias)),
+        )
+        model = Dinov2(state, config, metadata)
+        _CACHE[key] = model
+        return model

@@ -1,0 +1,113 @@
+"""Image decoding and the DINOv2 input pipeline.
+
+Default: the reference processor (shortest edge to 256 with PIL bicubic, centre crop 224, scale 1/255,
+ImageNet mean/std). ``dynamic=True`` keeps the whole image instead, resized so both sides are multiples
+of the patch size.
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+ImageInput = Union[Image.Image, str, os.PathLike, bytes]
+
+
+class ImageError(ValueError):
+    """An image could not be opened or decoded."""
+
+
+def open_image(source: ImageInput) -> Image.Image:
+    """Open a path, encoded bytes or PIL image and fully decode its first frame."""
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise ImageError(f"not a readable image: {e}") from None
+        except OSError as e:
+            raise ImageError(f"cannot open image: {e}") from None
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode image: {e}") from None
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Upright 8-bit RGB: EXIF orientation applied, transparency composited over white, 16-bit and
+    float greyscale scaled to 8 bits, every other mode converted by PIL."""
+    image = ImageOps.exif_transpose(image) or image
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            a = a / 257.0
+        elif a.size and (a.max() > 255 or a.min() < 0):
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) * (255.0 / (hi - lo or 1.0))
+        image = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    if has_alpha or (mode in ("L", "RGB") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
+def load_rgb(source: ImageInput) -> Image.Image:
+    """``open_image`` then ``to_rgb``."""
+    return to_rgb(open_image(source))
+
+
+def normalize(image: Image.Image) -> np.ndarray:
+    """(3, H, W) float32: scale to [0, 1] then ImageNet mean/std."""
+    a = np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
+    a -= IMAGENET_MEAN
+    a /= IMAGENET_STD
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def dynamic_size(width: int, height: int, max_side: int, patch: int) -> tuple[int, int]:
+    """Target (width, height): longest side at most ``max_side``, both sides rounded to multiples of ``patch``."""
+    scale = min(1.0, max_side / max(width, height))
+    return (max(patch, int(round(width * scale / patch)) * patch),
+            max(patch, int(round(height * scale / patch)) * patch))
+
+
+def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, crop: int = 224,
+               max_side: int = 518, patch: int = 14) -> np.ndarray:
+    """One image as (3, H, W) float32 model input.
+
+    Default: shortest edge to ``resize`` (bicubic), centre ``crop`` x ``crop``. With ``dynamic=True`` the
+    whole image is kept, its longest side at most ``max_side`` and both sides multiples of ``patch``.
+    """
+    image = load_rgb(image)
+    w, h = image.size
+    if dynamic:
+        size = dynamic_size(w, h, max_side, patch)
+        if size != (w, h):
+            image = image.resize(size, Image.BICUBIC)
+        return normalize(image)
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = resize, int(resize * long / short)
+    size = (new_short, new_long) if w <= h else (new_long, new_short)
+    if size != (w, h):
+        image = image.resize(size, Image.BICUBIC)
+    w, h = image.size
+    if w < crop or h < crop:  # the reference pads with zeros (black) when the image is smaller than the crop
+        padded = Image.new("RGB", (max(w, crop), max(h, crop)))
+        padded.paste(image, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
+        image, (w, h) = padded, padded.size
+    top, left = int((h - crop) / 2.0), int((w - crop) / 2.0)
+    return normalize(image.crop((left, top, left + crop, top + crop)))
