@@ -50,10 +50,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16"):
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):  # 16-bit samples (PIL opens them as I)
             a = a / 257.0
-        elif a.size and (a.max() > 255 or a.min() < 0):
-            lo, hi = float(a.min()), float(a.max())
+        elif lo < 0 or hi > 255:  # other integer or float ranges: stretch to 8 bits
             a = (a - lo) * (255.0 / (hi - lo or 1.0))
         image = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
         mode = "L"

@@ -1,0 +1,23 @@
+"""Real photos that ship inside PyPI wheels (scikit-image: CC0/public domain; scikit-learn; mvtb-data)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+
+def package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    assert spec and spec.submodule_search_locations, f"package {name} is not installed"
+    return list(spec.submodule_search_locations)[0]
+
+
+def skimage_photo(name: str) -> str:
+    return os.path.join(package_dir("skimage"), "data", name)
+
+
+def sklearn_photo(name: str) -> str:
+    return os.path.join(package_dir("sklearn"), "datasets", "images", name)
+
+
+def mvtb_photo(name: str) -> str:
+    return os.path.join(package_dir("mvtbdata"), "images", name)
