@@ -23,8 +23,11 @@ class ImageError(ValueError):
     """An image could not be opened or decoded."""
 
 
-def open_image(source: ImageInput) -> Image.Image:
-    """Open a path, encoded bytes or PIL image and fully decode its first frame."""
+def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image:
+    """Open a path, encoded bytes or PIL image and fully decode its first frame.
+
+    ``max_pixels`` refuses images with more pixels before decoding them (decompression bombs).
+    """
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -34,6 +37,8 @@ def open_image(source: ImageInput) -> Image.Image:
             raise ImageError(f"not a readable image: {e}") from None
         except OSError as e:
             raise ImageError(f"cannot open image: {e}") from None
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise ImageError(f"image is {image.width}x{image.height} pixels, more than the limit of {max_pixels:,}")
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
@@ -65,9 +70,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(source: ImageInput) -> Image.Image:
+def load_rgb(source: ImageInput, max_pixels: int | None = None) -> Image.Image:
     """``open_image`` then ``to_rgb``."""
-    return to_rgb(open_image(source))
+    return to_rgb(open_image(source, max_pixels))
 
 
 def normalize(image: Image.Image) -> np.ndarray:
@@ -86,13 +91,13 @@ def dynamic_size(width: int, height: int, max_side: int, patch: int) -> tuple[in
 
 
 def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, crop: int = 224,
-               max_side: int = 518, patch: int = 14) -> np.ndarray:
+               max_side: int = 518, patch: int = 14, max_pixels: int | None = None) -> np.ndarray:
     """One image as (3, H, W) float32 model input.
 
     Default: shortest edge to ``resize`` (bicubic), centre ``crop`` x ``crop``. With ``dynamic=True`` the
     whole image is kept, its longest side at most ``max_side`` and both sides multiples of ``patch``.
     """
-    image = load_rgb(image)
+    image = load_rgb(image, max_pixels)
     w, h = image.size
     if dynamic:
         size = dynamic_size(w, h, max_side, patch)

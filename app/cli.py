@@ -1,0 +1,166 @@
+"""Command-line search and evaluation against the same configuration as the web app.
+
+    python -m app.cli search photo.jpg [more.jpg | folder ...] [--top-k 5] [--json | --jsonl] [--grid out.png]
+    python -m app.cli evaluate LABELLED_FOLDER_OR_CSV
+    python -m app.cli near-dup-benchmark [--originals N] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from .config import load_config
+from .gallery.files import is_image_name
+
+
+def _queries(args: list[str]) -> list[str]:
+    out = []
+    for a in args:
+        if os.path.isdir(a):
+            out += sorted(os.path.join(root, n) for root, _, names in os.walk(a) for n in names if is_image_name(n))
+        else:
+            out.append(a)
+    return out
+
+
+def cmd_search(args, cfg) -> int:
+    from dinov2_numpy import ImageError
+    from .engine import Engine
+    engine = Engine(cfg["WEIGHTS"], cfg["INDEX_DIR"], cfg["MAX_IMAGE_PIXELS"])
+    index = engine.index()
+    results = []
+    for query in _queries(args.queries):
+        try:
+            hits = engine.search_vector(engine.embed(query), args.top_k, index)
+            results.append({"query": query, "results": [
+                {"rank": h.rank, "path": h.path, "score": round(h.score, 6)} for h in hits]})
+        except (ImageError, OSError) as e:
+            results.append({"query": query, "error": str(e)})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    elif args.jsonl:
+        for r in results:
+            print(json.dumps(r))
+    else:
+        for r in results:
+            print(f"{r['query']}")
+            if "error" in r:
+                print(f"  error: {r['error']}")
+            for h in r.get("results", []):
+                print(f"  {h['rank']:>3}  {h['score']:.4f}  {h['path']}")
+    if args.grid:
+        write_grid(results, cfg["GALLERY_DIR"], args.grid)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def write_grid(results: list[dict], gallery_dir: str, out: str, cell: int = 160) -> None:
+    """A picture with one row per query: the query, then its results, each with its score."""
+    from PIL import Image, ImageDraw, ImageOps
+    rows = [r for r in results if "results" in r]
+    cols = 1 + max((len(r["results"]) for r in rows), default=0)
+    sheet = Image.new("RGB", (cols * cell, max(1, len(rows)) * (cell + 20)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for y, r in enumerate(rows):
+        items = [(r["query"], "query")] + [(os.path.join(gallery_dir, h["path"]), f"{h['score']:.3f}") for h in r["results"]]
+        for x, (path, caption) in enumerate(items):
+            try:
+                with Image.open(path) as im:
+                    thumb = ImageOps.contain(im.convert("RGB"), (cell - 8, cell - 8))
+                sheet.paste(thumb, (x * cell + 4, y * (cell + 20) + 4))
+            except OSError:
+                pass
+            draw.text((x * cell + 4, y * (cell + 20) + cell), caption, fill="black")
+    sheet.save(out)
+
+
+def cmd_evaluate(args, cfg) -> int:
+    from dinov2_numpy import load_model
+    from .gallery.evaluate import labelled_images, retrieval_metrics
+    items = labelled_images(args.source)
+    if len(items) < 2:
+        print("error: need at least two labelled images", file=sys.stderr)
+        return 2
+    model = load_model(cfg["WEIGHTS"])
+    features = model.embed([p for p, _ in items], batch_size=cfg["BATCH_SIZE"])
+    print_metrics(retrieval_metrics(features, [label for _, label in items]), model.name, len(items))
+    return 0
+
+
+def print_metrics(metrics: dict, model_name: str, images: int) -> None:
+    print(f"model {model_name}, {images} images, {metrics['queries']} queries (leave-one-out)")
+    print(" | ".join(f"{k} {metrics[k]:.3f}" for k in ("P@1", "P@5", "mAP", "recall@10")))
+
+
+# One photo per scene from the demo wheels: no second shots, stereo pairs, format copies or synthetic patterns,
+# which would count as different "originals" while being near-duplicates themselves.
+BENCHMARK_ORIGINALS = [
+    "scikit-astronaut.png", "scikit-camera.png", "scikit-chelsea.png", "scikit-china.jpg", "scikit-coffee.png",
+    "scikit-flower.jpg", "scikit-hubble_deep_field.jpg", "scikit-ihc.png", "scikit-retina.jpg", "scikit-rocket.jpg",
+    "mvtb-58060.png", "mvtb-arucoboard.png", "mvtb-building2-1.png", "mvtb-butterfly.jpg", "mvtb-castle.png",
+    "mvtb-church.png", "mvtb-eiffel-1.png", "mvtb-flowers1.png", "mvtb-flowers2.png", "mvtb-flowers3.png",
+    "mvtb-flowers4.png", "mvtb-flowers5.png", "mvtb-greenscreen.png", "mvtb-image3.jpg", "mvtb-lab-scene.png",
+    "mvtb-lena.png", "mvtb-monalisa.png", "mvtb-notre-dame.png", "mvtb-parks.png", "mvtb-penguins.png",
+    "mvtb-road.png", "mvtb-rocks2-l.png", "mvtb-roof.png", "mvtb-street.png", "mvtb-tags.png",
+    "mvtb-tomato_124.png", "mvtb-walls-l.png", "mvtb-wheres-wally.png",
+]
+
+
+def benchmark_originals(limit: int | None = None, folder: str | None = None) -> list[str]:
+    """The benchmark's original photos, taken from the demo gallery's wheels (downloaded once)."""
+    from .gallery.demo import fill_demo_gallery
+    folder = folder or os.path.join(tempfile.gettempdir(), "search-by-image-originals")
+    if not all(os.path.exists(os.path.join(folder, "demo", n)) for n in BENCHMARK_ORIGINALS):
+        fill_demo_gallery(folder)
+    names = BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS
+    return [os.path.join(folder, "demo", n) for n in names]
+
+
+def cmd_near_dup(args, cfg) -> int:
+    from dinov2_numpy import load_model
+    from .gallery.evaluate import make_near_duplicate_set, retrieval_metrics
+    out = args.out or os.path.join(tempfile.gettempdir(), "search-by-image-near-dup")
+    items = make_near_duplicate_set(benchmark_originals(args.originals), out)
+    model = load_model(cfg["WEIGHTS"])
+    features = model.embed([p for p, _ in items], batch_size=cfg["BATCH_SIZE"])
+    print_metrics(retrieval_metrics(features, [label for _, label in items]), model.name, len(items))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = load_config()
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("search", help="top-K gallery matches for images or folders of images")
+    s.add_argument("queries", nargs="+")
+    s.add_argument("--top-k", type=int, default=5)
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--jsonl", action="store_true")
+    s.add_argument("--grid", help="write a picture of queries and results to this PNG")
+    e = sub.add_parser("evaluate", help="P@1, P@5, mAP, recall@10 on a labelled folder or path,label CSV")
+    e.add_argument("source")
+    n = sub.add_parser("near-dup-benchmark", help="evaluate on near-duplicates made from the demo photos")
+    n.add_argument("--originals", type=int, help="use only the first N originals")
+    n.add_argument("--out", help="where to write the edited images")
+    args = parser.parse_args(argv)
+    if args.command == "search" and not 1 <= args.top_k <= 1000:
+        parser.error("--top-k must be between 1 and 1000")
+    from dinov2_numpy import WeightsError
+    from .engine import NotReady
+    from .gallery.index import IndexFilesError
+    commands = {"search": cmd_search, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup}
+    try:
+        return commands[args.command](args, cfg)
+    except (NotReady, WeightsError, IndexFilesError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The offline half of the product: scanning image folders, embedding them, and the index files."""

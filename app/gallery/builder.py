@@ -1,0 +1,249 @@
+"""Embedding a folder of images into the gallery index: incremental, resumable and tolerant of bad files."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from dinov2_numpy import Dinov2, ImageError, load_model, normalize_rows, preprocess
+from dinov2_numpy.weights.convert import sha256_file
+
+from .files import FileEntry, Skipped, scan
+from .index import GalleryIndex, IndexFilesError, load_index, save_index
+
+PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
+
+
+class BuildError(RuntimeError):
+    """A build that must not proceed (another build running, a model change without --rebuild...)."""
+
+
+@dataclass
+class BuildReport:
+    images: int = 0  # rows in the new index
+    embedded: int = 0
+    reused: int = 0
+    removed: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, same content as)
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    index_path: str = ""
+
+    def summary(self) -> str:
+        lines = [f"{self.images} images in the index ({self.embedded} embedded, {self.reused} reused, "
+                 f"{self.removed} removed) in {self.seconds:.1f}s -> {self.index_path}"]
+        if self.duplicates:
+            lines.append(f"{len(self.duplicates)} duplicate file(s), embedded once:")
+            lines += [f"  {p} = {q}" for p, q in self.duplicates]
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} file(s) skipped:")
+            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def model_fingerprint(model: Dinov2) -> dict:
+    return {"name": model.name, "sha256": model.metadata.get("source_sha256", ""), "dim": model.dim}
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: str) -> Iterator[None]:
+    """One build at a time per index folder."""
+    os.makedirs(index_dir, exist_ok=True)
+    with open(os.path.join(index_dir, ".build.lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build is running on {index_dir}") from None
+        yield
+
+
+class WorkCache:
+    """Features embedded by an unfinished build, saved batch by batch so that the next run resumes.
+
+    Keyed by content hash and valid only for the model and preprocessing that made them.
+    """
+
+    def __init__(self, index_dir: str, fingerprint: dict) -> None:
+        self.folder = os.path.join(index_dir, ".work")
+        self.key = {"model": fingerprint, "preprocessing": PREPROCESSING}
+        marker = os.path.join(self.folder, "fingerprint.json")
+        try:
+            with open(marker) as f:
+                valid = json.load(f) == self.key
+        except (OSError, ValueError):
+            valid = False
+        if not valid:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            os.makedirs(self.folder)
+            with open(marker, "w") as f:
+                json.dump(self.key, f)
+
+    def load(self) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for name in sorted(os.listdir(self.folder)):
+            if name.startswith("chunk-") and name.endswith(".npz"):
+                try:
+                    with np.load(os.path.join(self.folder, name)) as z:
+                        found.update(zip(z["hashes"].tolist(), z["features"]))
+                except (OSError, ValueError, KeyError):
+                    continue  # a chunk torn by a crash: its images are simply embedded again
+        return found
+
+    def add(self, hashes: list[str], features: np.ndarray) -> None:
+        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.npz"
+        tmp = os.path.join(self.folder, "." + name)
+        with open(tmp, "wb") as f:
+            np.savez(f, hashes=np.array(hashes), features=features.astype(np.float32))
+        os.replace(tmp, os.path.join(self.folder, name))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: int, workers: int,
+                 max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[Skipped]]]:
+    """Embed ``(key, path)`` items in batches; decoding runs ``workers`` threads ahead of the model.
+
+    Yields ``(keys, unit features, failures)`` per batch.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
+    pending: deque = deque()
+    source = iter(items)
+    exhausted = False
+
+    def refill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < 3 * batch_size:
+            item = next(source, None)
+            if item is None:
+                exhausted = True
+                return
+            pending.append((item, pool.submit(preprocess, item[1], max_pixels=max_pixels)))
+
+    try:
+        keys: list[str] = []
+        pixels: list[np.ndarray] = []
+        failures: list[Skipped] = []
+        refill()
+        while pending:
+            (key, path), future = pending.popleft()
+            refill()
+            try:
+                pixels.append(future.result())
+                keys.append(key)
+            except (ImageError, OSError) as e:
+                failures.append(Skipped(path, str(e)))
+            if len(keys) == batch_size or (not pending and (keys or failures)):
+                features = (normalize_rows(model(np.stack(pixels)).cls_token) if keys
+                            else np.empty((0, model.dim), np.float32))
+                yield keys, features, failures
+                keys, pixels, failures = [], [], []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
+                  rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
+                  log_path: str | None = None) -> BuildReport:
+    """Bring the index in ``index_dir`` up to date with the images below ``images_dir``."""
+    start = time.perf_counter()
+    report = BuildReport()
+    with build_lock(index_dir):
+        model = load_model(weights)
+        fingerprint = model_fingerprint(model)
+        try:
+            old = load_index(index_dir)
+        except IndexFilesError:
+            if not rebuild:
+                raise
+            old = None
+        if old is not None and not rebuild:
+            if old.manifest.get("model") != fingerprint or old.manifest.get("preprocessing") != PREPROCESSING:
+                built = old.manifest.get("model", {}).get("name", "another model")
+                raise BuildError(f"the index was built with {built} (or other preprocessing) and this run uses "
+                                 f"{fingerprint['name']}; features cannot be mixed: pass --rebuild to re-embed everything")
+        old_files = {} if old is None or rebuild else old.manifest.get("files", {})
+        known: dict[str, np.ndarray] = {}
+        if old is not None and not rebuild:
+            row_of = {p: i for i, p in enumerate(old.paths)}
+            for path, info in old_files.items():
+                if path in row_of:
+                    known[info["sha256"]] = old.features[row_of[path]]
+
+        entries, skipped = scan(images_dir)
+        report.skipped.extend(skipped)
+        hashed: list[tuple[FileEntry, str]] = []
+        for entry in entries:
+            prev = old_files.get(entry.path)
+            if prev and prev["size"] == entry.size and prev["mtime_ns"] == entry.mtime_ns:
+                hashed.append((entry, prev["sha256"]))
+                continue
+            try:
+                hashed.append((entry, sha256_file(os.path.join(images_dir, entry.path))))
+            except OSError as e:
+                report.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror}"))
+
+        first_path: dict[str, str] = {}
+        for entry, sha in hashed:
+            if sha in first_path:
+                report.duplicates.append((entry.path, first_path[sha]))
+            else:
+                first_path[sha] = entry.path
+
+        work = WorkCache(index_dir, fingerprint)
+        resumed = work.load()
+        todo = [(sha, os.path.join(images_dir, path)) for sha, path in first_path.items()
+                if sha not in known and sha not in resumed]
+        report.reused = len(first_path) - len(todo)
+        known.update(resumed)
+        failed: set[str] = set()
+        from tqdm import tqdm
+        with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar:
+            for keys, features, failures in embed_stream(model, todo, batch_size, workers, max_pixels):
+                if keys:
+                    work.add(keys, features)
+                    known.update(zip(keys, features))
+                for f in failures:
+                    rel = os.path.relpath(f.path, images_dir).replace(os.sep, "/")
+                    report.skipped.append(Skipped(rel, f.reason))
+                    failed.add(rel)
+                report.embedded += len(keys)
+                bar.update(len(keys) + len(failures))
+
+        files = {e.path: {"size": e.size, "mtime_ns": e.mtime_ns, "sha256": sha} for e, sha in hashed}
+        paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
+        paths.sort()
+        features = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim), np.float32)
+        dup_ok = [(p, q) for p, q in report.duplicates if q in set(paths)]
+        report.duplicates = dup_ok
+        manifest = {
+            "version": 1,
+            "model": fingerprint,
+            "preprocessing": PREPROCESSING,
+            "images_dir": os.path.abspath(images_dir),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {p: info for p, info in files.items() if p not in failed},
+            "duplicates": dict(dup_ok),
+        }
+        report.removed = len(set(old.paths) - set(paths)) if old is not None else 0
+        report.index_path = save_index(index_dir, GalleryIndex(features.astype(np.float32), paths, manifest))
+        work.clear()
+        report.images = len(paths)
+    report.seconds = time.perf_counter() - start
+    _write_log(log_path or os.path.join(index_dir, "build.log"), report)
+    return report
+
+
+def _write_log(path: str, report: BuildReport) -> None:
+    with open(path, "a") as f:
+        f.write(f"--- build at {time.strftime('%Y-%m-%d %H:%M:%S')}\n{report.summary()}\n")

