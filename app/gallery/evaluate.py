@@ -89,7 +89,7 @@ def _picture_in_picture(image: Image.Image, background: Image.Image) -> Image.Im
 
 
 def near_duplicate_edits(image: Image.Image, background: Image.Image, seed: int) -> dict[str, Image.Image]:
-    """The original and 16 deterministic edits of it."""
+    """The original and 17 deterministic edits of it."""
     return {
         "original": image,
         "jpeg30": _jpeg(image, 30), "jpeg10": _jpeg(image, 10),
@@ -105,7 +105,7 @@ def near_duplicate_edits(image: Image.Image, background: Image.Image, seed: int)
 
 
 def make_near_duplicate_set(originals: list[str], out_dir: str) -> list[tuple[str, str]]:
-    """Write one folder per original with its 17 versions; returns ``(path, label)`` pairs."""
+    """Write one folder per original with its 18 versions; returns ``(path, label)`` pairs."""
     items = []
     images = [Image.open(p).convert("RGB") for p in originals]
     for i, (path, image) in enumerate(zip(originals, images)):
