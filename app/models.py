@@ -1,0 +1,58 @@
+"""Database tables: users, their searches, and the gallery images the index holds."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    searches: Mapped[list["Search"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class Search(db.Model):
+    """One search by a signed-in user: the stored query image, its parameters, timings and top results."""
+    __tablename__ = "searches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    mode: Mapped[str] = mapped_column(String(20))  # upload, base64, gallery
+    query_file: Mapped[str | None] = mapped_column(String(100))  # generated name under media/uploads
+    original_name: Mapped[str | None] = mapped_column(String(255))  # metadata only, never used as a path
+    gallery_image_id: Mapped[int | None] = mapped_column(Integer)
+    top_k: Mapped[int] = mapped_column(Integer)
+    total_ms: Mapped[float] = mapped_column(Float)
+    timings: Mapped[dict] = mapped_column(JSON)
+    results: Mapped[list] = mapped_column(JSON)  # [{"id", "path", "score"}] at search time
+    user: Mapped[User] = relationship(back_populates="searches")
+
+
+class GalleryImage(db.Model):
+    """A picture of the gallery index; ids stay stable across rebuilds while the file keeps its path."""
+    __tablename__ = "gallery_images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,93 @@
+/* Shared by every page: CSRF on AJAX, the results grid, the analysis panel and the threshold slider. */
+"use strict";
+const csrfToken = $('meta[name="csrf-token"]').attr("content");
+$.ajaxSetup({
+  beforeSend(xhr, settings) {
+    if (!/^(GET|HEAD|OPTIONS)$/i.test(settings.type)) xhr.setRequestHeader("X-CSRFToken", csrfToken);
+  },
+});
+
+function escapeHtml(text) {
+  return $("<div>").text(text == null ? "" : String(text)).html();
+}
+
+function apiErrorMessage(xhr) {
+  const body = xhr.responseJSON;
+  if (body && body.error) return body.error.message;
+  if (xhr.status === 413) return "The file is too large.";
+  if (xhr.status === 0) return "The server could not be reached.";
+  return "Something went wrong (" + xhr.status + ").";
+}
+
+const Results = {
+  last: null,
+  show(data) {
+    this.last = data;
+    const a = data.analysis;
+    $("#an-model").text(a.model);
+    $("#an-dim").text(a.dim);
+    $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : "from gallery");
+    $("#an-gallery").text(a.gallery_size);
+    const stages = ["lookup", "decode", "preprocess", "inference", "search", "total"].filter((k) => k in a.timings_ms);
+    const rows = stages.map((k) => [k, a.timings_ms[k]]).map(([k, v]) =>
+      `<tr><td class="${k === "total" ? "fw-semibold" : ""}">${escapeHtml(k)}</td><td class="text-end">${v.toFixed(1)} ms</td></tr>`);
+    $("#an-timings").html(rows.join(""));
+    const $grid = $("#results").empty();
+    for (const r of data.results) {
+      const pct = Math.max(0, Math.min(100, r.score * 100));
+      $grid.append(`
+        <div class="col result-col" data-score="${r.score}">
+          <div class="card h-100 shadow-sm result-card position-relative">
+            <span class="badge text-bg-dark rank-badge">#${r.rank}</span>
+            <a href="${r.url}" target="_blank" rel="noopener" title="Open full image"><img src="${r.thumbnail_url}" class="card-img-top" alt="${escapeHtml(r.path)}" loading="lazy"></a>
+            <div class="card-body p-2">
+              <div class="small text-truncate text-truncate-path" title="${escapeHtml(r.path)}">${escapeHtml(r.path)}</div>
+              <div class="d-flex align-items-center gap-2 mt-1">
+                <div class="progress flex-grow-1 score-bar" role="progressbar" aria-valuenow="${pct.toFixed(0)}" aria-valuemin="0" aria-valuemax="100">
+                  <div class="progress-bar" style="width: ${pct}%"></div></div>
+                <span class="small fw-semibold score">${r.score.toFixed(3)}</span>
+              </div>
+              ${r.id ? `<button class="btn btn-sm btn-outline-primary w-100 mt-2 find-similar" data-id="${r.id}"><i class="bi bi-search"></i> Find similar</button>` : ""}
+            </div>
+          </div>
+        </div>`);
+    }
+    $("#results-summary").text(`${data.results.length} shown, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
+    $("#results-area").prop("hidden", false);
+    this.applyThreshold();
+  },
+  applyThreshold() {
+    const fraction = Number($("#threshold").val()) / 100;
+    $("#threshold-value").text(Math.round(fraction * 100) + "% of best");
+    if (!this.last) return;
+    const best = this.last.results.length ? this.last.results[0].score : 0;
+    let visible = 0;
+    $(".result-col").each(function () {
+      const keep = Number($(this).data("score")) >= fraction * best;
+      $(this).prop("hidden", !keep);
+      if (keep) visible += 1;
+    });
+    $("#an-matches").text(visible);
+    $("#no-results").prop("hidden", visible > 0);
+  },
+};
+$(document).on("input", "#threshold", () => Results.applyThreshold());
+
+function searchByGalleryId(id, topK) {
+  return $.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
+                  data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10) }) });
+}
+
+function renderPager($pager, page, pages, onPage) {
+  $pager.empty();
+  if (pages <= 1) return;
+  const add = (label, target, disabled, active) => {
+    const $li = $(`<li class="page-item ${disabled ? "disabled" : ""} ${active ? "active" : ""}"><a class="page-link" href="#">${label}</a></li>`);
+    $li.on("click", (e) => { e.preventDefault(); if (!disabled && !active) onPage(target); });
+    $pager.append($li);
+  };
+  add("&laquo;", page - 1, page <= 1, false);
+  const first = Math.max(1, Math.min(page - 2, pages - 4));
+  for (let p = first; p <= Math.min(pages, first + 4); p++) add(p, p, false, p === page);
+  add("&raquo;", page + 1, page >= pages, false);
+}

@@ -1,0 +1,35 @@
+/* The gallery page: paginated thumbnails with a file-name filter; a click searches with the stored feature. */
+"use strict";
+let page = 1;
+let filterTimer = null;
+
+function load(target) {
+  page = target || 1;
+  $.getJSON("/api/gallery", { page, per_page: 24, q: $("#filter").val() })
+    .done((data) => {
+      const $grid = $("#gallery").empty();
+      for (const item of data.items) {
+        $grid.append(`<div class="col"><div class="card gallery-card shadow-sm h-100" data-id="${item.id}" title="${escapeHtml(item.path)}">
+            <img src="${item.thumbnail_url}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
+            <div class="card-body p-2 small text-truncate text-truncate-path">${escapeHtml(item.path)}</div></div></div>`);
+      }
+      $("#gallery-count").text(`${data.total} images`);
+      $("#gallery-empty").prop("hidden", data.total > 0 || !data.q);
+      renderPager($("#pager"), data.page, data.pages, load);
+    })
+    .fail((xhr) => $("#gallery").html(`<div class="alert alert-warning w-100">${escapeHtml(apiErrorMessage(xhr))}</div>`));
+}
+
+function search(id) {
+  searchByGalleryId(id, 20).done((data) => {
+    Results.show(data);
+    document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
+  }).fail((xhr) => alert(apiErrorMessage(xhr)));
+}
+
+$(function () {
+  load(1);
+  $("#filter").on("input", () => { clearTimeout(filterTimer); filterTimer = setTimeout(() => load(1), 250); });
+  $(document).on("click", ".gallery-card", function () { search($(this).data("id")); });
+  $(document).on("click", ".find-similar", function () { search($(this).data("id")); });
+});
