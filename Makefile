@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 
 VENDOR := app/static/vendor
-.PHONY: run test install install-dev weights gallery vendor db bench clean
+.PHONY: run test install install-dev weights gallery vendor db bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,11 @@ run: $(VENV)/.installed gallery db
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)
 
-test: $(VENV)/.installed-dev $(WEIGHTS) $(VENDOR)/.copied
+# Debian's Chromium for the browser tests (as root, like our machines; never a browser download).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(VENV)/.installed-dev $(WEIGHTS) $(VENDOR)/.copied chromium
 	$(BIN)/python -m pytest -q
 
 clean:

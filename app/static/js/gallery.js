@@ -13,7 +13,7 @@ function load(target) {
             <img src="${item.thumbnail_url}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
             <div class="card-body p-2 small text-truncate text-truncate-path">${escapeHtml(item.path)}</div></div></div>`);
       }
-      $("#gallery-count").text(`${data.total} images`);
+      $("#gallery-count").text(`${data.total} ${data.total === 1 ? "image" : "images"}`);
       $("#gallery-empty").prop("hidden", data.total > 0 || !data.q);
       renderPager($("#pager"), data.page, data.pages, load);
     })

