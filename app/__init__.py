@@ -46,7 +46,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
-    app.extensions["engine"] = Engine(app.config["WEIGHTS"], app.config["INDEX_DIR"], app.config["MAX_IMAGE_PIXELS"])
+    app.extensions["engine"] = Engine(app.config["WEIGHTS"], app.config["INDEX_DIR"], app.config["MAX_IMAGE_PIXELS"],
+                                      backend=app.config)
 
     from . import auth, commands, errors, models  # noqa: F401  (models registers the tables)
     from .api import bp as api_bp

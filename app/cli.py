@@ -31,7 +31,7 @@ def _queries(args: list[str]) -> list[str]:
 def cmd_search(args, cfg) -> int:
     from dinov2_numpy import ImageError
     from .engine import Engine
-    engine = Engine(cfg["WEIGHTS"], cfg["INDEX_DIR"], cfg["MAX_IMAGE_PIXELS"])
+    engine = Engine(cfg["WEIGHTS"], cfg["INDEX_DIR"], cfg["MAX_IMAGE_PIXELS"], backend=cfg)
     index = engine.index()
     results = []
     for query in _queries(args.queries):

@@ -27,4 +27,13 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("MAX_CONTENT_LENGTH", int(os.environ.get("MAX_UPLOAD_BYTES", 16 * 1024 * 1024)))
     cfg.setdefault("MAX_IMAGE_PIXELS", int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000)))
     cfg.setdefault("BATCH_SIZE", int(os.environ.get("BATCH_SIZE", 8)))
+    # Vector index: numpy (exact, default), faiss (HNSW or IVF) or milvus (Milvus Lite file or a server URL).
+    cfg.setdefault("VECTOR_BACKEND", os.environ.get("VECTOR_BACKEND", "numpy"))
+    cfg.setdefault("FAISS_INDEX", os.environ.get("FAISS_INDEX", "hnsw"))
+    for key, default in (("FAISS_HNSW_M", 32), ("FAISS_EF_CONSTRUCTION", 200), ("FAISS_EF_SEARCH", 128),
+                         ("FAISS_NPROBE", 16)):
+        cfg.setdefault(key, int(os.environ.get(key, default)))
+    cfg.setdefault("FAISS_IVF_NLIST", int(os.environ["FAISS_IVF_NLIST"]) if os.environ.get("FAISS_IVF_NLIST") else None)
+    cfg.setdefault("MILVUS_URI", os.environ.get("MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))
+    cfg.setdefault("MILVUS_COLLECTION", os.environ.get("MILVUS_COLLECTION", "gallery"))
     return cfg

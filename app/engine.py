@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from dinov2_numpy import Dinov2, load_model, normalize_rows, preprocess
 from dinov2_numpy.preprocess import ImageInput
 
 from .gallery.index import GalleryIndex, current_dir, load_index
+from .vector_index import VectorIndex, open_for_generation
 
 
 class NotReady(RuntimeError):
@@ -27,26 +29,17 @@ class Hit:
     score: float
 
 
-def top_k(features: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and cosine scores of the ``k`` best matches of unit ``query`` among unit ``features``, best first."""
-    scores = features @ query
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    rows = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
-    rows = rows[np.lexsort((rows, -scores[rows]))]  # best first; ties by row for a stable order
-    return rows, scores[rows]
-
-
 class Engine:
-    """Thread-safe: the model is immutable and the index is swapped as a whole."""
+    """Thread-safe: the model is immutable, and the index and its vector backend are swapped as a pair."""
 
-    def __init__(self, weights: str, index_dir: str, max_pixels: int | None = None) -> None:
+    def __init__(self, weights: str, index_dir: str, max_pixels: int | None = None,
+                 backend: Mapping[str, Any] | None = None) -> None:
         self.weights = weights
         self.index_dir = index_dir
         self.max_pixels = max_pixels
+        self.backend = dict(backend or {})
         self._model: Dinov2 | None = None
-        self._index: GalleryIndex | None = None
+        self._current: tuple[GalleryIndex, VectorIndex] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -58,19 +51,30 @@ class Engine:
             self._model = load_model(self.weights)
         return self._model
 
-    def index(self) -> GalleryIndex:
-        """The current index, reloaded when the builder has switched to a new generation."""
+    def _load(self) -> tuple[GalleryIndex, VectorIndex]:
+        """The current index and its vector backend, reloaded when the builder switched generations."""
         location = current_dir(self.index_dir)
         if location is None:
             raise NotReady("no gallery index yet; build it with 'python build_gallery.py' "
                            "(or 'python build_gallery.py --demo' for the demo photos)")
-        index = self._index
-        if index is None or index.location != location:
+        current = self._current
+        if current is None or current[0].location != location:
             with self._lock:
-                if self._index is None or self._index.location != location:
-                    self._index = load_index(self.index_dir)
-                index = self._index
-        return index
+                if self._current is None or self._current[0].location != location:
+                    index = load_index(self.index_dir)
+                    try:
+                        vectors = open_for_generation(self.backend, index.location, index.paths, index.features)
+                    except (FileNotFoundError, RuntimeError, ValueError) as e:
+                        raise NotReady(str(e)) from None
+                    if self._current is not None:
+                        self._current[1].close()
+                    self._current = (index, vectors)
+                current = self._current
+        return current
+
+    def index(self) -> GalleryIndex:
+        """The current index, reloaded when the builder has switched to a new generation."""
+        return self._load()[0]
 
     def index_age_seconds(self) -> float | None:
         location = current_dir(self.index_dir)
@@ -82,9 +86,16 @@ class Engine:
         return normalize_rows(self.model(pixels[None]).cls_token)[0]
 
     def search_vector(self, query: np.ndarray, k: int, index: GalleryIndex | None = None) -> list[Hit]:
-        index = index or self.index()
+        """Top-``k`` gallery images for a unit ``query`` vector, through the configured backend."""
+        current_index, vectors = self._load()
+        index = index or current_index
         if index.dim != query.shape[0]:
             raise NotReady(f"the index holds {index.dim}-d features but the model makes {query.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'")
-        rows, scores = top_k(index.features, query.astype(np.float32), k)
-        return [Hit(i + 1, int(r), index.paths[r], float(s)) for i, (r, s) in enumerate(zip(rows, scores))]
+        ids, scores = vectors.search(query.astype(np.float32)[None], k)
+        hits = []
+        for i, s in zip(ids[0].tolist(), scores[0].tolist()):
+            row = index.row_of_id.get(i)
+            if row is not None:  # a backend that lags the index (a Milvus sync cut short) cannot add strangers
+                hits.append(Hit(len(hits) + 1, row, index.paths[row], float(s)))
+        return hits

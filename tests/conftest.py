@@ -108,3 +108,11 @@ def sign_up(client, email="ada@example.com", password="correct horse battery"):
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     return client.post("/auth/signup", data={"email": email, "password": password, "confirm": password,
                                              "csrf_token": token}, follow_redirects=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def release_milvus_lite():
+    """Milvus Lite servers started by tests are released explicitly, not by the slow interpreter exit."""
+    yield
+    from app.vector_index.milvus_index import release_local_servers
+    release_local_servers()

@@ -19,6 +19,7 @@ from dinov2_numpy import Dinov2, ImageError, load_model, normalize_rows, preproc
 from dinov2_numpy.weights.convert import sha256_file
 
 from .files import FileEntry, Skipped, scan
+from ..vector_index import build_for_generation
 from .index import GalleryIndex, IndexFilesError, load_index, save_index
 
 PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
@@ -154,8 +155,11 @@ def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: in
 
 def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
                   rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
-                  log_path: str | None = None) -> BuildReport:
-    """Bring the index in ``index_dir`` up to date with the images below ``images_dir``."""
+                  log_path: str | None = None, backend: dict | None = None) -> BuildReport:
+    """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
+
+    ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
+    """
     start = time.perf_counter()
     report = BuildReport()
     with build_lock(index_dir):
@@ -228,6 +232,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         report.duplicates = dup_ok
         manifest = {
             "version": 1,
+            "vector_backend": (backend or {}).get("VECTOR_BACKEND", "numpy"),
             "model": fingerprint,
             "preprocessing": PREPROCESSING,
             "images_dir": os.path.abspath(images_dir),
@@ -236,7 +241,12 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             "duplicates": dict(dup_ok),
         }
         report.removed = len(set(old.paths) - set(paths)) if old is not None else 0
-        report.index_path = save_index(index_dir, GalleryIndex(features.astype(np.float32), paths, manifest))
+        features = features.astype(np.float32)
+        # Paths whose content is new to the previous index: the backends that keep state re-upload these.
+        fresh = {p for p in paths if old_files.get(p, {}).get("sha256") != files[p]["sha256"]}
+        report.index_path = save_index(index_dir, GalleryIndex(features, paths, manifest),
+                                       extra=lambda folder: build_for_generation(backend or {}, folder, paths,
+                                                                                 features, fresh))
         work.clear()
         report.images = len(paths)
     report.seconds = time.perf_counter() - start

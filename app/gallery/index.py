@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class GalleryIndex:
     def row_of(self) -> dict[str, int]:
         """Row number of each path."""
         return {p: i for i, p in enumerate(self.paths)}
+
+    @functools.cached_property
+    def row_of_id(self) -> dict[int, int]:
+        """Row number of each stable id (see ``app.vector_index.stable_id``)."""
+        from ..vector_index import stable_ids
+        return {int(i): r for r, i in enumerate(stable_ids(self.paths))}
 
 
 def current_dir(index_dir: str) -> str | None:
@@ -96,8 +102,9 @@ def _write(path: str, writer) -> None:
         os.fsync(f.fileno())
 
 
-def save_index(index_dir: str, index: GalleryIndex) -> str:
-    """Write a new generation and switch ``current`` to it atomically; returns the generation folder."""
+def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None) -> str:
+    """Write a new generation and switch ``current`` to it atomically; returns the generation folder.
+    ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible."""
     generations = os.path.join(index_dir, GENERATIONS)
     os.makedirs(generations, exist_ok=True)
     name = f"{time.time_ns():020d}"  # sorts by age
@@ -107,6 +114,8 @@ def save_index(index_dir: str, index: GalleryIndex) -> str:
     _write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
     _write(os.path.join(tmp, PATHS), lambda f: f.write(json.dumps(index.paths).encode()))
     _write(os.path.join(tmp, MANIFEST), lambda f: f.write(json.dumps(index.manifest, indent=1, sort_keys=True).encode()))
+    if extra is not None:
+        extra(tmp)
     final = os.path.join(generations, name)
     os.rename(tmp, final)
     link_tmp = os.path.join(index_dir, f".{CURRENT}-{uuid.uuid4().hex[:8]}")

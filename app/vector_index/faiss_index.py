@@ -1,0 +1,109 @@
+"""Approximate search with FAISS (optional: pip install faiss-cpu): HNSW graphs, or IVF lists for very large
+galleries. Parameters come from the configuration; the index file is saved beside the features."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .base import VectorIndex, pad
+
+FILE = "faiss.index"
+DELETED = "faiss-deleted.npy"
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise RuntimeError("VECTOR_BACKEND=faiss needs the faiss-cpu package: pip install faiss-cpu") from None
+    return faiss
+
+
+class FaissIndex(VectorIndex):
+    name = "faiss"
+
+    def __init__(self, dim: int, kind: str = "hnsw", params: Mapping[str, Any] | None = None, index=None,
+                 deleted: np.ndarray | None = None) -> None:
+        super().__init__(dim)
+        faiss = _faiss()
+        self.kind = kind
+        self.params = dict(params or {})
+        if index is None:
+            if kind == "hnsw":
+                base = faiss.IndexHNSWFlat(dim, int(self.params.get("hnsw_m", 32)), faiss.METRIC_INNER_PRODUCT)
+                base.hnsw.efConstruction = int(self.params.get("ef_construction", 200))
+                index = faiss.IndexIDMap2(base)
+            elif kind == "ivf":
+                index = None  # made on the first add, when the training vectors are known
+            else:
+                raise ValueError(f"unknown FAISS index kind '{kind}' (hnsw or ivf)")
+        self.index = index
+        # HNSW graphs cannot delete: deleted ids are hidden from results until the next rebuild.
+        self.deleted: set[int] = set(np.asarray(deleted if deleted is not None else [], np.int64).tolist())
+
+    def _make_ivf(self, training: np.ndarray):
+        faiss = _faiss()
+        nlist = int(self.params.get("ivf_nlist") or max(1, min(len(training) // 39, int(4 * np.sqrt(len(training))))))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(training)
+        return ivf  # IVF lists store external ids themselves, and delete them properly
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
+        vectors = self.check(vectors)
+        ids = np.asarray(ids, np.int64)
+        if self.index is None:
+            self.index = self._make_ivf(vectors)
+        if self.count():
+            self.remove(ids)  # replace: an id may only be present once
+        self.deleted.difference_update(ids.tolist())
+        self.index.add_with_ids(np.ascontiguousarray(vectors), ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, np.int64)
+        if self.index is None or not len(ids):
+            return
+        if self.kind == "ivf":
+            self.index.remove_ids(_faiss().IDSelectorBatch(ids))
+        else:
+            present = set(ids.tolist()) & set(_faiss().vector_to_array(self.index.id_map).tolist())
+            self.deleted.update(present)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(self.check(queries))
+        if self.index is None or self.count() == 0:
+            return pad([[] for _ in queries], [[] for _ in queries], k)
+        faiss = _faiss()
+        fetch = min(self.index.ntotal, k + len(self.deleted))
+        if self.kind == "hnsw":
+            faiss.downcast_index(self.index.index).hnsw.efSearch = max(int(self.params.get("ef_search", 128)), fetch)
+        else:
+            faiss.extract_index_ivf(self.index).nprobe = int(self.params.get("nprobe", 16))
+        scores, ids = self.index.search(queries, fetch)
+        rows_ids, rows_scores = [], []
+        for row_ids, row_scores in zip(ids, scores):
+            keep = [(i, s) for i, s in zip(row_ids.tolist(), row_scores.tolist()) if i >= 0 and i not in self.deleted]
+            rows_ids.append([i for i, _ in keep[:k]])
+            rows_scores.append([s for _, s in keep[:k]])
+        return pad(rows_ids, rows_scores, k)
+
+    def count(self) -> int:
+        return 0 if self.index is None else int(self.index.ntotal) - len(self.deleted)
+
+    def save(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        if self.index is not None:
+            _faiss().write_index(self.index, os.path.join(folder, FILE))
+        np.save(os.path.join(folder, DELETED), np.array(sorted(self.deleted), np.int64))
+
+    @classmethod
+    def load(cls, folder: str, kind: str = "hnsw", params: Mapping[str, Any] | None = None) -> "FaissIndex":
+        path = os.path.join(folder, FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no FAISS index in {folder}; run 'python build_gallery.py' with VECTOR_BACKEND=faiss")
+        index = _faiss().read_index(path)
+        deleted_path = os.path.join(folder, DELETED)
+        deleted = np.load(deleted_path) if os.path.exists(deleted_path) else None
+        return cls(index.d, kind, params, index=index, deleted=deleted)

@@ -1,0 +1,90 @@
+"""Search in Milvus through pymilvus: a local file URI runs Milvus Lite in-process (tests, one machine);
+``http://host:19530`` reaches a Milvus standalone or distributed cluster, for galleries larger than one machine.
+Each row keeps the image's path, so results can be shown without another lookup."""
+from __future__ import annotations
+
+import atexit
+from typing import Sequence
+
+import numpy as np
+
+from .base import DimensionMismatch, VectorIndex, pad
+
+_BATCH = 2000  # rows per insert call
+
+
+def _is_local(uri: str) -> bool:
+    return not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+
+class MilvusIndex(VectorIndex):
+    name = "milvus"
+
+    def __init__(self, dim: int, uri: str, collection: str = "gallery") -> None:
+        super().__init__(dim)
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise RuntimeError("VECTOR_BACKEND=milvus needs pymilvus (and milvus-lite for a local file URI)") from None
+        self.uri, self.collection = uri, collection
+        if _is_local(uri):
+            atexit.register(release_local_servers)  # registering twice is harmless: release_all is idempotent
+        self.client = MilvusClient(uri)
+        if self.client.has_collection(collection):
+            fields = self.client.describe_collection(collection)["fields"]
+            vector = next(f for f in fields if f["name"] == "vector")
+            stored = int(vector["params"]["dim"])
+            if stored != dim:
+                self.close()
+                raise DimensionMismatch(f"Milvus collection '{collection}' holds {stored}-dimensional vectors, not "
+                                        f"{dim}; drop it or rebuild ('python build_gallery.py --rebuild')")
+            self.client.load_collection(collection)
+        else:
+            self.client.create_collection(collection, dimension=dim, metric_type="COSINE", auto_id=False,
+                                          id_type="int", primary_field_name="id", vector_field_name="vector")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
+        vectors = self.check(vectors)
+        ids = np.asarray(ids, np.int64)
+        paths = list(paths) if paths is not None else [""] * len(ids)
+        for start in range(0, len(ids), _BATCH):
+            rows = [{"id": int(i), "vector": v.tolist(), "path": p}
+                    for i, v, p in zip(ids[start:start + _BATCH], vectors[start:start + _BATCH], paths[start:start + _BATCH])]
+            self.client.upsert(self.collection, rows)
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = [int(i) for i in np.asarray(ids, np.int64)]
+        for start in range(0, len(ids), _BATCH):
+            self.client.delete(self.collection, ids=ids[start:start + _BATCH])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = self.check(queries)
+        if self.count() == 0:
+            return pad([[] for _ in queries], [[] for _ in queries], k)
+        hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k)
+        return pad([[h["id"] for h in row] for row in hits], [[h["distance"] for h in row] for row in hits], k)
+
+    def ids(self) -> np.ndarray:
+        """Every id in the collection."""
+        out = []
+        iterator = self.client.query_iterator(self.collection, batch_size=_BATCH, output_fields=["id"])
+        while batch := iterator.next():
+            out += [r["id"] for r in batch]
+        iterator.close()
+        return np.asarray(out, np.int64)
+
+    def count(self) -> int:
+        return int(self.client.get_collection_stats(self.collection)["row_count"])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def release_local_servers() -> None:
+    """Stop the Milvus Lite servers this process started; their own shutdown at interpreter exit is slow.
+    Connections to them must not be used afterwards."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return
+    server_manager_instance.release_all()

@@ -1,0 +1,122 @@
+"""The same behaviour from every vector-index backend: NumPy exact, FAISS (HNSW, IVF) and Milvus Lite."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from app.engine import Engine
+from app.gallery.builder import build_gallery
+from app.vector_index import DimensionMismatch, NumpyIndex, open_backend, stable_ids
+from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+
+BACKENDS = ["numpy", "faiss-hnsw", "faiss-ivf", "milvus"]
+
+
+def settings(backend, tmp_path):
+    name, _, kind = backend.partition("-")
+    return {"VECTOR_BACKEND": name, "FAISS_INDEX": kind or "hnsw", "MILVUS_URI": str(tmp_path / "milvus.db"),
+            "MILVUS_COLLECTION": "test_gallery"}
+
+
+@pytest.fixture(scope="module")
+def vectors(model):
+    """Realistic vectors: real photo embeddings, each perturbed into a small cloud."""
+    photos = [skimage_photo(n) for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "camera.png")]
+    photos += [sklearn_photo("china.jpg"), mvtb_photo("eiffel-1.png"), mvtb_photo("street.png")]
+    base = model.embed(photos)
+    rng = np.random.default_rng(0)
+    cloud = np.repeat(base, 60, axis=0) + rng.normal(0, 0.03, (len(base) * 60, base.shape[1])).astype(np.float32)
+    cloud /= np.linalg.norm(cloud, axis=1, keepdims=True)
+    return cloud.astype(np.float32)
+
+
+def reopen(index, backend, tmp_path):
+    """What a restart does: persist, drop the object, open it again."""
+    name = backend.split("-")[0]
+    if name == "numpy":
+        index.save(str(tmp_path / "np"))
+        return NumpyIndex.load(str(tmp_path / "np"))
+    if name == "faiss":
+        from app.vector_index.faiss_index import FaissIndex
+        index.save(str(tmp_path / "faiss"))
+        return FaissIndex.load(str(tmp_path / "faiss"), backend.split("-")[1])
+    index.close()
+    return open_backend(settings(backend, tmp_path), index.dim)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_path):
+    ids = np.arange(1000, 1000 + len(vectors), dtype=np.int64)
+    exact = NumpyIndex(vectors.shape[1])
+    exact.add(ids, vectors)
+    index = open_backend(settings(backend, tmp_path), vectors.shape[1])
+    try:
+        index.add(ids, vectors, [f"img{i}.jpg" for i in ids])
+        assert index.count() == len(vectors)
+        queries = vectors[::37]
+        want_ids, want_scores = exact.search(queries, 10)
+        got_ids, got_scores = index.search(queries, 10)
+        assert np.array_equal(got_ids, want_ids)
+        assert np.allclose(got_scores, want_scores, atol=1e-4)
+
+        gone = want_ids[:, 0]
+        index.remove(gone)
+        exact.remove(gone)
+        assert index.count() == len(vectors) - len(set(gone.tolist()))
+        got_ids, _ = index.search(queries, 10)
+        assert not np.isin(got_ids, gone).any()
+        assert np.array_equal(got_ids, exact.search(queries, 10)[0])
+
+        index = reopen(index, backend, tmp_path)
+        assert index.count() == exact.count()
+        assert np.array_equal(index.search(queries, 10)[0], exact.search(queries, 10)[0])
+        too_many, scores = index.search(queries[:1], len(vectors) + 5)
+        assert (too_many[0, exact.count():] == -1).all() and np.isneginf(scores[0, exact.count():]).all()
+    finally:
+        index.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mismatched_dimension_is_refused(backend, tmp_path):
+    index = open_backend(settings(backend, tmp_path), 8)
+    try:
+        index.add(np.arange(3), np.eye(3, 8, dtype=np.float32))
+        with pytest.raises(DimensionMismatch, match="8-dimensional"):
+            index.add(np.arange(3, 5), np.ones((2, 16), np.float32))
+        with pytest.raises(DimensionMismatch):
+            index.search(np.ones((1, 4), np.float32), 2)
+    finally:
+        index.close()
+    if backend == "milvus":  # an existing collection of another width is refused on opening
+        with pytest.raises(DimensionMismatch, match="holds 8-dimensional"):
+            open_backend(settings(backend, tmp_path), 16)
+
+
+@pytest.mark.parametrize("backend", ["faiss-hnsw", "milvus"])
+def test_builder_and_engine_work_unchanged(backend, weights_path, tmp_path):
+    """One configuration line switches the backend; the builder and the app's engine give the same answers."""
+    gallery = tmp_path / "g"
+    gallery.mkdir()
+    for p in (skimage_photo("chelsea.png"), skimage_photo("coffee.png"), sklearn_photo("china.jpg"),
+              mvtb_photo("eiffel-1.png")):
+        shutil.copy(p, gallery)
+    cfg = settings(backend, tmp_path)
+    build_gallery(str(gallery), str(tmp_path / "idx"), weights_path, progress=False, backend=cfg)
+    exact = Engine(weights_path, str(tmp_path / "idx"))
+    other = Engine(weights_path, str(tmp_path / "idx"), backend=cfg)
+    query = exact.embed(skimage_photo("coffee.png"))
+    want = [(h.path, round(h.score, 4)) for h in exact.search_vector(query, 3)]
+    assert want[0][0] == "coffee.png"
+    assert [(h.path, round(h.score, 4)) for h in other.search_vector(query, 3)] == want
+    os.unlink(gallery / "coffee.png")
+    build_gallery(str(gallery), str(tmp_path / "idx"), weights_path, progress=False, backend=cfg)
+    assert "coffee.png" not in [h.path for h in other.search_vector(query, 5)]
+    assert len(other.search_vector(query, 5)) == 3
+    other._load()[1].close()
+
+
+def test_stable_ids_do_not_depend_on_order():
+    a = stable_ids(["x/1.jpg", "y.png"])
+    b = stable_ids(["y.png", "x/1.jpg"])
+    assert a[0] == b[1] and a[1] == b[0] and (a > 0).all()
