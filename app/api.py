@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import os
 import re
@@ -16,7 +17,7 @@ from .errors import ApiError
 from .extensions import db
 from .gallery_db import current_index, engine, ids_for
 from .models import GalleryImage, Search
-from .search_service import DEFAULT_THRESHOLD, Query, run_search
+from .search_service import DEFAULT_THRESHOLD, Query, run_search, run_segment
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
@@ -46,6 +47,75 @@ def _threshold(value) -> float:
     return t
 
 
+def _object(value, name: str, keys: tuple[str, ...]) -> dict | None:
+    """A JSON object field (or its JSON text, from a multipart form) with numeric ``keys``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) and math.isfinite(value[k])
+            for k in keys):
+        raise ApiError(400, "invalid_field", f"'{name}' must be an object with numbers {', '.join(keys)}.")
+    return value
+
+
+def _region(value) -> tuple[int, int, int, int] | None:
+    r = _object(value, "region", ("x", "y", "w", "h"))
+    return None if r is None else tuple(int(round(r[k])) for k in ("x", "y", "w", "h"))
+
+
+def _point(value) -> tuple[float, float] | None:
+    p = _object(value, "point", ("x", "y"))
+    return None if p is None else (float(p["x"]), float(p["y"]))
+
+
+def _image_query(fields, files) -> Query:
+    """The image part of a search or segment request: a multipart file, base64 data, a drawing or a URL."""
+    region, point = _region(fields.get("region")), _point(fields.get("point"))
+    if region is not None and point is not None:
+        raise ApiError(400, "invalid_field", "Send either 'region' or 'point', not both.")
+    extra = {"region": region, "point": point}
+    file = files.get("image") if files else None
+    if file is not None:
+        data = file.read()
+        if not data:
+            raise ApiError(400, "missing_field", "The uploaded 'image' file is empty.")
+        return Query("upload", data=data, original_name=os.path.basename(file.filename or ""), **extra)
+    for key, mode in (("image_base64", "base64"), ("sketch_base64", "sketch")):
+        if fields.get(key):
+            raw = fields[key]
+            match = _DATA_URL.match(raw) if isinstance(raw, str) else None
+            payload = match.group(1) if match else raw
+            try:
+                data = base64.b64decode(payload, validate=True) if isinstance(payload, str) else b""
+            except (binascii.Error, ValueError):
+                data = b""
+            if not data:
+                raise ApiError(400, "invalid_field", f"'{key}' must be a base64 image or a data:image/...;base64 URL.")
+            name = fields.get("filename") if isinstance(fields.get("filename"), str) else None
+            return Query(mode, data=data, original_name=name, **extra)
+    if fields.get("url"):
+        if not isinstance(fields["url"], str) or len(fields["url"]) > 2048:
+            raise ApiError(400, "invalid_field", "'url' must be an http or https URL of at most 2048 characters.")
+        return Query("url", url=fields["url"].strip(), **extra)
+    raise ApiError(400, "missing_field", "Send an 'image' file, or JSON with 'image_base64', 'sketch_base64', "
+                                         "'url' or 'gallery_id'.")
+
+
+def _fields():
+    """The request's fields and files, from JSON or a multipart form."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "The request body is not a JSON object.")
+        return body, None
+    return request.form, request.files
+
+
 def _require_login():
     if not current_user.is_authenticated:
         raise ApiError(401, "unauthorized", "Sign in to see your search history.")
@@ -59,37 +129,23 @@ def csrf_token():
 
 @bp.post("/search")
 def search():
-    if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "The request body is not a JSON object.")
-        top_k = _int_arg(body.get("top_k"), "top_k", 10, 1, 100)
-        threshold = _threshold(body.get("threshold"))
-        if body.get("gallery_id") is not None:
-            gid = _int_arg(body["gallery_id"], "gallery_id", 0, 1, 2**31 - 1)
-            return jsonify(run_search(Query("gallery", gallery_id=gid), top_k, threshold))
-        if body.get("image_base64"):
-            raw = body["image_base64"]
-            match = _DATA_URL.match(raw) if isinstance(raw, str) else None
-            payload = match.group(1) if match else raw
-            try:
-                data = base64.b64decode(payload, validate=True) if isinstance(payload, str) else b""
-            except (binascii.Error, ValueError):
-                data = b""
-            if not data:
-                raise ApiError(400, "invalid_field", "'image_base64' must be a base64 image or a data:image/...;base64 URL.")
-            return jsonify(run_search(Query("base64", data=data, original_name=body.get("filename")), top_k, threshold))
-        raise ApiError(400, "missing_field", "Send an 'image' file, or JSON with 'gallery_id' or 'image_base64'.")
-    top_k = _int_arg(request.form.get("top_k"), "top_k", 10, 1, 100)
-    threshold = _threshold(request.form.get("threshold"))
-    file = request.files.get("image")
-    if file is None or not file.filename and not file.content_length:
-        raise ApiError(400, "missing_field", "Send the query picture as a multipart field named 'image'.")
-    data = file.read()
-    if not data:
-        raise ApiError(400, "missing_field", "The uploaded 'image' file is empty.")
-    return jsonify(run_search(Query("upload", data=data, original_name=os.path.basename(file.filename or "")),
-                              top_k, threshold))
+    fields, files = _fields()
+    top_k = _int_arg(fields.get("top_k"), "top_k", 10, 1, 100)
+    threshold = _threshold(fields.get("threshold"))
+    if fields.get("gallery_id") is not None and not files:
+        gid = _int_arg(fields["gallery_id"], "gallery_id", 0, 1, 2**31 - 1)
+        return jsonify(run_search(Query("gallery", gallery_id=gid), top_k, threshold))
+    return jsonify(run_search(_image_query(fields, files), top_k, threshold))
+
+
+@bp.post("/segment")
+def segment_object():
+    """The object under ``point`` in the image: a mask (PNG data URL) and its bounding box."""
+    fields, files = _fields()
+    query = _image_query(fields, files)
+    if query.point is None:
+        raise ApiError(400, "missing_field", "Send the clicked 'point' as {\"x\": ..., \"y\": ...} in image pixels.")
+    return jsonify(run_segment(query))
 
 
 @bp.get("/gallery")

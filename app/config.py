@@ -27,6 +27,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("MAX_CONTENT_LENGTH", int(os.environ.get("MAX_UPLOAD_BYTES", 16 * 1024 * 1024)))
     cfg.setdefault("MAX_IMAGE_PIXELS", int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000)))
     cfg.setdefault("BATCH_SIZE", int(os.environ.get("BATCH_SIZE", 8)))
+    # Search by URL: private, loopback and link-local targets are refused unless listed here (CIDRs).
+    cfg.setdefault("URL_FETCH_ALLOW", [n for n in os.environ.get("URL_FETCH_ALLOW", "").split(",") if n.strip()])
+    cfg.setdefault("URL_FETCH_TIMEOUT", float(os.environ.get("URL_FETCH_TIMEOUT", 10)))
     # Vector index: numpy (exact, default), faiss (HNSW or IVF) or milvus (Milvus Lite file or a server URL).
     cfg.setdefault("VECTOR_BACKEND", os.environ.get("VECTOR_BACKEND", "numpy"))
     cfg.setdefault("FAISS_INDEX", os.environ.get("FAISS_INDEX", "hnsw"))

@@ -35,6 +35,11 @@ def index():
     return render_template("index.html", status=_status())
 
 
+@bp.get("/sketch")
+def sketch():
+    return render_template("sketch.html", status=_status())
+
+
 @bp.get("/gallery")
 def gallery():
     return render_template("gallery.html", status=_status())

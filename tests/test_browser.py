@@ -137,3 +137,64 @@ def test_sign_in_page_and_bad_password(server, page):
     page.click("#submit")
     page.wait_for_selector("text=Wrong email or password.")
     shot(page, "signin")
+
+
+def test_draw_a_sketch_and_search(server, page):
+    page.goto(server + "/sketch")
+    assert page.is_disabled("#search-button")
+    box = page.locator("#sketch").bounding_box()
+    page.mouse.move(box["x"] + 150, box["y"] + 100)
+    page.mouse.down()
+    for i in range(40):
+        page.mouse.move(box["x"] + 150 + i * 6, box["y"] + 100 + (i % 10) * 12)
+    page.mouse.up()
+    page.click("#undo")
+    assert page.is_disabled("#search-button")  # undo removed the only stroke
+    page.mouse.move(box["x"] + 100, box["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 300, box["y"] + 120, steps=20)
+    page.mouse.move(box["x"] + 450, box["y"] + 300, steps=20)
+    page.mouse.up()
+    page.click("#search-button")
+    page.wait_for_selector(".result-card")
+    assert page.locator(".result-col").count() == 7
+    assert page.inner_text("#an-size") == "560 × 420"
+    shot(page, "sketch")
+
+
+def test_select_a_region_and_search(server, page):
+    page.goto(server + "/")
+    page.set_input_files("#file-input", skimage_photo("astronaut.png"))
+    page.wait_for_selector(".result-card")
+    page.click("label[for=mode-region]")
+    page.wait_for_selector(".cropper-crop-box")
+    # Drag the crop box's top-left handle down and right: a smaller region.
+    handle = page.locator(".cropper-point.point-nw").bounding_box()
+    page.mouse.move(handle["x"] + 2, handle["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + 60, handle["y"] + 40, steps=5)
+    page.mouse.up()
+    with page.expect_response("**/api/search") as response:
+        page.click("#search-button")
+    body = response.value.json()
+    region = body["query"]["region"]
+    assert 0 < region["w"] < 512 and 0 < region["h"] < 512 and region["x"] > 0
+    page.wait_for_selector(".result-card")
+    assert "astronaut.png" in page.locator(".result-col").first.inner_text()
+    shot(page, "region")
+
+
+def test_click_an_object_shows_mask_and_results(server, page):
+    page.goto(server + "/")
+    page.set_input_files("#file-input", skimage_photo("coffee.png"))
+    page.wait_for_selector(".result-card")
+    page.click("label[for=mode-point]")
+    preview = page.locator("#preview").bounding_box()
+    with page.expect_response("**/api/search") as response:
+        page.mouse.click(preview["x"] + preview["width"] * 0.5, preview["y"] + preview["height"] * 0.45)
+    segment = response.value.json()["query"]["segment"]
+    assert 0 < segment["coverage"] < 0.6
+    page.wait_for_selector("#mask-overlay:not([hidden])")
+    assert page.is_visible("#click-marker")
+    assert "coffee.png" in page.locator(".result-col").first.inner_text()
+    shot(page, "object")

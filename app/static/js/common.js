@@ -28,7 +28,7 @@ const Results = {
     $("#an-dim").text(a.dim);
     $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : "from gallery");
     $("#an-gallery").text(a.gallery_size);
-    const stages = ["lookup", "decode", "preprocess", "inference", "search", "total"].filter((k) => k in a.timings_ms);
+    const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "inference", "search", "total"].filter((k) => k in a.timings_ms);
     const rows = stages.map((k) => [k, a.timings_ms[k]]).map(([k, v]) =>
       `<tr><td class="${k === "total" ? "fw-semibold" : ""}">${escapeHtml(k)}</td><td class="text-end">${v.toFixed(1)} ms</td></tr>`);
     $("#an-timings").html(rows.join(""));

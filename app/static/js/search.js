@@ -1,6 +1,19 @@
-/* The search page: choose, drop or paste an image, preview it, search through the JSON API. */
+/* The search page: choose, drop or paste an image (or give its URL), preview it, and search with the whole
+   picture, a region drawn on it (Cropper.js) or the object under a click. */
 "use strict";
 let chosenFile = null;
+let cropper = null;
+let lastPoint = null;
+
+function mode() { return $("input[name=mode]:checked").val(); }
+
+function showPreview(src) {
+  stopCropper();
+  $("#preview").attr("src", src);
+  $("#preview-wrap").prop("hidden", false);
+  $("#drop-prompt").prop("hidden", true);
+  $("#mask-overlay, #click-marker").prop("hidden", true);
+}
 
 function choose(file) {
   if (!file) return;
@@ -8,8 +21,9 @@ function choose(file) {
   chosenFile = file;
   const reader = new FileReader();
   reader.onload = (e) => {
-    $("#preview").attr("src", e.target.result).prop("hidden", false);
-    $("#drop-prompt").prop("hidden", true);
+    showPreview(e.target.result);
+    $("#mode-tools").prop("hidden", false);
+    $("#mode-whole").prop("checked", true).trigger("change");
   };
   reader.readAsDataURL(file);
   $("#file-info").text(`${file.name || "pasted image"} · ${(file.size / 1024).toFixed(0)} KB`);
@@ -22,29 +36,49 @@ function showError(message) { $("#error").text(message).prop("hidden", false); }
 
 function busy(on) {
   $("#busy").prop("hidden", !on);
-  $("#search-label").text(on ? "Searching…" : "Search");
+  $("#search-label").text(on ? "Searching…" : (mode() === "region" ? "Search region" : "Search"));
   $("#search-button").prop("disabled", on || !chosenFile);
 }
 
 function send(request) {
   busy(true);
   $("#error").prop("hidden", true);
-  return request.done((data) => Results.show(data))
-    .fail((xhr) => showError(apiErrorMessage(xhr)))
-    .always(() => busy(false));
+  return request.done((data) => {
+    Results.show(data);
+    const seg = data.query && data.query.segment;
+    if (seg) $("#mask-overlay").attr("src", seg.mask).prop("hidden", false);
+  }).fail((xhr) => showError(apiErrorMessage(xhr))).always(() => busy(false));
 }
 
-function runSearch() {
+function runSearch(extra) {
   if (!chosenFile) return;
   const form = new FormData();
   form.append("image", chosenFile, chosenFile.name || "pasted.png");
   form.append("top_k", $("#top-k").val());
+  for (const [key, value] of Object.entries(extra || {})) form.append(key, JSON.stringify(value));
   send($.ajax({ url: "/api/search", type: "POST", data: form, processData: false, contentType: false }));
+}
+
+function stopCropper() {
+  if (cropper) { cropper.destroy(); cropper = null; }
+}
+
+function searchCurrentMode() {
+  if (mode() === "region" && cropper) {
+    const d = cropper.getData(true);
+    runSearch({ region: { x: d.x, y: d.y, w: d.width, h: d.height } });
+  } else if (mode() === "point" && lastPoint) {
+    runSearch({ point: lastPoint });
+  } else {
+    runSearch();
+  }
 }
 
 $(function () {
   const $zone = $("#drop-zone");
-  $zone.on("click", () => $("#file-input").trigger("click"));
+  $zone.on("click", (e) => {
+    if ($("#preview-wrap").prop("hidden") || mode() === "whole") $("#file-input").trigger("click");
+  });
   $zone.on("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").trigger("click"); } });
   $("#file-input").on("click", (e) => e.stopPropagation()).on("change", (e) => choose(e.target.files[0]));
   $zone.on("dragenter dragover", (e) => { e.preventDefault(); $zone.addClass("dragover"); });
@@ -56,17 +90,58 @@ $(function () {
     if (files && files.length) choose(files[0]);
   });
   $(document).on("paste", (e) => {
+    if ($(e.target).is("input")) return;
     const items = (e.originalEvent.clipboardData || {}).items || [];
     for (const item of items) if (item.kind === "file" && item.type.startsWith("image/")) { choose(item.getAsFile()); break; }
   });
-  $("#search-button").on("click", runSearch);
-  $("#top-k").on("change", runSearch);
+
+  $("input[name=mode]").on("change", () => {
+    stopCropper();
+    lastPoint = null;
+    $("#mask-overlay, #click-marker").prop("hidden", true);
+    $zone.toggleClass("point-mode", mode() === "point");
+    const help = { whole: "The whole picture is the query.",
+                   region: "Drag the box over the part you want, then press Search region.",
+                   point: "Click an object in the picture: it is outlined and searched for." };
+    $("#mode-help").text(help[mode()]);
+    if (mode() === "region") {
+      cropper = new Cropper(document.getElementById("preview"), { viewMode: 1, autoCropArea: 0.6, zoomable: false,
+                                                                  rotatable: false, scalable: false });
+    }
+    busy(false);
+  });
+
+  $("#preview").on("click", function (e) {
+    if (mode() !== "point") return;
+    e.stopPropagation();
+    const img = this;
+    const x = (e.offsetX / img.clientWidth) * img.naturalWidth;
+    const y = (e.offsetY / img.clientHeight) * img.naturalHeight;
+    lastPoint = { x: Math.round(x), y: Math.round(y) };
+    $("#click-marker").css({ left: e.offsetX + "px", top: e.offsetY + "px" }).prop("hidden", false);
+    $("#mask-overlay").prop("hidden", true);
+    runSearch({ point: lastPoint });
+  });
+
+  $("#search-button").on("click", searchCurrentMode);
+  $("#top-k").on("change", searchCurrentMode);
+  $("#url-button").on("click", () => {
+    const url = $("#url-input").val().trim();
+    if (!url) return;
+    chosenFile = null;
+    $("#mode-tools").prop("hidden", true);
+    $("#file-info").text("Image from " + url);
+    send($.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
+                  data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()) }) }))
+      .done(() => showPreview(url));
+  });
+  $("#url-input").on("keydown", (e) => { if (e.key === "Enter") $("#url-button").trigger("click"); });
   $(document).on("click", ".find-similar", function () {
     chosenFile = null;
+    $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Searching with a gallery picture");
     send(searchByGalleryId($(this).data("id"), $("#top-k").val()));
-    $("#preview").attr("src", $(this).closest(".card").find("img").attr("src")).prop("hidden", false);
-    $("#drop-prompt").prop("hidden", true);
+    showPreview($(this).closest(".card").find("img").attr("src"));
     window.scrollTo({ top: 0, behavior: "smooth" });
   });
 });
