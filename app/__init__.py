@@ -49,12 +49,32 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["engine"] = Engine(app.config["WEIGHTS"], app.config["INDEX_DIR"], app.config["MAX_IMAGE_PIXELS"],
                                       backend=app.config)
 
-    from . import auth, commands, errors, models  # noqa: F401  (models registers the tables)
+    from . import admin, auth, commands, errors, models  # noqa: F401  (models registers the tables)
     from .api import bp as api_bp
     from .main import bp as main_bp
     app.register_blueprint(main_bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(admin.bp)
     errors.register(app)
     commands.register(app)
+    _startup_check(app)
     return app
+
+
+def _startup_check(app: Flask) -> None:
+    """Finish a gallery change a crash interrupted, and report files and index that disagree."""
+    from .gallery.builder import BuildError
+    from .gallery_admin import AdminBusy, drift, recover
+    if not os.path.exists(app.config["WEIGHTS"]):
+        return
+    try:
+        done = recover(app.config)
+        if done:
+            app.logger.warning("startup check: %s", done)
+        found = drift(app.config)
+        if found["unindexed"] or found["missing"]:
+            app.logger.warning("startup check: %d image file(s) not indexed, %d indexed file(s) missing; "
+                               "run 'python build_gallery.py'", len(found["unindexed"]), len(found["missing"]))
+    except (AdminBusy, BuildError, OSError) as e:
+        app.logger.warning("startup check skipped: %s", e)

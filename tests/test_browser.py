@@ -198,3 +198,46 @@ def test_click_an_object_shows_mask_and_results(server, page):
     assert page.is_visible("#click-marker")
     assert "coffee.png" in page.locator(".result-col").first.inner_text()
     shot(page, "object")
+
+
+@pytest.fixture
+def admin_server(gallery_dirs, tmp_path, weights_path):
+    """A server over a private copy of the gallery, since this test changes it."""
+    site = tmp_path / "site"
+    shutil.copytree(gallery_dirs, site, symlinks=True)
+    app = make_app(site, tmp_path, weights_path)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
+    page.goto(admin_server + "/auth/signup")
+    page.fill("#email", "admin@example.com")
+    page.fill("#password", "administrator password")
+    page.fill("#confirm", "administrator password")
+    page.click("#submit")
+    page.click("text=Manage")
+    page.wait_for_selector(".admin-card")
+    assert page.locator(".admin-card").count() == 7
+    page.set_input_files("#admin-files", [skimage_photo("retina.jpg"), skimage_photo("hubble_deep_field.jpg")])
+    page.wait_for_function("document.querySelectorAll('#upload-list .status.text-success').length === 2", timeout=60000)
+    page.wait_for_function("document.querySelectorAll('.admin-card').length === 9")
+    shot(page, "admin")
+
+    def top_result():
+        page.goto(admin_server + "/")
+        page.set_input_files("#file-input", skimage_photo("retina.jpg"))
+        page.wait_for_selector(".result-card")
+        return page.locator(".result-col").first.inner_text()
+
+    assert "uploads/retina" in top_result()
+    page.goto(admin_server + "/admin/gallery")
+    page.fill("#filter", "retina")
+    page.wait_for_function("document.querySelectorAll('.admin-card').length === 1")
+    page.check(".select-image")
+    page.click("#delete-selected")
+    page.click("#confirm-delete-button")
+    page.wait_for_function("document.querySelectorAll('.admin-card').length === 0")
+    assert "uploads/retina" not in top_result()

@@ -11,7 +11,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -155,10 +155,13 @@ def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: in
 
 def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
                   rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
-                  log_path: str | None = None, backend: dict | None = None) -> BuildReport:
+                  log_path: str | None = None, backend: dict | None = None, exclude: Iterable[str] = (),
+                  on_progress: Callable[[int, int], None] | None = None) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
 
     ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
+    ``exclude`` lists relative paths to leave out although their files exist (deletions in progress).
+    ``on_progress(done, total)`` is called as images are embedded.
     """
     start = time.perf_counter()
     report = BuildReport()
@@ -185,6 +188,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                     known[info["sha256"]] = old.features[row_of[path]]
 
         entries, skipped = scan(images_dir)
+        excluded = set(exclude)
+        entries = [e for e in entries if e.path not in excluded]
         report.skipped.extend(skipped)
         hashed: list[tuple[FileEntry, str]] = []
         for entry in entries:
@@ -223,6 +228,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                     failed.add(rel)
                 report.embedded += len(keys)
                 bar.update(len(keys) + len(failures))
+                if on_progress is not None:
+                    on_progress(bar.n, len(todo))
 
         files = {e.path: {"size": e.size, "mtime_ns": e.mtime_ns, "sha256": sha} for e, sha in hashed}
         paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
