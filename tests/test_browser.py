@@ -70,6 +70,13 @@ def drop_file(page, path, selector="#drop-zone"):
     }""", [data, os.path.basename(path), selector])
 
 
+def choose_on_search_page(page, base, photo):
+    """Open the search page, choose ``photo`` with the file picker and wait for its results."""
+    page.goto(base + "/")
+    page.set_input_files("#file-input", photo)
+    page.wait_for_selector(".result-card")
+
+
 def test_drop_an_image_and_see_scored_results(server, page):
     page.goto(server + "/")
     drop_file(page, skimage_photo("coffee.png"))
@@ -163,9 +170,7 @@ def test_draw_a_sketch_and_search(server, page):
 
 
 def test_select_a_region_and_search(server, page):
-    page.goto(server + "/")
-    page.set_input_files("#file-input", skimage_photo("astronaut.png"))
-    page.wait_for_selector(".result-card")
+    choose_on_search_page(page, server, skimage_photo("astronaut.png"))
     page.click("label[for=mode-region]")
     page.wait_for_selector(".cropper-crop-box")
     # Drag the crop box's top-left handle down and right: a smaller region.
@@ -185,9 +190,7 @@ def test_select_a_region_and_search(server, page):
 
 
 def test_click_an_object_shows_mask_and_results(server, page):
-    page.goto(server + "/")
-    page.set_input_files("#file-input", skimage_photo("coffee.png"))
-    page.wait_for_selector(".result-card")
+    choose_on_search_page(page, server, skimage_photo("coffee.png"))
     page.click("label[for=mode-point]")
     preview = page.locator("#preview").bounding_box()
     with page.expect_response("**/api/search") as response:
@@ -227,9 +230,7 @@ def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
     shot(page, "admin")
 
     def top_result():
-        page.goto(admin_server + "/")
-        page.set_input_files("#file-input", skimage_photo("retina.jpg"))
-        page.wait_for_selector(".result-card")
+        choose_on_search_page(page, admin_server, skimage_photo("retina.jpg"))
         return page.locator(".result-col").first.inner_text()
 
     assert "uploads/retina" in top_result()
