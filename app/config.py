@@ -34,7 +34,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("VECTOR_BACKEND", os.environ.get("VECTOR_BACKEND", "numpy"))
     cfg.setdefault("FAISS_INDEX", os.environ.get("FAISS_INDEX", "hnsw"))
     for key, default in (("FAISS_HNSW_M", 32), ("FAISS_EF_CONSTRUCTION", 200), ("FAISS_EF_SEARCH", 128),
-                         ("FAISS_NPROBE", 16)):
+                         ("FAISS_NPROBE", 0)):
         cfg.setdefault(key, int(os.environ.get(key, default)))
     cfg.setdefault("FAISS_IVF_NLIST", int(os.environ["FAISS_IVF_NLIST"]) if os.environ.get("FAISS_IVF_NLIST") else None)
     cfg.setdefault("MILVUS_URI", os.environ.get("MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))

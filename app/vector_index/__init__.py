@@ -23,7 +23,7 @@ __all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "build_
 def _faiss_params(cfg: Mapping[str, Any]) -> dict:
     return {"hnsw_m": cfg.get("FAISS_HNSW_M", 32), "ef_construction": cfg.get("FAISS_EF_CONSTRUCTION", 200),
             "ef_search": cfg.get("FAISS_EF_SEARCH", 128), "ivf_nlist": cfg.get("FAISS_IVF_NLIST"),
-            "nprobe": cfg.get("FAISS_NPROBE", 16)}
+            "nprobe": cfg.get("FAISS_NPROBE", 0)}
 
 
 def backend_name(cfg: Mapping[str, Any]) -> str:

@@ -80,7 +80,8 @@ class FaissIndex(VectorIndex):
         if self.kind == "hnsw":
             faiss.downcast_index(self.index.index).hnsw.efSearch = max(int(self.params.get("ef_search", 128)), fetch)
         else:
-            faiss.extract_index_ivf(self.index).nprobe = int(self.params.get("nprobe", 16))
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.nprobe = int(self.params.get("nprobe") or max(16, ivf.nlist // 16))  # 0: scale with the lists
         scores, ids = self.index.search(queries, fetch)
         rows_ids, rows_scores = [], []
         for row_ids, row_scores in zip(ids, scores):

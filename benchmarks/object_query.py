@@ -1,0 +1,66 @@
+"""Click-an-object: which query vector retrieves better, re-embedding the object's crop or pooling the
+object's patch tokens? Measured on the near-duplicate benchmark.
+
+    python benchmarks/object_query.py [--originals 12]
+
+Every image of the near-duplicate set is a query, with a click at its centre (where these photos' subjects
+are). The gallery holds the cls embeddings of all other images, as the app's index does. Prints P@1 and mAP
+for both query vectors, and for the whole image as the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from app.cli import benchmark_originals  # noqa: E402
+from app.config import load_config  # noqa: E402
+from app.gallery.evaluate import make_near_duplicate_set  # noqa: E402
+from app.segment import MAX_SIDE, segment  # noqa: E402
+from dinov2_numpy import load_model, load_rgb, normalize_rows, preprocess  # noqa: E402
+
+
+def metrics(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    sims = queries @ gallery.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1)
+    p1, aps = [], []
+    for i in range(len(labels)):
+        relevant = (labels[order[i]] == labels[i])[:-1]
+        hits = np.flatnonzero(relevant)
+        p1.append(relevant[0])
+        aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
+    return float(np.mean(p1)), float(np.mean(aps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--originals", type=int, default=12)
+    args = parser.parse_args()
+    model = load_model(load_config()["WEIGHTS"])
+    with tempfile.TemporaryDirectory() as tmp:
+        items = make_near_duplicate_set(benchmark_originals(limit=args.originals), tmp)
+        labels = np.array([label for _, label in items])
+        gallery = model.embed([p for p, _ in items])
+        crop, pooled = [], []
+        for path, _ in items:
+            image = load_rgb(path)
+            found = segment(model, image, image.width / 2, image.height / 2)
+            x, y, w, h = found.bbox
+            crop.append(model(preprocess(image.crop((x, y, x + w, y + h)))[None]).cls_token[0])
+            out = model(preprocess(image, dynamic=True, max_side=MAX_SIDE)[None])
+            pooled.append(out.patch_tokens[0][found.mask.reshape(-1)].mean(0))
+    print(f"{len(items)} queries, a click at the centre of each")
+    for name, q in (("whole image (reference)", gallery), ("re-embedded object crop", normalize_rows(np.array(crop))),
+                    ("pooled object patch tokens", normalize_rows(np.array(pooled)))):
+        p1, m = metrics(q, gallery, labels)
+        print(f"{name:28s} P@1 {p1:.3f}  mAP {m:.3f}")
+
+
+if __name__ == "__main__":
+    main()
