@@ -47,7 +47,7 @@ gallery: $(VENDOR)/.copied $(WEIGHTS)
 	test -f media/gallery/demo/SOURCES.csv || $(BIN)/python build_gallery.py --demo --quiet
 	$(BIN)/python build_gallery.py --quiet
 
-db: $(VENDOR)/.copied
+db: $(VENV)/.installed
 	$(BIN)/flask --app wsgi db upgrade
 
 run: $(VENV)/.installed gallery db

@@ -1,5 +1,6 @@
 """The search engine shared by the web app and the command line: one model per process, the current index
-memory-mapped, exact cosine top-K. A rebuilt index is picked up on the next search, without a restart."""
+memory-mapped, top-K through the configured vector backend (exact NumPy by default). A rebuilt index is
+picked up on the next search, without a restart."""
 from __future__ import annotations
 
 import os
