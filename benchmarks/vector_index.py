@@ -2,9 +2,9 @@
 
     python benchmarks/vector_index.py [--sizes 10000 100000 1000000] [--dims 384 768] [--queries 200]
 
-Vectors are real DINOv2 embeddings of the demo gallery (384-d: the cls token; 768-d: cls token and mean patch
-token), mixed pairwise and perturbed into N distinct points; queries are made the same way and are not in the
-set. Recall@10 is against exact search in the same run. Milvus Lite is measured at 10k only: it is meant for
+Vectors are real DINOv2 token embeddings of the demo photos (384-d: cls and patch tokens; 768-d: a patch token
+beside its image's cls token), mixed pairwise and perturbed into N distinct points; queries are made the same
+way and are not in the set. Recall@10 is against exact search in the same run. Milvus Lite is measured at 10k only: it is meant for
 tests and single machines, a Milvus server for more.
 """
 from __future__ import annotations
@@ -35,13 +35,17 @@ def rss_mb() -> float:
 
 
 def real_embeddings(dim: int) -> np.ndarray:
+    """Real token embeddings of the demo photos: every image's cls token and each of its 256 patch tokens
+    (384-d), or each patch token beside its image's cls token (768-d): about 10,000 distinct real vectors."""
     model = load_model(load_config()["WEIGHTS"])
     out = []
     for path in benchmark_originals():
         o = model(preprocess(path)[None])
-        feats = [o.cls_token[0]] if dim == model.dim else [o.cls_token[0], o.patch_tokens[0].mean(0)]
-        out.append(np.concatenate(feats))
-    base = np.asarray(out, np.float32)
+        tokens = np.concatenate([o.cls_token, o.patch_tokens[0]])
+        if dim != model.dim:
+            tokens = np.concatenate([np.repeat(o.cls_token, len(tokens), axis=0), tokens], axis=1)
+        out.append(tokens)
+    base = np.concatenate(out).astype(np.float32)
     return base / np.linalg.norm(base, axis=1, keepdims=True)
 
 
