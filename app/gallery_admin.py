@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -155,8 +154,24 @@ def recover(cfg: Mapping[str, Any]) -> str | None:
     elif journal and journal.get("op") == "delete":
         _finish_delete(cfg, journal["paths"])
         done = f"finished deleting {len(journal['paths'])} image(s)"
-    shutil.rmtree(os.path.join(cfg["GALLERY_DIR"], STAGING), ignore_errors=True)  # uploads no journal names
+    _clear_stale_staging(os.path.join(cfg["GALLERY_DIR"], STAGING))
     return done
+
+
+def _clear_stale_staging(folder: str, age: float = 3600.0) -> None:
+    """Remove staged uploads no journal named: left by a crash before the journal was written. Recent ones may
+    belong to an upload another worker is making right now, so they stay."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if time.time() - os.path.getmtime(path) > age:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def drift(cfg: Mapping[str, Any]) -> dict:
