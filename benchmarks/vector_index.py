@@ -62,16 +62,8 @@ def synthesize(base: np.ndarray, n: int, seed: int) -> np.ndarray:
     return out
 
 
-def measure(name: str, cfg: dict, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
-    ids = np.arange(len(vectors), dtype=np.int64)
-    gc.collect()
-    before = rss_mb()
-    start = time.perf_counter()
-    index = NumpyIndex(vectors.shape[1], ids, vectors) if name == "numpy" else open_backend(cfg, vectors.shape[1])
-    if name != "numpy":
-        index.add(ids, vectors)
-    build = time.perf_counter() - start
-    memory = rss_mb() - before if name != "numpy" else vectors.nbytes / 2**20
+def query_stats(index, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """p50/p95 single-query latency, batched throughput and recall@10 against ``truth``."""
     index.search(queries[:1], 10)
     latencies = []
     for q in queries:
@@ -82,9 +74,28 @@ def measure(name: str, cfg: dict, vectors: np.ndarray, queries: np.ndarray, trut
     found = np.concatenate([index.search(queries[s:s + 64], 10)[0] for s in range(0, len(queries), 64)])
     qps = len(queries) / (time.perf_counter() - t)
     recall = np.mean([len(set(f) & set(g)) / 10 for f, g in zip(found.tolist(), truth.tolist())])
+    return {"p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
+            "qps": qps, "recall": recall}
+
+
+def measure(name: str, cfg: dict, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[dict]:
+    """One row per setting: HNSW is measured at several efSearch values over the same graph."""
+    ids = np.arange(len(vectors), dtype=np.int64)
+    gc.collect()
+    before = rss_mb()
+    start = time.perf_counter()
+    index = NumpyIndex(vectors.shape[1], ids, vectors) if name == "numpy" else open_backend(cfg, vectors.shape[1])
+    if name != "numpy":
+        index.add(ids, vectors)
+    built = {"build_s": time.perf_counter() - start,
+             "memory_mb": rss_mb() - before if name != "numpy" else vectors.nbytes / 2**20}
+    rows = []
+    for ef in (128, 256, 512) if name == "faiss" and cfg["FAISS_INDEX"] == "hnsw" else (None,):
+        if ef is not None:
+            index.params["ef_search"] = ef
+        rows.append(dict(built, setting=f" ef={ef}" if ef else "", **query_stats(index, queries, truth)))
     index.close()
-    return {"build_s": build, "memory_mb": memory, "p50_ms": float(np.percentile(latencies, 50)),
-            "p95_ms": float(np.percentile(latencies, 95)), "qps": qps, "recall": recall}
+    return rows
 
 
 def main() -> None:
@@ -109,9 +120,9 @@ def main() -> None:
                 name, _, kind = backend.partition("-")
                 cfg = {"VECTOR_BACKEND": name, "FAISS_INDEX": kind or "hnsw",
                        "MILVUS_URI": os.path.join(tmp, f"bench-{dim}-{n}.db"), "MILVUS_COLLECTION": "bench"}
-                r = measure(name, cfg, vectors, queries, truth)
-                print(f"| {n:,} | {dim} | {backend} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | {r['p50_ms']:.2f} | "
-                      f"{r['p95_ms']:.2f} | {r['qps']:.0f} | {r['recall']:.3f} |", flush=True)
+                for r in measure(name, cfg, vectors, queries, truth):
+                    print(f"| {n:,} | {dim} | {backend}{r['setting']} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | "
+                          f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['qps']:.0f} | {r['recall']:.3f} |", flush=True)
             del vectors
     from app.vector_index.milvus_index import release_local_servers
     release_local_servers()
