@@ -12,7 +12,6 @@ import os
 import sys
 import tempfile
 
-import numpy as np
 
 from .config import load_config
 from .gallery.files import is_image_name

@@ -1,6 +1,5 @@
 """Gallery administration: roles, uploads, duplicates, deletions, background rebuilds and crash consistency."""
 import io
-import json
 import os
 import shutil
 import subprocess

@@ -1,6 +1,4 @@
 """build_gallery.py: incremental builds, bad files, duplicates, model changes and interruptions."""
-import io
-import json
 import os
 import shutil
 import signal
