@@ -7,8 +7,9 @@ import re
 
 from flask import Blueprint, abort, current_app, render_template, send_from_directory
 from flask_login import current_user, login_required
-from PIL import Image, ImageOps
 from sqlalchemy import select
+
+from dinov2_numpy import ImageError, load_rgb
 
 from .extensions import db
 from .gallery_db import current_index, engine
@@ -80,19 +81,12 @@ def thumbnail(path: str):
     target = os.path.join(folder, name)
     if not os.path.exists(target):
         try:
-            with Image.open(source) as im:
-                im.seek(0)
-                thumb = ImageOps.exif_transpose(im)
-                thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                if thumb.mode != "RGB":
-                    background = Image.new("RGB", thumb.size, "white")
-                    rgba = thumb.convert("RGBA")
-                    background.paste(rgba, mask=rgba.getchannel("A"))
-                    thumb = background
-                thumb.save(target + ".part", "JPEG", quality=85)
-            os.replace(target + ".part", target)
-        except OSError:
+            thumb = load_rgb(source)  # upright, 8-bit, transparency over white: as the model sees it
+        except ImageError:
             abort(404)
+        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        thumb.save(target + ".part", "JPEG", quality=85)
+        os.replace(target + ".part", target)
     return send_from_directory(folder, name, max_age=86400)
 
 
