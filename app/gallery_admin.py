@@ -17,7 +17,7 @@ import uuid
 from typing import Any, Mapping
 
 
-from .gallery.builder import BuildError, build_gallery
+from .gallery.builder import BuildLocked, build_gallery
 from .gallery.files import scan
 from .gallery.index import load_index
 
@@ -56,10 +56,8 @@ def _build(cfg: Mapping[str, Any], exclude=(), **kwargs):
         return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
                              max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
                              exclude=exclude, **kwargs)
-    except BuildError as e:
-        if "another build" in str(e):
-            raise AdminBusy("the index is being rebuilt; try again when it has finished") from None
-        raise
+    except BuildLocked:
+        raise AdminBusy("the index is being rebuilt; try again when it has finished") from None
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:

@@ -29,6 +29,10 @@ class BuildError(RuntimeError):
     """A build that must not proceed (another build running, a model change without --rebuild...)."""
 
 
+class BuildLocked(BuildError):
+    """Another build holds the index folder."""
+
+
 @dataclass
 class BuildReport:
     images: int = 0  # rows in the new index
@@ -64,7 +68,7 @@ def build_lock(index_dir: str) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildError(f"another build is running on {index_dir}") from None
+            raise BuildLocked(f"another build is running on {index_dir}") from None
         yield
 
 
@@ -235,7 +239,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
         paths.sort()
         features = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim), np.float32)
-        dup_ok = [(p, q) for p, q in report.duplicates if q in set(paths)]
+        kept = set(paths)
+        dup_ok = [(p, q) for p, q in report.duplicates if q in kept]
         report.duplicates = dup_ok
         manifest = {
             "version": 1,
@@ -247,8 +252,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             "files": {p: info for p, info in files.items() if p not in failed},
             "duplicates": dict(dup_ok),
         }
-        report.removed = len(set(old.paths) - set(paths)) if old is not None else 0
-        features = features.astype(np.float32)
+        report.removed = len(set(old.paths) - kept) if old is not None else 0
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if old_files.get(p, {}).get("sha256") != files[p]["sha256"]}
         report.index_path = save_index(index_dir, GalleryIndex(features, paths, manifest),
