@@ -31,11 +31,11 @@ def cmd_search(args, cfg) -> int:
     from dinov2_numpy import ImageError
     from .engine import Engine
     engine = Engine(cfg["WEIGHTS"], cfg["INDEX_DIR"], cfg["MAX_IMAGE_PIXELS"], backend=cfg)
-    index = engine.index()
+    engine.index()  # no index: NotReady before any query is embedded
     results = []
     for query in _queries(args.queries):
         try:
-            hits = engine.search_vector(engine.embed(query), args.top_k, index)
+            hits = engine.search_vector(engine.embed(query), args.top_k)
             results.append({"query": query, "results": [
                 {"rank": h.rank, "path": h.path, "score": round(h.score, 6)} for h in hits]})
         except (ImageError, OSError) as e:

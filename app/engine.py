@@ -86,10 +86,10 @@ class Engine:
         pixels = preprocess(image, max_pixels=self.max_pixels)
         return normalize_rows(self.model(pixels[None]).cls_token)[0]
 
-    def search_vector(self, query: np.ndarray, k: int, index: GalleryIndex | None = None) -> list[Hit]:
-        """Top-``k`` gallery images for a unit ``query`` vector, through the configured backend."""
-        current_index, vectors = self._load()
-        index = index or current_index
+    def search_vector(self, query: np.ndarray, k: int) -> list[Hit]:
+        """Top-``k`` gallery images for a unit ``query`` vector, through the configured backend; ids map to
+        paths through the index generation the backend was opened for."""
+        index, vectors = self._load()
         if index.dim != query.shape[0]:
             raise NotReady(f"the index holds {index.dim}-d features but the model makes {query.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'")
