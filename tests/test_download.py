@@ -4,12 +4,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from app.gallery.download import download_csv
+from tests.conftest import local_http_server
 from tests.images import skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,17 +52,10 @@ class Server(http.server.BaseHTTPRequestHandler):
             self.reply(404, b"missing", "text/plain")
 
 
-class QuietServer(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        pass  # clients that time out on /slow.jpg close the socket mid-reply, as intended
-
-
 @pytest.fixture(scope="module")
 def server():
-    httpd = QuietServer(("127.0.0.1", 0), Server)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with local_http_server(Server) as url:
+        yield url
 
 
 def test_downloads_validate_retry_and_resume(server, tmp_path):

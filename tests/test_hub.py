@@ -4,7 +4,6 @@ import http.server
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from transformers import Dinov2Config, Dinov2Model
 
 from dinov2_numpy import load_model
 from dinov2_numpy.weights.hub import HubError, fetch_hub
+from tests.conftest import local_http_server
 
 REPO_PATH = "/facebook/dinov2-small/resolve/main/model.safetensors"
 
@@ -68,10 +68,8 @@ def hub(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf")
     model.save_pretrained(folder)
     FakeHub.files = {REPO_PATH: (folder / "model.safetensors").read_bytes()}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", model
-    server.shutdown()
+    with local_http_server(FakeHub) as url:
+        yield url, model
 
 
 def test_fetch_downloads_checks_and_converts(hub, tmp_path):

@@ -3,12 +3,11 @@ import base64
 import http.server
 import io
 import json
-import threading
 
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import csrf_headers, make_app
+from tests.conftest import csrf_headers, local_http_server, make_app
 from tests.images import skimage_photo
 
 PHOTO = open(skimage_photo("astronaut.png"), "rb").read()
@@ -120,10 +119,8 @@ class ImageHost(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def host():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ImageHost)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with local_http_server(ImageHost) as url:
+        yield url
 
 
 def url_search(client, url):
