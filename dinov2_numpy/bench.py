@@ -28,10 +28,14 @@ def _backbone_session(onnx_path: str):
         return ort.InferenceSession(cut, providers=["CPUExecutionProvider"])
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
+def _best_of(fn, repeat: int) -> float:
     fn()
-    return time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def random_model(config: Dinov2Config, seed: int = 0) -> Dinov2:
@@ -75,11 +79,11 @@ def run_benchmark(weights: str, onnx_path: str | None = None, batch_sizes=(1, 8)
         pixels = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
         ours = model(pixels).last_hidden_state
         ref = session.run([BACKBONE_OUTPUT], {"input_image": pixels})[0]
-        # Both ran once above (warm-up); interleave the timed runs so that a noisy neighbour slows both alike.
+        # Interleave the two so that a noisy neighbour slows both alike.
         t_np, t_ort = [], []
         for _ in range(repeat):
-            t_np.append(_seconds(lambda: model(pixels)))
-            t_ort.append(_seconds(lambda: session.run([BACKBONE_OUTPUT], {"input_image": pixels})))
+            t_np.append(_best_of(lambda: model(pixels), 1))
+            t_ort.append(_best_of(lambda: session.run([BACKBONE_OUTPUT], {"input_image": pixels}), 1))
         a, b = min(t_np) / batch * 1e3, min(t_ort) / batch * 1e3
         print(f"{batch:>5} {a:>13.1f} {b:>19.1f} {a / b:>6.2f} {np.abs(ours - ref).max():>11.2e}")
     if memory:
