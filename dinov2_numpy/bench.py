@@ -29,6 +29,8 @@ def _backbone_session(onnx_path: str):
 
 
 def _best_of(fn, repeat: int) -> float:
+    # The untimed call re-warms this engine's caches, which the other engine's interleaved run evicts;
+    # without it onnxruntime's batch-1 time nearly doubles and the ratio reads far too kind.
     fn()
     times = []
     for _ in range(repeat):
