@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from app.cli import benchmark_originals  # noqa: E402
 from app.config import load_config  # noqa: E402
 from app.vector_index import NumpyIndex, open_backend  # noqa: E402
-from dinov2_numpy import load_model, preprocess  # noqa: E402
+from dinov2_numpy import load_model, normalize_rows, preprocess  # noqa: E402
 
 NOISE_TERMS = 8
 
@@ -54,8 +54,7 @@ def real_embeddings(weights: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
             tokens = np.concatenate([np.repeat(o.cls_token, len(tokens), axis=0), tokens], axis=1)
         out.append(tokens)
         images.append(o.cls_token[0])
-    base = np.concatenate(out).astype(np.float32)
-    return base / np.linalg.norm(base, axis=1, keepdims=True), np.array(images, np.float32)
+    return normalize_rows(np.concatenate(out)), normalize_rows(np.array(images))
 
 
 def synthesize(base: np.ndarray, n: int, seed: int, isotropic: bool = False) -> np.ndarray:
@@ -78,7 +77,7 @@ def synthesize(base: np.ndarray, n: int, seed: int, isotropic: bool = False) -> 
             mix = rng.normal(0, 1 / np.sqrt(NOISE_TERMS), (m, NOISE_TERMS)).astype(np.float32)
             noise = np.einsum("mk,mkd->md", mix, centred[rng.integers(0, len(base), (m, NOISE_TERMS))])
         chunk = a * base[i] + (1 - a) * base[j] + noise
-        out[start:start + m] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start:start + m] = normalize_rows(chunk)
     return out
 
 
@@ -141,11 +140,11 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for dim in args.dims:
         base, images = real_embeddings(settings["WEIGHTS"], dim)
+        real = f"real tokens {effective_dimension(base):.1f}, real images {effective_dimension(images):.1f}"
         queries = synthesize(base, args.queries, seed=1, isotropic=args.isotropic_noise)
         for n in args.sizes:
             vectors = synthesize(base, n, seed=2, isotropic=args.isotropic_noise)
-            print(f"N={n:,} D={dim}: effective dimension {effective_dimension(vectors):.1f} "
-                  f"(real tokens {effective_dimension(base):.1f}, real images {effective_dimension(images):.1f})",
+            print(f"N={n:,} D={dim}: effective dimension {effective_dimension(vectors):.1f} ({real})",
                   file=sys.stderr, flush=True)
             truth = NumpyIndex(dim, np.arange(n), vectors).search(queries, 10)[0]
             for backend in args.backends:
