@@ -1,23 +1,19 @@
 /* Gallery administration: multi-file upload with a progress bar per file, selection and deletion with a
    confirmation, and a background rebuild whose progress is polled. */
 "use strict";
-let page = 1;
 const selected = new Set();
 
-function loadGallery(target) {
-  page = target || 1;
-  $.getJSON("/api/gallery", { page, per_page: 24, q: $("#filter").val() }).done((data) => {
-    const $grid = $("#admin-gallery").empty();
-    for (const item of data.items) {
-      $grid.append(`<div class="col"><label class="card shadow-sm h-100 admin-card" data-id="${item.id}">
-          <img src="${item.thumbnail_url}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
-          <div class="card-body p-2 small d-flex gap-2 align-items-center">
-            <input class="form-check-input select-image" type="checkbox" value="${item.id}" ${selected.has(item.id) ? "checked" : ""}>
-            <span class="text-truncate text-truncate-path" title="${escapeHtml(item.path)}">${escapeHtml(item.path)}</span></div></label></div>`);
-    }
-    renderPager($("#pager"), data.page, data.pages, loadGallery);
-  });
-}
+const gallery = pagedList("/api/gallery", () => ({ per_page: 24, q: $("#filter").val() }), (data) => {
+  const $grid = $("#admin-gallery").empty();
+  for (const item of data.items) {
+    $grid.append(`<div class="col"><label class="card shadow-sm h-100 admin-card" data-id="${item.id}">
+        <img src="${escapeHtml(item.thumbnail_url)}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
+        <div class="card-body p-2 small d-flex gap-2 align-items-center">
+          <input class="form-check-input select-image" type="checkbox" value="${item.id}" ${selected.has(item.id) ? "checked" : ""}>
+          <span class="text-truncate text-truncate-path" title="${escapeHtml(item.path)}">${escapeHtml(item.path)}</span></div></label></div>`);
+  }
+}, $("#pager"));
+const loadGallery = gallery.load;
 
 function uploadOne(file) {
   const $row = $(`<li class="list-group-item"><div class="d-flex justify-content-between small"><span>${escapeHtml(file.name)}</span>
@@ -98,7 +94,7 @@ $(function () {
   $("#confirm-delete-button").on("click", () => {
     $.ajax({ url: "/api/admin/images", type: "DELETE", contentType: "application/json",
              data: JSON.stringify({ ids: Array.from(selected) }) })
-      .done(() => { selected.clear(); $("#delete-selected").prop("disabled", true); loadGallery(page); })
+      .done(() => { selected.clear(); $("#delete-selected").prop("disabled", true); loadGallery(gallery.page); })
       .fail((xhr) => alert(apiErrorMessage(xhr)))
       .always(() => modal.hide());
   });

@@ -7,8 +7,10 @@ $.ajaxSetup({
   },
 });
 
+// Safe in element text and in quoted attributes alike (file names go into title and alt).
+const HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 function escapeHtml(text) {
-  return $("<div>").text(text == null ? "" : String(text)).html();
+  return String(text == null ? "" : text).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 }
 
 function apiErrorMessage(xhr) {
@@ -39,7 +41,7 @@ const Results = {
         <div class="col result-col" data-score="${r.score}">
           <div class="card h-100 shadow-sm result-card position-relative">
             <span class="badge text-bg-dark rank-badge">#${r.rank}</span>
-            <a href="${r.url}" target="_blank" rel="noopener" title="Open full image"><img src="${r.thumbnail_url}" class="card-img-top" alt="${escapeHtml(r.path)}" loading="lazy"></a>
+            <a href="${escapeHtml(r.url)}" target="_blank" rel="noopener" title="Open full image"><img src="${escapeHtml(r.thumbnail_url)}" class="card-img-top" alt="${escapeHtml(r.path)}" loading="lazy"></a>
             <div class="card-body p-2">
               <div class="small text-truncate text-truncate-path" title="${escapeHtml(r.path)}">${escapeHtml(r.path)}</div>
               <div class="d-flex align-items-center gap-2 mt-1">
@@ -90,4 +92,18 @@ function renderPager($pager, page, pages, onPage) {
   const first = Math.max(1, Math.min(page - 2, pages - 4));
   for (let p = first; p <= Math.min(pages, first + 4); p++) add(p, p, false, p === page);
   add("&raquo;", page + 1, page >= pages, false);
+}
+
+/* One paged list: GET `url` with `params()` and the page number, hand the answer to `render`, draw the pager.
+   Returns { page, load(page) }. */
+function pagedList(url, params, render, $pager) {
+  const list = { page: 1 };
+  list.load = (target) => {
+    list.page = target || 1;
+    return $.getJSON(url, { ...params(), page: list.page }).done((data) => {
+      render(data);
+      renderPager($pager, data.page, data.pages, list.load);
+    });
+  };
+  return list;
 }

@@ -1,23 +1,20 @@
 /* The gallery page: paginated thumbnails with a file-name filter; a click searches with the stored feature. */
 "use strict";
-let page = 1;
 let filterTimer = null;
 
+const gallery = pagedList("/api/gallery", () => ({ per_page: 24, q: $("#filter").val() }), (data) => {
+  const $grid = $("#gallery").empty();
+  for (const item of data.items) {
+    $grid.append(`<div class="col"><div class="card gallery-card shadow-sm h-100" data-id="${item.id}" title="${escapeHtml(item.path)}">
+        <img src="${escapeHtml(item.thumbnail_url)}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
+        <div class="card-body p-2 small text-truncate text-truncate-path">${escapeHtml(item.path)}</div></div></div>`);
+  }
+  $("#gallery-count").text(`${data.total} ${data.total === 1 ? "image" : "images"}`);
+  $("#gallery-empty").prop("hidden", data.total > 0 || !data.q);
+}, $("#pager"));
+
 function load(target) {
-  page = target || 1;
-  $.getJSON("/api/gallery", { page, per_page: 24, q: $("#filter").val() })
-    .done((data) => {
-      const $grid = $("#gallery").empty();
-      for (const item of data.items) {
-        $grid.append(`<div class="col"><div class="card gallery-card shadow-sm h-100" data-id="${item.id}" title="${escapeHtml(item.path)}">
-            <img src="${item.thumbnail_url}" class="card-img-top" alt="${escapeHtml(item.path)}" loading="lazy">
-            <div class="card-body p-2 small text-truncate text-truncate-path">${escapeHtml(item.path)}</div></div></div>`);
-      }
-      $("#gallery-count").text(`${data.total} ${data.total === 1 ? "image" : "images"}`);
-      $("#gallery-empty").prop("hidden", data.total > 0 || !data.q);
-      renderPager($("#pager"), data.page, data.pages, load);
-    })
-    .fail((xhr) => $("#gallery").html(`<div class="alert alert-warning w-100">${escapeHtml(apiErrorMessage(xhr))}</div>`));
+  gallery.load(target).fail((xhr) => $("#gallery").html(`<div class="alert alert-warning w-100">${escapeHtml(apiErrorMessage(xhr))}</div>`));
 }
 
 function search(id) {
