@@ -48,7 +48,7 @@ gallery: $(VENDOR)/.copied $(WEIGHTS)
 	$(BIN)/python build_gallery.py --quiet
 
 db: $(VENV)/.installed
-	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/flask --app app db upgrade
 
 run: $(VENV)/.installed gallery db
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120 wsgi:app

@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from app.config import load_config
+from indexer.config import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = load_config()
+    cfg = load_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", default=cfg["GALLERY_DIR"], help="folder of images (default: %(default)s)")
     parser.add_argument("--output", default=cfg["INDEX_DIR"], help="index folder (default: %(default)s)")
@@ -29,16 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or args.workers < 1:
         parser.error("--batch-size and --workers must be at least 1")
 
-    from app.gallery.builder import BuildError, build_gallery
-    from app.gallery.index import IndexFilesError
     from dinov2_numpy import WeightsError
+    from indexer.builder import BuildError, build_gallery
+    from indexer.generations import IndexFilesError
     try:
         if args.demo:
-            from app.gallery.demo import fill_demo_gallery
+            from indexer.demo import fill_demo_gallery
             count = fill_demo_gallery(args.images)
             print(f"demo gallery: {count} photos in {os.path.join(args.images, 'demo')}")
         if args.from_csv:
-            from app.gallery.download import download_csv
+            from indexer.download import download_csv
             result = download_csv(args.from_csv, args.images, progress=not args.quiet)
             print(result.summary())
         if not os.path.exists(args.weights):

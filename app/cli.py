@@ -12,9 +12,9 @@ import os
 import sys
 import tempfile
 
+from indexer.formats import is_image_name
 
 from .config import load_config
-from .gallery.files import is_image_name
 
 
 def _queries(args: list[str]) -> list[str]:
@@ -27,19 +27,29 @@ def _queries(args: list[str]) -> list[str]:
     return out
 
 
+def search_file(engine, path: str, limits, top_k: int) -> dict:
+    """The API's result for one query file, or ``{"query", "error", "code"}`` when it cannot be used."""
+    from .services.errors import NotReady, ServiceError
+    from .services.search import Query, run_search
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return run_search(engine, Query("file", data=data, original_name=path), limits, top_k)
+    except NotReady:
+        raise
+    except ServiceError as e:
+        return {"query": {"mode": "file", "filename": path}, "error": e.message, "code": e.code}
+    except OSError as e:
+        return {"query": {"mode": "file", "filename": path}, "error": f"cannot read: {e.strerror}", "code": "unreadable"}
+
+
 def cmd_search(args, cfg) -> int:
-    from dinov2_numpy import ImageError
-    from .engine import Engine
-    engine = Engine(cfg["WEIGHTS"], cfg["INDEX_DIR"], cfg["MAX_IMAGE_PIXELS"], backend=cfg)
+    from .services.engine import Engine
+    from .services.search import Limits
+    engine = Engine(cfg)
     engine.index()  # no index: NotReady before any query is embedded
-    results = []
-    for query in _queries(args.queries):
-        try:
-            hits = engine.search_vector(engine.embed(query), args.top_k)
-            results.append({"query": query, "results": [
-                {"rank": h.rank, "path": h.path, "score": round(h.score, 6)} for h in hits]})
-        except (ImageError, OSError) as e:
-            results.append({"query": query, "error": str(e)})
+    limits = Limits(max_pixels=cfg["MAX_IMAGE_PIXELS"], max_bytes=cfg["MAX_CONTENT_LENGTH"])
+    results = [search_file(engine, q, limits, args.top_k) for q in _queries(args.queries)]
     if args.json:
         print(json.dumps(results, indent=2))
     elif args.jsonl:
@@ -47,7 +57,7 @@ def cmd_search(args, cfg) -> int:
             print(json.dumps(r))
     else:
         for r in results:
-            print(f"{r['query']}")
+            print(r["query"]["filename"])
             if "error" in r:
                 print(f"  error: {r['error']}")
             for h in r.get("results", []):
@@ -65,7 +75,7 @@ def write_grid(results: list[dict], gallery_dir: str, out: str, cell: int = 160)
     sheet = Image.new("RGB", (cols * cell, max(1, len(rows)) * (cell + 20)), "white")
     draw = ImageDraw.Draw(sheet)
     for y, r in enumerate(rows):
-        items = [(r["query"], "query")] + [(os.path.join(gallery_dir, h["path"]), f"{h['score']:.3f}") for h in r["results"]]
+        items = [(r["query"]["filename"], "query")] + [(os.path.join(gallery_dir, h["path"]), f"{h['score']:.3f}") for h in r["results"]]
         for x, (path, caption) in enumerate(items):
             try:
                 with Image.open(path) as im:
@@ -79,7 +89,7 @@ def write_grid(results: list[dict], gallery_dir: str, out: str, cell: int = 160)
 
 def cmd_evaluate(args, cfg) -> int:
     from dinov2_numpy import load_model
-    from .gallery.evaluate import labelled_images, retrieval_metrics
+    from indexer.evaluate import labelled_images, retrieval_metrics
     items = labelled_images(args.source)
     if len(items) < 2:
         print("error: need at least two labelled images", file=sys.stderr)
@@ -95,33 +105,9 @@ def print_metrics(metrics: dict, model_name: str, images: int) -> None:
     print(" | ".join(f"{k} {metrics[k]:.3f}" for k in ("P@1", "P@5", "mAP", "recall@10")))
 
 
-# One photo per scene from the demo wheels: no second shots, stereo pairs, format copies or synthetic patterns,
-# which would count as different "originals" while being near-duplicates themselves.
-BENCHMARK_ORIGINALS = [
-    "scikit-astronaut.png", "scikit-camera.png", "scikit-chelsea.png", "scikit-china.jpg", "scikit-coffee.png",
-    "scikit-flower.jpg", "scikit-hubble_deep_field.jpg", "scikit-ihc.png", "scikit-retina.jpg", "scikit-rocket.jpg",
-    "mvtb-58060.png", "mvtb-arucoboard.png", "mvtb-building2-1.png", "mvtb-butterfly.jpg", "mvtb-castle.png",
-    "mvtb-church.png", "mvtb-eiffel-1.png", "mvtb-flowers1.png", "mvtb-flowers2.png", "mvtb-flowers3.png",
-    "mvtb-flowers4.png", "mvtb-flowers5.png", "mvtb-greenscreen.png", "mvtb-image3.jpg", "mvtb-lab-scene.png",
-    "mvtb-lena.png", "mvtb-monalisa.png", "mvtb-notre-dame.png", "mvtb-parks.png", "mvtb-penguins.png",
-    "mvtb-road.png", "mvtb-rocks2-l.png", "mvtb-roof.png", "mvtb-street.png", "mvtb-tags.png",
-    "mvtb-tomato_124.png", "mvtb-walls-l.png", "mvtb-wheres-wally.png",
-]
-
-
-def benchmark_originals(limit: int | None = None, folder: str | None = None) -> list[str]:
-    """The benchmark's original photos, taken from the demo gallery's wheels (downloaded once)."""
-    from .gallery.demo import fill_demo_gallery
-    folder = folder or os.path.join(tempfile.gettempdir(), "search-by-image-originals")
-    if not all(os.path.exists(os.path.join(folder, "demo", n)) for n in BENCHMARK_ORIGINALS):
-        fill_demo_gallery(folder)
-    names = BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS
-    return [os.path.join(folder, "demo", n) for n in names]
-
-
 def cmd_near_dup(args, cfg) -> int:
     from dinov2_numpy import load_model
-    from .gallery.evaluate import make_near_duplicate_set, retrieval_metrics
+    from indexer.evaluate import benchmark_originals, make_near_duplicate_set, retrieval_metrics
     out = args.out or os.path.join(tempfile.gettempdir(), "search-by-image-near-dup")
     items = make_near_duplicate_set(benchmark_originals(args.originals), out)
     model = load_model(cfg["WEIGHTS"])
@@ -151,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")
     from dinov2_numpy import WeightsError
-    from .engine import NotReady
-    from .gallery.index import IndexFilesError
+
+    from .services.errors import ServiceError
     commands = {"search": cmd_search, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup}
     try:
         return commands[args.command](args, cfg)
-    except (NotReady, WeightsError, IndexFilesError, ValueError, OSError) as e:
+    except (ServiceError, WeightsError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from .extensions import db
-from .models import User
+from .storage.models import User
 
 
 def register(app: Flask) -> None:

@@ -1,15 +1,34 @@
-"""Errors: JSON ``{"error": {"code", "message"}}`` under /api, friendly HTML pages elsewhere, never a trace."""
+"""The one place errors become HTTP: JSON ``{"error": {"code", "message"}}`` under /api, friendly HTML pages
+elsewhere, never a trace. Domain errors (``services.errors``, the fetcher's) map to statuses by their class."""
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .engine import NotReady
+from indexer.fetch import FetchBadURL, FetchError, FetchFailed, FetchNotImage, FetchRefused, FetchTooLarge
+
+from .services.errors import (
+    Busy,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    ServiceError,
+    TooLarge,
+    Unprocessable,
+    UnsupportedMedia,
+)
+
+STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, TooLarge: 413, UnsupportedMedia: 415, Unprocessable: 422,
+          NotReady: 503}
+# A fetched URL's failure: (status, code).
+FETCH_STATUS = {FetchBadURL: (400, "invalid_field"), FetchRefused: (400, "url_not_allowed"),
+                FetchTooLarge: (413, "request_entity_too_large"), FetchNotImage: (415, "unsupported_media_type"),
+                FetchFailed: (422, "url_fetch_failed")}
 
 
 class ApiError(Exception):
-    """An error the API reports with a machine-readable code and a status."""
+    """An error of the HTTP edge itself (sign-in, roles), with its status and machine-readable code."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -26,23 +45,37 @@ def json_error(status: int, code: str, message: str):
     return response
 
 
+def _respond(status: int, code: str, message: str):
+    if _wants_json():
+        return json_error(status, code, message)
+    return render_template("error.html", status=status, message=message), status
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def register(app: Flask) -> None:
+    """Install the handlers on ``app``."""
+
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return json_error(e.status, e.code, e.message)
 
-    @app.errorhandler(NotReady)
-    def not_ready(e: NotReady):
-        if _wants_json():
-            return json_error(503, "not_ready", str(e))
-        return render_template("error.html", status=503, message=str(e)), 503
+    @app.errorhandler(ServiceError)
+    def service_error(e: ServiceError):
+        status = next((s for cls, s in STATUS.items() if isinstance(e, cls)), 400)
+        return _respond(status, e.code, e.message)
+
+    @app.errorhandler(FetchError)
+    def fetch_error(e: FetchError):
+        status, code = next((v for cls, v in FETCH_STATUS.items() if isinstance(e, cls)), (422, "url_fetch_failed"))
+        return _respond(status, code, "The URL could not be used: " + _sentence(str(e)))
 
     @app.errorhandler(CSRFError)
     def csrf_error(e: CSRFError):
         message = f"CSRF check failed: {e.description} Send the token from GET /api/csrf-token in the X-CSRFToken header."
-        if _wants_json():
-            return json_error(400, "csrf_failed", message)
-        return render_template("error.html", status=400, message=message), 400
+        return _respond(400, "csrf_failed", message)
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
@@ -52,9 +85,7 @@ def register(app: Flask) -> None:
             message = f"The upload is larger than the {limit} MB limit."
         else:
             message = e.description or e.name
-        if _wants_json():
-            return json_error(status, e.name.lower().replace(" ", "_"), message)
-        return render_template("error.html", status=status, message=message), status
+        return _respond(status, e.name.lower().replace(" ", "_"), message)
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):

@@ -1,9 +1,16 @@
-"""Flask extensions, created unbound and attached to the app in ``create_app`` with ``init_app``."""
+"""Flask extensions, created unbound and attached to the app in ``create_app`` with ``init_app``; and the
+accessors for the per-app services (the engine, the query limits)."""
+from __future__ import annotations
+
+from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
+
+from .services.engine import Engine
+from .services.search import Limits
 
 
 class Base(DeclarativeBase):
@@ -14,3 +21,15 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+def engine() -> Engine:
+    """This app's engine (one per process)."""
+    return current_app.extensions["engine"]
+
+
+def limits() -> Limits:
+    """What one query may cost, from this app's settings."""
+    cfg = current_app.config
+    return Limits(max_pixels=cfg["MAX_IMAGE_PIXELS"], max_bytes=cfg["MAX_CONTENT_LENGTH"],
+                  fetch_seconds=cfg["URL_FETCH_TIMEOUT"], fetch_allow=tuple(cfg["URL_FETCH_ALLOW"]))

@@ -19,10 +19,10 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from app.cli import benchmark_originals  # noqa: E402
-from app.config import load_config  # noqa: E402
-from app.gallery.builder import build_gallery  # noqa: E402
 from dinov2_numpy import load_model, preprocess  # noqa: E402
+from indexer.builder import build_gallery  # noqa: E402
+from indexer.config import load_settings  # noqa: E402
+from indexer.evaluate import benchmark_originals  # noqa: E402
 
 
 def make_photos(folder: str, count: int) -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    weights = load_config()["WEIGHTS"]
+    weights = load_settings()["WEIGHTS"]
     model = load_model(weights)
     with tempfile.TemporaryDirectory() as tmp:
         gallery = os.path.join(tmp, "gallery")

@@ -18,11 +18,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from app.cli import benchmark_originals  # noqa: E402
-from app.config import load_config  # noqa: E402
-from app.gallery.evaluate import make_near_duplicate_set  # noqa: E402
-from app.segment import MAX_SIDE, segment  # noqa: E402
+from app.services.segment import MAX_SIDE, segment  # noqa: E402
 from dinov2_numpy import load_model, load_rgb, normalize_rows, preprocess  # noqa: E402
+from indexer.config import load_settings  # noqa: E402
+from indexer.evaluate import (
+    benchmark_originals,  # noqa: E402
+    make_near_duplicate_set,  # noqa: E402
+)
 
 
 def metrics(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -42,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--originals", type=int, default=12)
     args = parser.parse_args()
-    model = load_model(load_config()["WEIGHTS"])
+    model = load_model(load_settings()["WEIGHTS"])
     with tempfile.TemporaryDirectory() as tmp:
         items = make_near_duplicate_set(benchmark_originals(limit=args.originals), tmp)
         labels = np.array([label for _, label in items])

@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from app.cli import benchmark_originals  # noqa: E402
-from app.config import load_config  # noqa: E402
-from app.vector_index import NumpyIndex, open_backend  # noqa: E402
 from dinov2_numpy import load_model, normalize_rows, preprocess  # noqa: E402
+from indexer.config import load_settings  # noqa: E402
+from indexer.evaluate import benchmark_originals  # noqa: E402
+from indexer.vector_index import NumpyIndex, open_backend  # noqa: E402
 
 NOISE_TERMS = 8
 
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["numpy", "faiss-hnsw", "faiss-ivf", "milvus"])
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
-    settings = load_config()
+    settings = load_settings()
     print("| N | D | backend | build s | memory MB | p50 ms | p95 ms | batched q/s | recall@10 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for dim in args.dims:
@@ -157,7 +157,7 @@ def main() -> None:
                     print(f"| {n:,} | {dim} | {backend}{r['setting']} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | "
                           f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['qps']:.0f} | {r['recall']:.3f} |", flush=True)
             del vectors
-    from app.vector_index.milvus_index import release_local_servers
+    from indexer.vector_index.milvus_index import release_local_servers
     release_local_servers()
 
 

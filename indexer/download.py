@@ -7,26 +7,18 @@ import json
 import os
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 from PIL import Image
 
-from .files import IMAGE_EXTENSIONS
+from .atomic import atomic_write
+from .fetch import FetchError, fetch_image
+from .formats import extension_of, is_image_name
 
 LOG_NAME = ".download-log.jsonl"
-_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
-          "image/bmp": ".bmp", "image/tiff": ".tif"}
-
-
-class DownloadFailed(Exception):
-    def __init__(self, message: str, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
 
 
 @dataclass
@@ -47,33 +39,17 @@ def target_name(url: str, filename: str | None = None) -> str:
     return f"{hashlib.sha1(url.encode()).hexdigest()[:10]}-{base[:80]}"
 
 
-def fetch_image(url: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:
-    """GET one image; returns (bytes, extension). Raises DownloadFailed saying whether a retry may help."""
-    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
-        raise DownloadFailed("only http and https URLs are supported", retry=False)
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "search-by-image"}),
-                                    timeout=timeout) as response:
-            ctype = response.headers.get_content_type()
-            if ctype not in _TYPES:
-                raise DownloadFailed(f"content type {ctype} is not an image", retry=False)
-            length = response.headers.get("Content-Length")
-            if length and int(length) > max_bytes:
-                raise DownloadFailed(f"{length} bytes is more than the {max_bytes} byte limit", retry=False)
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as e:
-        raise DownloadFailed(f"HTTP {e.code}", retry=e.code >= 500 or e.code == 429) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-        raise DownloadFailed(f"network error: {getattr(e, 'reason', e)}", retry=True) from None
-    if len(data) > max_bytes:
-        raise DownloadFailed(f"more than the {max_bytes} byte limit", retry=False)
+def image_extension(data: bytes) -> str:
+    """The extension of an accepted image format for ``data``; FetchError if it is not a valid image."""
     try:
         with Image.open(io.BytesIO(data)) as im:
+            ext = extension_of(im.format)
             im.verify()
     except Exception:  # PIL raises many types for broken data
-        raise DownloadFailed("the data is not a valid image", retry=False) from None
-    return data, _TYPES[ctype]
-
+        raise FetchError("the data is not a valid image") from None
+    if ext is None:
+        raise FetchError("the image format is not accepted")
+    return "." + ext
 
 def download_csv(csv_path: str, images_dir: str, *, timeout: float = 10.0, max_bytes: int = 20 * 1024 * 1024,
                  retries: int = 3, backoff: float = 0.5, progress: bool = True) -> DownloadResult:
@@ -112,16 +88,14 @@ def _download_one(url: str, stem: str, images_dir: str, timeout: float, max_byte
                   backoff: float) -> dict:
     for attempt in range(1, retries + 1):
         try:
-            data, ext = fetch_image(url, timeout, max_bytes)
-        except DownloadFailed as e:
+            data = fetch_image(url, max_bytes=max_bytes, total_seconds=timeout, guard=False).data
+            ext = image_extension(data)
+        except FetchError as e:
             if not e.retry or attempt == retries:
                 return {"status": "failed", "error": str(e), "attempts": attempt}
             time.sleep(backoff * 2 ** (attempt - 1))
             continue
-        name = stem if os.path.splitext(stem)[1].lower() in IMAGE_EXTENSIONS else stem + ext
-        part = os.path.join(images_dir, "." + name + ".part")
-        with open(part, "wb") as f:
-            f.write(data)
-        os.replace(part, os.path.join(images_dir, name))
+        name = stem if is_image_name(stem) else stem + ext
+        atomic_write(os.path.join(images_dir, name), data, durable=False)
         return {"status": "ok", "file": name, "bytes": len(data), "attempts": attempt}
     return {"status": "failed", "error": "no attempt made", "attempts": 0}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from .files import is_image_name
+from .formats import is_image_name
 
 
 def labelled_images(source: str) -> list[tuple[str, str]]:
@@ -118,3 +119,27 @@ def make_near_duplicate_set(originals: list[str], out_dir: str) -> list[tuple[st
                 edited.save(dst)
             items.append((dst, label))
     return items
+
+
+# One photo per scene from the demo wheels: no second shots, stereo pairs, format copies or synthetic patterns,
+# which would count as different "originals" while being near-duplicates themselves.
+BENCHMARK_ORIGINALS = [
+    "scikit-astronaut.png", "scikit-camera.png", "scikit-chelsea.png", "scikit-china.jpg", "scikit-coffee.png",
+    "scikit-flower.jpg", "scikit-hubble_deep_field.jpg", "scikit-ihc.png", "scikit-retina.jpg", "scikit-rocket.jpg",
+    "mvtb-58060.png", "mvtb-arucoboard.png", "mvtb-building2-1.png", "mvtb-butterfly.jpg", "mvtb-castle.png",
+    "mvtb-church.png", "mvtb-eiffel-1.png", "mvtb-flowers1.png", "mvtb-flowers2.png", "mvtb-flowers3.png",
+    "mvtb-flowers4.png", "mvtb-flowers5.png", "mvtb-greenscreen.png", "mvtb-image3.jpg", "mvtb-lab-scene.png",
+    "mvtb-lena.png", "mvtb-monalisa.png", "mvtb-notre-dame.png", "mvtb-parks.png", "mvtb-penguins.png",
+    "mvtb-road.png", "mvtb-rocks2-l.png", "mvtb-roof.png", "mvtb-street.png", "mvtb-tags.png",
+    "mvtb-tomato_124.png", "mvtb-walls-l.png", "mvtb-wheres-wally.png",
+]
+
+
+def benchmark_originals(limit: int | None = None, folder: str | None = None) -> list[str]:
+    """The near-duplicate benchmark's original photos, taken from the demo gallery's wheels (downloaded once)."""
+    from .demo import fill_demo_gallery
+    folder = folder or os.path.join(tempfile.gettempdir(), "search-by-image-originals")
+    if not all(os.path.exists(os.path.join(folder, "demo", n)) for n in BENCHMARK_ORIGINALS):
+        fill_demo_gallery(folder)
+    names = BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS
+    return [os.path.join(folder, "demo", n) for n in names]

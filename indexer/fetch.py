@@ -1,8 +1,10 @@
-"""Fetching a query image from a URL without opening a door into the server's network (SSRF).
+"""The one way the product fetches a picture over HTTP: search by URL and the CSV downloader both use it.
 
-Every hop (the first request and each redirect) resolves the host once, refuses private, loopback,
-link-local and other non-public addresses unless an allow-list admits them, and connects to exactly the
-address it checked, so a second DNS answer cannot redirect the request.
+With ``guard`` on (search by URL, where the address comes from a stranger) every hop, the first request and
+each redirect, resolves the host once, refuses private, loopback, link-local and other non-public addresses
+(IPv4 hidden inside IPv6 included) unless an allow-list admits them, and connects to exactly the address it
+checked, so a second DNS answer cannot redirect the request. ``total_seconds`` bounds the whole fetch, not
+each read, so a server that drips one byte a second cannot hold it.
 """
 from __future__ import annotations
 
@@ -10,30 +12,90 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import time
+from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
-from .errors import ApiError
-
 MAX_REDIRECTS = 5
+_CHUNK = 1 << 16
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def _allowed(ip: ipaddress._BaseAddress, allow: Iterable[ipaddress._BaseNetwork]) -> bool:
-    if any(ip in net for net in allow):
+class FetchError(Exception):
+    """A fetch that did not give an image; ``retry`` says whether trying again later may help."""
+
+    retry = False
+
+
+class FetchBadURL(FetchError):
+    """The URL is malformed or not http(s)."""
+
+
+class FetchRefused(FetchError):
+    """The URL leads to an address a guarded fetch may not reach."""
+
+
+class FetchFailed(FetchError):
+    """The server could not be reached, answered with an error, or took too long."""
+
+    def __init__(self, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class FetchTooLarge(FetchError):
+    """The body is larger than allowed."""
+
+
+class FetchNotImage(FetchError):
+    """The server answered with something other than an image."""
+
+
+@dataclass
+class Fetched:
+    data: bytes
+    content_type: str
+    url: str  # after redirects
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4, Teredo, NAT64, IPv4-compatible), if any."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in _NAT64 or (int(ip) >> 32 == 0 and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                    allow: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> bool:
+    """Whether a guarded fetch may connect to ``ip``: listed in ``allow``, or public and unicast (and so is
+    any IPv4 address it embeds)."""
+    allow = list(allow)
+    if any(ip in net for net in allow if net.version == ip.version):
         return True
+    if ip.version == 6:
+        inner = _embedded_ipv4(ip)
+        if inner is not None and not address_allowed(inner, allow):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
-def resolve(host: str, port: int, allow: list) -> str:
-    """The first address of ``host``; ApiError if any address it resolves to is not allowed."""
+def _resolve(host: str, port: int, allow: list) -> str:
+    """The first address of ``host``; FetchRefused if any address it resolves to is not allowed."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ApiError(422, "url_fetch_failed", f"The host '{host}' could not be resolved.") from None
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise FetchFailed(f"the host '{host}' could not be resolved", retry=True) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for ip in addresses:
-        if not _allowed(ip, allow):
-            raise ApiError(400, "url_not_allowed", f"URLs that lead to private or local addresses ({ip}) are refused.")
+        if not address_allowed(ip, allow):
+            raise FetchRefused(f"URLs that lead to private or local addresses ({ip}) are refused")
     return str(addresses[0])
 
 
@@ -49,39 +111,77 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def fetch_image_url(url: str, *, timeout: float, max_bytes: int, allow_networks: Iterable[str] = ()) -> bytes:
-    """The body of an image URL; ApiError 400 (bad or refused URL), 413, 415 or 422 (fetch failed)."""
-    allow = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
-    for _ in range(MAX_REDIRECTS + 1):
+def _split(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, request target) of an http(s) URL; FetchBadURL for anything else."""
+    try:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApiError(400, "invalid_field", "'url' must be an http or https URL.")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        ip = resolve(parts.hostname, port, allow)
-        conn = (_PinnedHTTPS(ip, parts.hostname, port, timeout) if parts.scheme == "https"
-                else http.client.HTTPConnection(ip, port, timeout=timeout))
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        port = parts.port
+    except ValueError as e:
+        raise FetchBadURL(f"not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchBadURL("only http and https URLs are supported")
+    port = port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port, target
+
+
+def fetch_image(url: str, *, max_bytes: int, total_seconds: float, guard: bool = True,
+                allow_networks: Iterable[str] = ()) -> Fetched:
+    """GET an image, following up to ``MAX_REDIRECTS`` redirects, within ``total_seconds`` in all.
+
+    Raises FetchBadURL, FetchRefused, FetchFailed (``retry`` set for network errors, 5xx and 429), FetchTooLarge or
+    FetchNotImage. The caller decodes the data: a content type of image/* is all this checks.
+    """
+    allow = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+    deadline = time.monotonic() + total_seconds
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchFailed(f"the download took longer than {total_seconds:g} s", retry=True)
+        return left
+
+    for _ in range(MAX_REDIRECTS + 1):
+        scheme, host, port, target = _split(url)
+        ip = _resolve(host, port, allow) if guard else host
+        conn = (_PinnedHTTPS(ip, host, port, remaining()) if scheme == "https"
+                else http.client.HTTPConnection(ip, port, timeout=remaining()))
+        host_header = f"[{host}]" if ":" in host else host
+        if port != (443 if scheme == "https" else 80):
+            host_header += f":{port}"
         try:
-            conn.request("GET", target, headers={"Host": parts.netloc, "User-Agent": "search-by-image",
+            conn.request("GET", target, headers={"Host": host_header, "User-Agent": "search-by-image",
                                                  "Accept": "image/*"})
+            sock = conn.sock  # http.client lets go of it once the body is read; the timeout must stay set
+            sock.settimeout(remaining())
             response = conn.getresponse()
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                 url = urljoin(url, response.getheader("Location"))
                 continue
             if response.status != 200:
-                raise ApiError(422, "url_fetch_failed", f"The URL answered HTTP {response.status}.")
+                raise FetchFailed(f"HTTP {response.status}",
+                                  retry=response.status >= 500 or response.status == 429)
             ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             if not ctype.startswith("image/"):
-                raise ApiError(415, "unsupported_media_type", f"The URL is not an image (content type '{ctype}').")
+                raise FetchNotImage(f"content type '{ctype}' is not an image")
             length = response.getheader("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
-                raise ApiError(413, "request_entity_too_large", f"The image is larger than {max_bytes:,} bytes.")
-            data = response.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise ApiError(413, "request_entity_too_large", f"The image is larger than {max_bytes:,} bytes.")
-            return data
+                raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
+            chunks, size = [], 0
+            while not response.isclosed():
+                sock.settimeout(remaining())
+                block = response.read1(_CHUNK)
+                if not block:
+                    break
+                size += len(block)
+                if size > max_bytes:
+                    raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
+                chunks.append(block)
+            return Fetched(b"".join(chunks), ctype, url)
         except (OSError, http.client.HTTPException) as e:
-            raise ApiError(422, "url_fetch_failed", f"The URL could not be fetched: {e}") from None
+            if isinstance(e, (TimeoutError, socket.timeout)) and deadline - time.monotonic() <= 0.05:
+                raise FetchFailed(f"the download took longer than {total_seconds:g} s", retry=True) from None
+            raise FetchFailed(f"network error: {e}", retry=True) from None
         finally:
             conn.close()
-    raise ApiError(422, "url_fetch_failed", f"The URL redirected more than {MAX_REDIRECTS} times.")
+    raise FetchFailed(f"the URL redirected more than {MAX_REDIRECTS} times")

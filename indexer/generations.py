@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .atomic import atomic_write
+from .ids import image_ids
+
 FEATURES = "gallery_features.npy"
 PATHS = "image_paths.json"
 MANIFEST = "manifest.json"
@@ -55,10 +58,14 @@ class GalleryIndex:
         return {p: i for i, p in enumerate(self.paths)}
 
     @functools.cached_property
+    def ids(self) -> np.ndarray:
+        """The public id of each row (``indexer.ids.image_id`` of its path)."""
+        return image_ids(self.paths)
+
+    @functools.cached_property
     def row_of_id(self) -> dict[int, int]:
-        """Row number of each stable id (see ``app.vector_index.stable_id``)."""
-        from ..vector_index import stable_ids
-        return {int(i): r for r, i in enumerate(stable_ids(self.paths))}
+        """Row number of each public id."""
+        return {int(i): r for r, i in enumerate(self.ids)}
 
 
 def current_dir(index_dir: str) -> str | None:
@@ -95,13 +102,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write(path: str, writer) -> None:
-    with open(path, "wb") as f:
-        writer(f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None) -> str:
     """Write a new generation and switch ``current`` to it atomically; returns the generation folder.
     ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible."""
@@ -111,9 +111,9 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
     tmp = os.path.join(generations, "." + name)
     os.makedirs(tmp)
     features = np.ascontiguousarray(index.features, dtype=np.float32)
-    _write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
-    _write(os.path.join(tmp, PATHS), lambda f: f.write(json.dumps(index.paths).encode()))
-    _write(os.path.join(tmp, MANIFEST), lambda f: f.write(json.dumps(index.manifest, indent=1, sort_keys=True).encode()))
+    atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
+    atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
+    atomic_write(os.path.join(tmp, MANIFEST), json.dumps(index.manifest, indent=1, sort_keys=True).encode())
     if extra is not None:
         extra(tmp)
     final = os.path.join(generations, name)

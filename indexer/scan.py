@@ -1,4 +1,4 @@
-"""Finding the images in a folder tree, and their content hashes."""
+"""Finding the images in a folder tree."""
 from __future__ import annotations
 
 import errno
@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+from .formats import is_image_name
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,6 @@ class FileEntry:
 class Skipped:
     path: str
     reason: str
-
-
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from app.extensions import db
-from app.gallery.files import scan
-from app.gallery.index import load_index
-from app.models import GalleryImage
-from tests.conftest import csrf_headers, make_app, sign_up
+from app.storage.models import GalleryImage
+from indexer.generations import load_index
+from indexer.scan import scan
+from tests.helpers import csrf_headers, make_app, sign_up
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,8 +58,6 @@ def assert_consistent(app):
     files = {e.path for e in scan(cfg["GALLERY_DIR"])[0]}
     index = load_index(cfg["INDEX_DIR"])
     with app.app_context():
-        from app.gallery_db import current_index
-        current_index()
         rows = {r.path for r in db.session.query(GalleryImage)}
     assert files == set(index.paths) == rows
     assert index.features.shape[0] == len(index.paths)
@@ -127,7 +125,8 @@ CRASH_SCRIPT = """
 import io, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from tests.conftest import csrf_headers, make_app, sign_up
+from tests.helpers import csrf_headers, make_app, sign_up
+from indexer.generations import load_index
 app = make_app(Path({site!r}), Path({tmp!r}), {weights!r})
 client = app.test_client()
 sign_up(client, "root@example.com")
@@ -137,7 +136,8 @@ if op == "add":
     r = client.post("/api/admin/images", data={{"images": files}}, headers=csrf_headers(client), content_type="multipart/form-data")
     print(r.status_code, r.get_data(as_text=True)[:300])
 else:
-    client.delete("/api/admin/images", json={{"ids": [1, 2]}}, headers=csrf_headers(client))
+    index = load_index({site!r} + "/index")
+    client.delete("/api/admin/images", json={{"ids": [int(i) for i in index.ids[:2]]}}, headers=csrf_headers(client))
 print("the operation finished without crashing")
 """
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from app.extensions import db
-from app.models import Search, User
-from tests.conftest import csrf_headers, make_app, sign_up
+from app.storage.models import Search, User
+from tests.helpers import csrf_headers, make_app, sign_up
 from tests.images import skimage_photo, sklearn_photo
 
 
@@ -202,7 +202,7 @@ def test_not_ready_states(tmp_path, weights_path, gallery_dirs):
 
 
 def test_rebuilt_index_is_picked_up_without_restart(tmp_path, weights_path):
-    from app.gallery.builder import build_gallery
+    from indexer.builder import build_gallery
     gallery = tmp_path / "site" / "gallery"
     gallery.mkdir(parents=True)
     shutil.copy(skimage_photo("coffee.png"), gallery)

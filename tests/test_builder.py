@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.gallery.builder import BuildError, build_gallery
-from app.gallery.index import load_index
+from indexer.builder import BuildError, build_gallery
+from indexer.generations import load_index
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,6 +145,7 @@ def many_photos(folder, count):
         image.save(os.path.join(folder, f"img{i:03d}.jpg"), quality=90)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill", "interrupt"])
 def test_interrupted_build_keeps_old_index_and_resumes(weights_path, tmp_path, how):
     g = tmp_path / "g"

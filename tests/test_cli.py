@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.gallery.builder import build_gallery
-from app.gallery.evaluate import labelled_images, make_near_duplicate_set, retrieval_metrics
+from indexer.builder import build_gallery
+from indexer.evaluate import labelled_images, make_near_duplicate_set, retrieval_metrics
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,9 +89,10 @@ def test_evaluate_command_on_a_labelled_folder(gallery, tmp_path):
     assert "P@1 1.000" in result.stdout
 
 
+@pytest.mark.slow
 def test_near_duplicate_benchmark_quality(model, tmp_path):
     """A slice of the README's near-duplicate benchmark: each original plus 17 edits must find its family."""
-    from app.cli import benchmark_originals
+    from indexer.evaluate import benchmark_originals
     items = make_near_duplicate_set(benchmark_originals(limit=8), str(tmp_path))
     assert len(items) == 8 * 18
     features = model.embed([p for p, _ in items])

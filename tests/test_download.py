@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from app.gallery.download import download_csv
-from tests.conftest import local_http_server
+from indexer.download import download_csv
+from tests.helpers import local_http_server
 from tests.images import skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +58,7 @@ def server():
         yield url
 
 
+@pytest.mark.slow
 def test_downloads_validate_retry_and_resume(server, tmp_path):
     Server.hits.clear()
     csv = tmp_path / "urls.csv"

@@ -12,7 +12,7 @@ from transformers import Dinov2Config, Dinov2Model
 
 from dinov2_numpy import load_model
 from dinov2_numpy.weights.hub import HubError, fetch_hub
-from tests.conftest import local_http_server
+from tests.helpers import local_http_server
 
 REPO_PATH = "/facebook/dinov2-small/resolve/main/model.safetensors"
 

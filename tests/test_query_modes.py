@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import csrf_headers, local_http_server, make_app
+from tests.helpers import csrf_headers, local_http_server, make_app
 from tests.images import skimage_photo
 
 PHOTO = open(skimage_photo("astronaut.png"), "rb").read()

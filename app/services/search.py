@@ -1,33 +1,34 @@
-"""One search, from the raw query to the JSON the API returns, with per-stage timings."""
+"""One search, from the raw query to the result the API and the command line both return, with per-stage
+timings. Plain Python: the caller supplies the engine and the limits, and shows or stores the result."""
 from __future__ import annotations
 
-import os
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
-from flask import current_app, url_for
-from flask_login import current_user
 from PIL import Image
 
-from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage, normalize_rows, preprocess
-from dinov2_numpy.preprocess import open_image, to_rgb
+from indexer.fetch import fetch_image
 
-from .errors import ApiError
-from .extensions import db
-from .gallery_db import current_index, engine, ids_for
-from .models import GalleryImage, Search
-from .segment import segment
-from .url_fetch import fetch_image_url
+from .engine import Engine
+from .errors import InvalidInput
+from .images import decode, is_blank
 
-ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 DEFAULT_THRESHOLD = 0.5  # relative to the best score, as the page's slider starts
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one query may cost."""
+
+    max_pixels: int
+    max_bytes: int
+    fetch_seconds: float = 10.0
+    fetch_allow: tuple[str, ...] = ()
 
 
 @dataclass
 class Query:
-    mode: str  # upload, base64, sketch, url or gallery
+    mode: str  # upload, base64, sketch, url, file (command line) or gallery
     data: bytes | None = None
     original_name: str | None = None
     gallery_id: int | None = None
@@ -36,154 +37,77 @@ class Query:
     point: tuple[float, float] | None = None  # click-an-object: search with the object under this pixel
 
 
-def fetch(query: Query) -> None:
-    """Download a URL query's image into ``query.data`` (SSRF-safe, size-capped)."""
-    cfg = current_app.config
-    query.data = fetch_image_url(query.url, timeout=cfg["URL_FETCH_TIMEOUT"], max_bytes=cfg["MAX_CONTENT_LENGTH"],
-                                 allow_networks=cfg["URL_FETCH_ALLOW"])
+@dataclass
+class Decoded:
+    """The query's picture, ready for the engine, and what loading it cost."""
+
+    image: Image.Image
+    extension: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def crop_region(image: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:
-    """The full-quality crop; a box reaching at most 2 px past an edge (rounding in the browser) is clamped."""
-    x, y, w, h = region
-    width, height = image.size
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width + 2 or y + h > height + 2 or x >= width or y >= height:
-        raise ApiError(400, "invalid_region", f"The region {x},{y} {w}x{h} does not lie inside the "
-                                              f"{width}x{height} image.")
-    return image.crop((x, y, min(x + w, width), min(y + h, height)))
-
-
-def check_point(image: Image.Image, point: tuple[float, float]) -> None:
-    x, y = point
-    if not (0 <= x < image.width and 0 <= y < image.height):
-        raise ApiError(400, "invalid_point", f"The point ({x}, {y}) is outside the {image.width}x{image.height} image.")
-
-
-def is_blank(image: Image.Image) -> bool:
-    """A drawing with no stroke: every pixel (nearly) the same colour."""
-    return all(hi - lo < 8 for lo, hi in image.convert("RGB").getextrema())
-
-
-def decode(data: bytes) -> tuple[Image.Image, str]:
-    """Validated RGB image and its file extension; ApiError 415/422 for what cannot be used."""
-    max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
-    try:
-        image = open_image(data, max_pixels=max_pixels)
-    except NotAnImage:
-        raise ApiError(415, "unsupported_media_type", "The file is not an image (JPEG, PNG, WebP, GIF, BMP or TIFF).")
-    except ImageTooLarge:
-        raise ApiError(422, "image_too_large", f"The image has more than {max_pixels:,} pixels.")
-    except ImageError as e:
-        raise ApiError(422, "undecodable_image", f"The image could not be decoded: {e}")
-    if image.format not in ALLOWED_FORMATS:
-        raise ApiError(415, "unsupported_media_type", f"{image.format} images are not accepted; use JPEG, PNG, WebP, "
-                                                      "GIF, BMP or TIFF.")
-    return to_rgb(image), ALLOWED_FORMATS[image.format]
-
-
-def hit_json(rank: int, gallery_id: int | None, path: str, score: float) -> dict:
-    return {"rank": rank, "id": gallery_id, "path": path, "score": round(score, 6),
-            "url": url_for("main.gallery_file", path=path), "thumbnail_url": url_for("main.thumbnail", path=path)}
-
-
-def run_search(query: Query, top_k: int, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Run ``query`` against the gallery; signed-in users' searches are saved to their history."""
-    eng = engine()
-    index = current_index()
-    model = eng.model
+def load_picture(query: Query, limits: Limits) -> Decoded:
+    """Fetch (for a URL) and decode the query's picture into ``query.data``'s validated RGB image."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    image_size = None
-    segment_json = None
-    if query.mode == "gallery":
-        row = db.session.get(GalleryImage, query.gallery_id) if query.gallery_id is not None else None
-        if row is None or row.path not in index.row_of:
-            raise ApiError(404, "not_found", f"No gallery image with id {query.gallery_id}.")
-        vector = np.asarray(index.features[index.row_of[row.path]], np.float32)
-        timings["lookup"] = (time.perf_counter() - start) * 1e3
-        ext = None
-    else:
-        if query.mode == "url":
-            fetch(query)
-            timings["fetch"] = (time.perf_counter() - start) * 1e3
-        t0 = time.perf_counter()
-        image, ext = decode(query.data)
-        image_size = list(image.size)
-        if query.mode == "sketch" and is_blank(image):
-            raise ApiError(400, "empty_drawing", "The drawing is empty: draw something, then search.")
-        t = time.perf_counter()
-        timings["decode"] = (t - t0) * 1e3
-        if query.region is not None:
-            image = crop_region(image, query.region)
-        elif query.point is not None:
-            check_point(image, query.point)
-            found = segment(model, image, *query.point)
-            segment_json = found.json()
-            image = image.crop(_box(found.bbox))
-            timings["segment"] = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
-        pixels = preprocess(image)
-        t2 = time.perf_counter()
-        timings["preprocess"] = (t2 - t) * 1e3
-        vector = normalize_rows(model(pixels[None]).cls_token)[0]
-        t3 = time.perf_counter()
-        timings["inference"] = (t3 - t2) * 1e3
+    if query.mode == "url":
+        query.data = fetch_image(query.url, max_bytes=limits.max_bytes, total_seconds=limits.fetch_seconds,
+                                 guard=True, allow_networks=limits.fetch_allow).data
+        timings["fetch"] = (time.perf_counter() - start) * 1e3
     t = time.perf_counter()
-    hits = eng.search_vector(vector, top_k)
+    image, ext = decode(query.data, limits.max_pixels)
+    if query.mode == "sketch" and is_blank(image):
+        raise InvalidInput("The drawing is empty: draw something, then search.", "empty_drawing")
+    timings["decode"] = (time.perf_counter() - t) * 1e3
+    return Decoded(image, ext, timings)
+
+
+def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
+               threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Search the gallery; returns ``{"query", "results", "analysis"}``, the shape both the JSON API and
+    ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path and score."""
+    start = time.perf_counter()
+    image_size = segment_json = extension = None
+    index = engine.index()
+    if query.mode == "gallery":
+        vector = engine.vector_of(query.gallery_id)
+        timings = {"lookup": (time.perf_counter() - start) * 1e3}
+    else:
+        picture = load_picture(query, limits)
+        image_size, extension = list(picture.image.size), picture.extension
+        embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
+        vector = embedded.vector
+        timings = {**picture.timings_ms, **embedded.timings_ms}
+        if embedded.segment is not None:
+            segment_json = embedded.segment.json()
+    t = time.perf_counter()
+    hits = engine.search(vector, top_k)
     timings["search"] = (time.perf_counter() - t) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
-    ids = ids_for([h.path for h in hits])
-    results = [hit_json(h.rank, ids.get(h.path), h.path, h.score) for h in hits]
+    results = [h.json() for h in hits]
     best = results[0]["score"] if results else 0.0
-    payload = {
+    model = index.manifest.get("model", {})
+    return {
         "query": {"mode": query.mode, "filename": query.original_name, "gallery_id": query.gallery_id,
-                  "image_size": image_size, "region": _region_json(query.region), "segment": segment_json},
+                  "format": extension, "image_size": image_size, "region": _region_json(query.region), "segment": segment_json},
         "results": results,
         "analysis": {
-            "model": model.name, "dim": model.dim, "image_size": image_size,
+            "model": model.get("name"), "dim": index.dim, "image_size": image_size,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
             "gallery_size": len(index), "threshold": threshold,
             "match_count": sum(1 for r in results if r["score"] >= threshold * best) if results else 0,
         },
     }
-    if current_user.is_authenticated:
-        payload["query"]["search_id"] = save_history(query, ext, top_k, timings, results)
-    return payload
 
 
-def run_segment(query: Query) -> dict:
-    """Segment the object under ``query.point`` without searching."""
+def run_segment(engine: Engine, query: Query, limits: Limits) -> dict:
+    """The object under ``query.point`` (mask and box), without searching."""
     start = time.perf_counter()
-    if query.mode == "url":
-        fetch(query)
-    image, _ = decode(query.data)
-    check_point(image, query.point)
-    found = segment(engine().model, image, *query.point)
-    return dict(found.json(), image_size=list(image.size), elapsed_ms=round((time.perf_counter() - start) * 1e3, 1))
-
-
-def _box(bbox: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    x, y, w, h = bbox
-    return x, y, x + w, y + h
+    picture = load_picture(query, limits)
+    found = engine.segment(picture.image, query.point)
+    return dict(found.json(), image_size=list(picture.image.size),
+                elapsed_ms=round((time.perf_counter() - start) * 1e3, 1))
 
 
 def _region_json(region: tuple[int, int, int, int] | None) -> dict | None:
     return None if region is None else dict(zip(("x", "y", "w", "h"), region))
-
-
-def save_history(query: Query, ext: str | None, top_k: int, timings: dict, results: list[dict]) -> int:
-    """Store the query image under a generated name and the search row; returns the search id."""
-    name = None
-    if query.data is not None and ext:
-        name = f"{uuid.uuid4().hex}.{ext}"
-        path = os.path.join(current_app.config["UPLOAD_DIR"], name)
-        with open(path + ".part", "wb") as f:
-            f.write(query.data)
-        os.replace(path + ".part", path)
-    search = Search(user_id=current_user.id, mode=query.mode, query_file=name,
-                    original_name=(query.original_name or query.url or "")[:255] or None, gallery_image_id=query.gallery_id,
-                    top_k=top_k, total_ms=timings["total"], timings=timings,
-                    results=[{"id": r["id"], "path": r["path"], "score": r["score"]} for r in results])
-    db.session.add(search)
-    db.session.commit()
-    return search.id

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from ..extensions import db
 
 
 def utcnow() -> datetime:
@@ -40,7 +40,7 @@ class Search(db.Model):
     mode: Mapped[str] = mapped_column(String(20))  # upload, base64, gallery
     query_file: Mapped[str | None] = mapped_column(String(100))  # generated name under media/uploads
     original_name: Mapped[str | None] = mapped_column(String(255))  # metadata only, never used as a path
-    gallery_image_id: Mapped[int | None] = mapped_column(Integer)
+    gallery_image_id: Mapped[int | None] = mapped_column(BigInteger)  # public image id of a gallery query
     top_k: Mapped[int] = mapped_column(Integer)
     total_ms: Mapped[float] = mapped_column(Float)
     timings: Mapped[dict] = mapped_column(JSON)
@@ -49,9 +49,10 @@ class Search(db.Model):
 
 
 class GalleryImage(db.Model):
-    """A picture of the gallery index; ids stay stable across rebuilds while the file keeps its path."""
+    """A picture of the gallery index, under its public id (``indexer.ids``: a hash of its path, so the same
+    in the index, the vector backends and the API, and stable across rebuilds)."""
     __tablename__ = "gallery_images"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)

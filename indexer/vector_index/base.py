@@ -1,7 +1,6 @@
 """The one interface every vector-index backend implements."""
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -10,15 +9,6 @@ import numpy as np
 
 class DimensionMismatch(ValueError):
     """Vectors whose width differs from the index's."""
-
-
-def stable_id(path: str) -> int:
-    """A 63-bit id derived from an image's relative path: the same in every backend and every rebuild."""
-    return int.from_bytes(hashlib.sha256(path.encode()).digest()[:8], "big") & (2**63 - 1)
-
-
-def stable_ids(paths: Sequence[str]) -> np.ndarray:
-    return np.fromiter((stable_id(p) for p in paths), dtype=np.int64, count=len(paths))
 
 
 class VectorIndex(ABC):

@@ -1,0 +1,68 @@
+"""Gallery administration (administrators): add and delete pictures, rebuild the index, status."""
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from indexer.ids import image_id
+
+from ..services.errors import Busy, InvalidInput, ServiceError
+from ..services.gallery_changes import add_images, delete_images, drift, rebuild_status, start_rebuild
+from ..services.images import decode
+from ..startup import sync_gallery_table
+from ..web.roles import admin_required
+from . import bp
+from .fields import body_fields, flag
+
+
+@bp.post("/admin/images")
+@admin_required(api=True)
+def admin_upload():
+    files = request.files.getlist("images") or request.files.getlist("image")
+    if not files:
+        raise InvalidInput("Send one or more files in the multipart field 'images'.", "missing_field")
+    items, rejected = [], []
+    for file in files:
+        data = file.read()
+        try:
+            if not data:
+                raise InvalidInput("The file is empty.", "missing_field")
+            _, ext = decode(data, current_app.config["MAX_IMAGE_PIXELS"])
+        except ServiceError as e:
+            rejected.append({"filename": file.filename, "error": e.message, "code": e.code})
+            continue
+        items.append((file.filename or "image", data, ext))
+    result = add_images(current_app.config, items) if items else {"added": [], "duplicates": []}
+    if result["added"]:
+        sync_gallery_table(current_app)
+    added = [{"path": p, "id": image_id(p)} for p in result["added"]]
+    status = 201 if added else (422 if rejected and not result["duplicates"] else 200)
+    return jsonify({"added": added, "duplicates": result["duplicates"], "rejected": rejected}), status
+
+
+@bp.delete("/admin/images")
+@admin_required(api=True)
+def admin_delete():
+    fields, _ = body_fields()
+    ids = fields.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise InvalidInput("Send JSON {\"ids\": [gallery image ids]}.")
+    deleted = delete_images(current_app.config, ids)
+    sync_gallery_table(current_app)
+    return jsonify({"deleted": deleted})
+
+
+@bp.post("/admin/rebuild")
+@admin_required(api=True)
+def admin_rebuild():
+    fields, _ = body_fields()
+    full = flag(fields.get("full"), "full")
+    app = current_app._get_current_object()
+    if not start_rebuild(app.config, full=full, on_published=lambda: sync_gallery_table(app)):
+        raise Busy("A rebuild is already running.")
+    return jsonify({"started": True, "full": full}), 202
+
+
+@bp.get("/admin/status")
+@admin_required(api=True)
+def admin_status():
+    return jsonify({"rebuild": rebuild_status(current_app.config), "drift": drift(current_app.config)})

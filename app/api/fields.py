@@ -1,0 +1,122 @@
+"""Reading request fields into checked Python values; InvalidInput with the field's name otherwise."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import re
+
+from flask import request
+
+from ..services.errors import InvalidInput
+from ..services.search import DEFAULT_THRESHOLD, Query
+
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
+
+
+def int_arg(value, name: str, default: int, low: int, high: int) -> int:
+    """A whole number in [low, high], or ``default`` when absent."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"'{name}' must be a whole number between {low} and {high}.") from None
+    if isinstance(value, bool) or not low <= number <= high:
+        raise InvalidInput(f"'{name}' must be a whole number between {low} and {high}.")
+    return number
+
+
+def flag(value, name: str) -> bool:
+    """A yes/no field: JSON true/false, or "true"/"false"/"1"/"0" from a form; absent is false."""
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    raise InvalidInput(f"'{name}' must be true or false.")
+
+
+def threshold(value) -> float:
+    """The relative score threshold, 0 to 1."""
+    if value is None or value == "":
+        return DEFAULT_THRESHOLD
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not 0.0 <= t <= 1.0:
+        raise InvalidInput("'threshold' must be a number between 0 and 1.")
+    return t
+
+
+def _object(value, name: str, keys: tuple[str, ...]) -> dict | None:
+    """A JSON object field (or its JSON text, from a multipart form) with numeric ``keys``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) and math.isfinite(value[k])
+            for k in keys):
+        raise InvalidInput(f"'{name}' must be an object with numbers {', '.join(keys)}.")
+    return value
+
+
+def region(value) -> tuple[int, int, int, int] | None:
+    r = _object(value, "region", ("x", "y", "w", "h"))
+    return None if r is None else tuple(int(round(r[k])) for k in ("x", "y", "w", "h"))
+
+
+def point(value) -> tuple[float, float] | None:
+    p = _object(value, "point", ("x", "y"))
+    return None if p is None else (float(p["x"]), float(p["y"]))
+
+
+def image_query(fields, files) -> Query:
+    """The image part of a search or segment request: a multipart file, base64 data, a drawing or a URL."""
+    box, click = region(fields.get("region")), point(fields.get("point"))
+    if box is not None and click is not None:
+        raise InvalidInput("Send either 'region' or 'point', not both.")
+    extra = {"region": box, "point": click}
+    file = files.get("image") if files else None
+    if file is not None:
+        data = file.read()
+        if not data:
+            raise InvalidInput("The uploaded 'image' file is empty.", "missing_field")
+        return Query("upload", data=data, original_name=os.path.basename(file.filename or ""), **extra)
+    for key, mode in (("image_base64", "base64"), ("sketch_base64", "sketch")):
+        if fields.get(key):
+            raw = fields[key]
+            match = _DATA_URL.match(raw) if isinstance(raw, str) else None
+            payload = match.group(1) if match else raw
+            try:
+                data = base64.b64decode(payload, validate=True) if isinstance(payload, str) else b""
+            except (binascii.Error, ValueError):
+                data = b""
+            if not data:
+                raise InvalidInput(f"'{key}' must be a base64 image or a data:image/...;base64 URL.")
+            name = fields.get("filename") if isinstance(fields.get("filename"), str) else None
+            return Query(mode, data=data, original_name=name, **extra)
+    if fields.get("url"):
+        if not isinstance(fields["url"], str) or len(fields["url"]) > 2048:
+            raise InvalidInput("'url' must be an http or https URL of at most 2048 characters.")
+        return Query("url", url=fields["url"].strip(), **extra)
+    raise InvalidInput("Send an 'image' file, or JSON with 'image_base64', 'sketch_base64', 'url' or 'gallery_id'.",
+                       "missing_field")
+
+
+def body_fields():
+    """The request's fields and files, from JSON or a multipart form."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidInput("The request body is not a JSON object.", "invalid_json")
+        return body, None
+    return request.form, request.files

@@ -1,0 +1,25 @@
+"""GET /api/gallery: the indexed pictures, paginated and filtered by file name."""
+from __future__ import annotations
+
+import math
+
+from flask import jsonify, request
+
+from ..extensions import engine
+from . import bp
+from .fields import int_arg
+from .links import with_links
+
+
+@bp.get("/gallery")
+def gallery():
+    index = engine().index()
+    page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
+    per_page = int_arg(request.args.get("per_page"), "per_page", 24, 1, 200)
+    q = (request.args.get("q") or "").strip().lower()
+    rows = [r for r, p in enumerate(index.paths) if q in p.lower()] if q else range(len(index))
+    total = len(rows)
+    chunk = rows[(page - 1) * per_page: page * per_page]
+    items = [with_links({"id": int(index.ids[r]), "path": index.paths[r]}) for r in chunk]
+    return jsonify({"items": items, "page": page, "per_page": per_page, "total": total,
+                    "pages": max(1, math.ceil(total / per_page)), "q": q})

@@ -1,0 +1,31 @@
+"""GET /api/health and GET /api/csrf-token."""
+from __future__ import annotations
+
+from flask import jsonify
+from flask_wtf.csrf import generate_csrf
+
+from ..extensions import engine
+from ..services.errors import NotReady
+from . import bp
+
+
+@bp.get("/csrf-token")
+def csrf_token():
+    """For API clients: a token to send back in the X-CSRFToken header, tied to this session cookie."""
+    return jsonify({"csrf_token": generate_csrf()})
+
+
+@bp.get("/health")
+def health():
+    """Model and index readiness; 503 until both are ready."""
+    eng = engine()
+    body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
+    try:
+        body.update(model_loaded=True, model=eng.model.name, dim=eng.model.dim)
+    except NotReady as e:
+        body.update(status="not_ready", problem=e.message)
+    try:
+        body.update(gallery_size=len(eng.index()), index_age_seconds=round(eng.index_age_seconds() or 0, 1))
+    except NotReady as e:
+        body.update(status="not_ready", problem=body.get("problem") or e.message)
+    return jsonify(body), 200 if body["status"] == "ok" else 503

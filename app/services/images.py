@@ -1,0 +1,48 @@
+"""Turning bytes from a stranger into a picture the model may see, or a clear refusal."""
+from __future__ import annotations
+
+from PIL import Image
+
+from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage
+from dinov2_numpy.preprocess import open_image, to_rgb
+from indexer.formats import HUMAN_LIST, extension_of
+
+from .errors import InvalidInput, Unprocessable, UnsupportedMedia
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """Validated upright RGB image and the extension its format is stored under."""
+    try:
+        image = open_image(data, max_pixels=max_pixels)
+    except NotAnImage:
+        raise UnsupportedMedia(f"The file is not a readable image (accepted: {HUMAN_LIST}).") from None
+    except ImageTooLarge:
+        raise Unprocessable(f"The image has more than {max_pixels:,} pixels.", "image_too_large") from None
+    except ImageError as e:
+        raise Unprocessable(f"The image could not be decoded: {e}", "undecodable_image") from None
+    ext = extension_of(image.format)
+    if ext is None:
+        raise UnsupportedMedia(f"{image.format} images are not accepted; use {HUMAN_LIST}.")
+    return to_rgb(image), ext
+
+
+def crop_region(image: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:
+    """The full-quality crop; a box reaching at most 2 px past an edge (rounding in the browser) is clamped."""
+    x, y, w, h = region
+    width, height = image.size
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width + 2 or y + h > height + 2 or x >= width or y >= height:
+        raise InvalidInput(f"The region {x},{y} {w}x{h} does not lie inside the {width}x{height} image.",
+                           "invalid_region")
+    return image.crop((x, y, min(x + w, width), min(y + h, height)))
+
+
+def check_point(image: Image.Image, point: tuple[float, float]) -> None:
+    """InvalidInput unless ``point`` lies inside ``image``."""
+    x, y = point
+    if not (0 <= x < image.width and 0 <= y < image.height):
+        raise InvalidInput(f"The point ({x}, {y}) is outside the {image.width}x{image.height} image.", "invalid_point")
+
+
+def is_blank(image: Image.Image) -> bool:
+    """A drawing with no stroke: every pixel (nearly) the same colour."""
+    return all(hi - lo < 8 for lo, hi in image.convert("RGB").getextrema())

@@ -1,0 +1,71 @@
+"""The picture files the pages show: gallery pictures, their thumbnails, and users' own query uploads."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from flask import Blueprint, abort, current_app, send_from_directory
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from dinov2_numpy import ImageError, load_rgb
+from indexer.atomic import atomic_write
+from indexer.formats import STORED_EXTENSIONS
+
+from ..extensions import db, engine
+from ..services.errors import NotReady
+from ..storage.models import Search
+
+bp = Blueprint("files", __name__)
+THUMB_SIZE = 320
+_UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(" + "|".join(sorted(STORED_EXTENSIONS)) + r")$")
+
+
+def _indexed(path: str) -> str:
+    """``path`` if the current index holds it (the only files served from the gallery folder), else 404."""
+    try:
+        index = engine().index()
+    except NotReady:
+        abort(404)
+    if path not in index.row_of:
+        abort(404)
+    return path
+
+
+@bp.get("/media/gallery/<path:path>")
+def gallery_file(path: str):
+    return send_from_directory(current_app.config["GALLERY_DIR"], _indexed(path), max_age=3600)
+
+
+@bp.get("/thumbs/<path:path>")
+def thumbnail(path: str):
+    """A JPEG thumbnail made on first request and cached by path and modification time."""
+    source = os.path.join(current_app.config["GALLERY_DIR"], _indexed(path))
+    try:
+        mtime = os.stat(source).st_mtime_ns
+    except OSError:
+        abort(404)
+    name = hashlib.sha256(f"{path}\0{mtime}".encode("utf-8", "surrogateescape")).hexdigest() + ".jpg"
+    folder = current_app.config["THUMBNAIL_DIR"]
+    target = os.path.join(folder, name)
+    if not os.path.exists(target):
+        try:
+            thumb = load_rgb(source)  # upright, 8-bit, transparency over white: as the model sees it
+        except ImageError:
+            abort(404)
+        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        atomic_write(target, lambda f: thumb.save(f, "JPEG", quality=85), durable=False)
+    return send_from_directory(folder, name, max_age=86400)
+
+
+@bp.get("/media/uploads/<name>")
+@login_required
+def upload_file(name: str):
+    """A query picture, shown only to the user whose history holds it."""
+    if not _UPLOAD_NAME.match(name):
+        abort(404)
+    owner = db.session.scalar(select(Search.user_id).where(Search.query_file == name))
+    if owner != current_user.id:
+        abort(404)
+    return send_from_directory(current_app.config["UPLOAD_DIR"], name, max_age=3600)
