@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 
 VENDOR := app/static/vendor
-.PHONY: run test install install-dev weights gallery vendor db bench chromium clean
+.PHONY: run test test-quick install install-dev weights gallery vendor db bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ chromium:
 
 test: $(VENV)/.installed-dev $(WEIGHTS) $(VENDOR)/.copied chromium
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no model weights, no browser, nothing slow.
+test-quick: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not model and not browser and not slow"
 
 clean:
 	rm -rf $(VENV) weights node_modules $(VENDOR)

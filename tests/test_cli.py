@@ -98,3 +98,29 @@ def test_near_duplicate_benchmark_quality(model, tmp_path):
     features = model.embed([p for p, _ in items])
     metrics = retrieval_metrics(features, [label for _, label in items])
     assert metrics["P@1"] >= 0.9 and metrics["mAP"] >= 0.7
+
+
+def test_cli_and_api_return_the_same_result(gallery_dirs, app, tmp_path, weights_path):
+    """One search service behind both doors: the same query gives the same JSON, but for the API's links and
+    the timings."""
+    from tests.helpers import csrf_headers
+    query = tmp_path / "q.jpg"
+    Image.open(skimage_photo("coffee.png")).convert("RGB").save(query, quality=60)
+    env = dict(os.environ, GALLERY_DIR=str(gallery_dirs / "gallery"), INDEX_DIR=str(gallery_dirs / "index"),
+               DINOV2_WEIGHTS=weights_path)
+    result = cli(env, "search", str(query), "--top-k", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    (from_cli,) = json.loads(result.stdout)
+    client = app.test_client()
+    r = client.post("/api/search", data={"image": (open(query, "rb"), "q.jpg"), "top_k": "4"},
+                    headers=csrf_headers(client), content_type="multipart/form-data")
+    from_api = r.get_json()
+    links = {"url", "thumbnail_url"}
+    assert [{k: v for k, v in h.items() if k not in links} for h in from_api["results"]] == from_cli["results"]
+    assert from_cli["results"][0]["path"] == "coffee.png" and len(from_cli["results"]) == 4
+    assert set(from_api) == set(from_cli) and set(from_api["analysis"]) == set(from_cli["analysis"])
+    for part in ("query", "analysis"):
+        for key in from_cli[part]:
+            if key not in ("timings_ms", "mode", "filename"):
+                assert from_api[part][key] == from_cli[part][key], (part, key)
+    assert set(from_api["analysis"]["timings_ms"]) == set(from_cli["analysis"]["timings_ms"])
