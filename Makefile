@@ -51,7 +51,7 @@ db: $(VENV)/.installed
 	$(BIN)/flask --app app db upgrade
 
 run: $(VENV)/.installed gallery db
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120 wsgi:app
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)

@@ -107,7 +107,11 @@ def print_metrics(metrics: dict, model_name: str, images: int) -> None:
 
 def cmd_near_dup(args, cfg) -> int:
     from dinov2_numpy import load_model
-    from indexer.evaluate import benchmark_originals, make_near_duplicate_set, retrieval_metrics
+    from indexer.evaluate import (
+        benchmark_originals,
+        make_near_duplicate_set,
+        retrieval_metrics,
+    )
     out = args.out or os.path.join(tempfile.gettempdir(), "search-by-image-near-dup")
     items = make_near_duplicate_set(benchmark_originals(args.originals), out)
     model = load_model(cfg["WEIGHTS"])

@@ -6,6 +6,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from .extensions import db
+from .storage.accounts import normalise_email
 from .storage.models import User
 
 
@@ -14,7 +15,7 @@ def register(app: Flask) -> None:
     @click.argument("email")
     def make_admin(email: str) -> None:
         """Give an existing account the administrator role."""
-        user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+        user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
         if user is None:
             raise click.ClickException(f"no account with email {email}")
         user.is_admin = True

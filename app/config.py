@@ -3,6 +3,7 @@ Each setting has its default here or there, nowhere else."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any, Mapping
 
 from indexer.config import env_int, env_path, load_settings
@@ -21,7 +22,18 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tokens live as long as the session
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    # "Keep me signed in" lasts 30 days; each sign-in has its own token, ended by signing out.
+    cfg.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=env_int("REMEMBER_DAYS", 30)))
+    cfg.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    cfg.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
     # Search by URL: private, loopback and link-local targets are refused unless listed here (CIDRs).
     cfg.setdefault("URL_FETCH_ALLOW", [n.strip() for n in os.environ.get("URL_FETCH_ALLOW", "").split(",") if n.strip()])
     cfg.setdefault("URL_FETCH_TIMEOUT", float(os.environ.get("URL_FETCH_TIMEOUT", 10)))
+    # The inference queue (app/services/inference_queue.py): the largest batch, how long the first query of a
+    # batch may wait for searches already on their way, how many searches may be in progress per process, and
+    # the longest wait for the model before a 503.
+    cfg.setdefault("INFER_MAX_BATCH", env_int("INFER_MAX_BATCH", 8))
+    cfg.setdefault("INFER_MAX_WAIT_MS", float(os.environ.get("INFER_MAX_WAIT_MS", 50)))
+    cfg.setdefault("QUEUE_LIMIT", env_int("QUEUE_LIMIT", 48))
+    cfg.setdefault("QUEUE_DEADLINE", float(os.environ.get("QUEUE_DEADLINE", 10)))
     return cfg

@@ -6,7 +6,14 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from indexer.fetch import FetchBadURL, FetchError, FetchFailed, FetchNotImage, FetchRefused, FetchTooLarge
+from indexer.fetch import (
+    FetchBadURL,
+    FetchError,
+    FetchFailed,
+    FetchNotImage,
+    FetchRefused,
+    FetchTooLarge,
+)
 
 from .services.errors import (
     Busy,
@@ -18,6 +25,7 @@ from .services.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from .services.inference_queue import Overloaded
 
 STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, TooLarge: 413, UnsupportedMedia: 415, Unprocessable: 422,
           NotReady: 503}
@@ -61,6 +69,16 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return json_error(e.status, e.code, e.message)
+
+    @app.errorhandler(Overloaded)
+    def overloaded(e: Overloaded):
+        # Read what the client is still sending, so that it gets this answer rather than a reset connection.
+        while request.stream.read(1 << 16):
+            pass
+        response = _respond(503, e.code, e.message)
+        response = app.make_response(response)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
 
     @app.errorhandler(ServiceError)
     def service_error(e: ServiceError):

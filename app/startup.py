@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from indexer.builder import BuildError
+from indexer.generations import IndexFilesError
 
 from .services.errors import Busy, NotReady
 from .services.gallery_changes import drift, recover
@@ -40,7 +41,7 @@ def prepare(app: Flask) -> None:
         if found["unindexed"] or found["missing"]:
             app.logger.warning("start-up: %d image file(s) not indexed, %d indexed file(s) missing; "
                                "run 'python build_gallery.py'", len(found["unindexed"]), len(found["missing"]))
-    except (Busy, BuildError, OSError, ValueError) as e:
+    except (Busy, BuildError, IndexFilesError, OSError, ValueError) as e:
         app.logger.warning("start-up recovery skipped: %s", e)
     try:
         sync_gallery_table(app)

@@ -18,6 +18,10 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
+# No resized image may hold more pixels than this, whatever the input's aspect ratio: the reference processor
+# would stretch a 1 x 8000 picture to 256 x 2,048,000 before its centre crop.
+MAX_RESIZED_PIXELS = 4 * 1024 * 1024
+
 
 class ImageError(ValueError):
     """An image could not be opened or decoded."""
@@ -119,6 +123,8 @@ def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, c
     short, long = (w, h) if w <= h else (h, w)
     new_short, new_long = resize, int(resize * long / short)
     size = (new_short, new_long) if w <= h else (new_long, new_short)
+    if size[0] * size[1] > MAX_RESIZED_PIXELS and new_short >= crop:
+        return normalize(_resized_centre_crop(image, size, crop))
     if size != (w, h):
         image = image.resize(size, Image.BICUBIC)
     w, h = image.size
@@ -128,3 +134,13 @@ def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, c
         image, (w, h) = padded, padded.size
     top, left = int((h - crop) / 2.0), int((w - crop) / 2.0)
     return normalize(image.crop((left, top, left + crop, top + crop)))
+
+
+def _resized_centre_crop(image: Image.Image, size: tuple[int, int], crop: int) -> Image.Image:
+    """The centre ``crop`` of ``image`` resized to ``size``, made by resizing only the source region that the
+    crop keeps (PIL's ``box``), so that the full resized image never exists."""
+    w, h = image.size
+    top, left = int((size[1] - crop) / 2.0), int((size[0] - crop) / 2.0)
+    sx, sy = w / size[0], h / size[1]
+    box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+    return image.resize((crop, crop), Image.BICUBIC, box=box)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import numpy as np
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.weights.convert import sha256_file
 
-from .embedding import PREPROCESSING, embed_stream
+from .embedding import PREPROCESSING, embed_pixels, embed_stream
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
 from .ids import image_id
@@ -59,7 +60,7 @@ def model_fingerprint(model: Dinov2) -> dict:
 
 @contextlib.contextmanager
 def build_lock(index_dir: str) -> Iterator[None]:
-    """One build at a time per index folder."""
+    """One build (or gallery change) at a time per index folder, across processes; BuildLocked otherwise."""
     os.makedirs(index_dir, exist_ok=True)
     with open(os.path.join(index_dir, ".build.lock"), "w") as f:
         try:
@@ -69,19 +70,31 @@ def build_lock(index_dir: str) -> Iterator[None]:
         yield
 
 
+def is_locked(index_dir: str) -> bool:
+    """Whether some process (this one included) holds the build lock of ``index_dir`` now."""
+    try:
+        with build_lock(index_dir):
+            return False
+    except BuildLocked:
+        return True
+
+
 def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
                   rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
                   log_path: str | None = None, backend: dict | None = None, exclude: Iterable[str] = (),
-                  on_progress: Callable[[int, int], None] | None = None) -> BuildReport:
+                  on_progress: Callable[[int, int], None] | None = None,
+                  embed: Callable[[np.ndarray], np.ndarray] | None = None, lock_held: bool = False) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
 
     ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
     ``exclude`` lists relative paths to leave out although their files exist (deletions in progress).
-    ``on_progress(done, total)`` is called as images are embedded.
+    ``on_progress(done, total)`` is called as images are embedded. ``embed`` replaces the model's own forward
+    pass for batches of pixels (the web app routes it through its inference queue). ``lock_held``: the caller
+    already holds ``build_lock`` (a gallery change that must not move files while another build runs).
     """
     start = time.perf_counter()
     report = BuildReport()
-    with build_lock(index_dir):
+    with contextlib.nullcontext() if lock_held else build_lock(index_dir):
         model = load_model(weights)
         fingerprint = model_fingerprint(model)
         try:
@@ -138,7 +151,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         failed: set[str] = set()
         from tqdm import tqdm
         with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar:
-            for keys, features, failures in embed_stream(model, todo, batch_size, workers, max_pixels):
+            for keys, features, failures in embed_stream(embed or functools.partial(embed_pixels, model), model.dim,
+                                                         todo, batch_size, workers, max_pixels):
                 if keys:
                     work.add(keys, features)
                     known.update(zip(keys, features))
@@ -168,6 +182,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {p: info for p, info in files.items() if p not in failed},
             "duplicates": dict(dup_ok),
+            "skipped": {f.path: f.reason for f in report.skipped},
         }
         report.removed = len(set(old.paths) - kept) if old is not None else 0
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -20,9 +20,11 @@ def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
     return normalize_rows(model(pixels).cls_token)
 
 
-def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: int, workers: int,
+def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
+                 batch_size: int, workers: int,
                  max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[Skipped]]]:
-    """Embed ``(key, path)`` items in batches; decoding runs ``workers`` threads ahead of the model.
+    """Embed ``(key, path)`` items in batches with ``embed`` (pixels to unit ``dim``-wide descriptors, e.g.
+    ``embed_pixels`` bound to a model); decoding runs ``workers`` threads ahead of the model.
 
     Yields ``(keys, unit features, failures)`` per batch.
     """
@@ -54,7 +56,7 @@ def embed_stream(model: Dinov2, items: Iterable[tuple[str, str]], batch_size: in
             except (ImageError, OSError) as e:
                 failures.append(Skipped(path, str(e)))
             if len(keys) == batch_size or (not pending and (keys or failures)):
-                features = embed_pixels(model, np.stack(pixels)) if keys else np.empty((0, model.dim), np.float32)
+                features = embed(np.stack(pixels)) if keys else np.empty((0, dim), np.float32)
                 yield keys, features, failures
                 keys, pixels, failures = [], [], []
     finally:

@@ -88,7 +88,8 @@ def load_index(index_dir: str, mmap: bool = True) -> GalleryIndex | None:
         with open(os.path.join(folder, MANIFEST)) as f:
             manifest = json.load(f)
     except (OSError, ValueError) as e:
-        raise IndexFilesError(f"the index in {folder} is unreadable: {e}") from None
+        raise IndexFilesError(f"the index in {folder} is unreadable ({e}); rebuild it with "
+                              "'python build_gallery.py --rebuild'") from None
     if features.dtype != np.float32 or features.ndim != 2:
         raise IndexFilesError(f"{FEATURES} must be a float32 matrix, found {features.dtype} {features.shape}")
     return GalleryIndex(features, paths, manifest, folder)

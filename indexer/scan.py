@@ -1,4 +1,11 @@
-"""Finding the images in a folder tree."""
+"""Finding the images in a folder tree, and the policy on what may be indexed.
+
+Symlinks: a link to a file inside the gallery folder is indexed under the link's own path (deleting it
+deletes the link); a link that leads outside the gallery is skipped, and is never served. Linked folders are
+not followed, so loops cannot occur. Names that are not valid UTF-8, or that hold control characters (a
+newline), are skipped with a reason asking for a rename: they cannot be carried safely through URLs, JSON
+and databases.
+"""
 from __future__ import annotations
 
 import errno
@@ -22,6 +29,28 @@ class Skipped:
     reason: str
 
 
+def name_problem(rel: str) -> str | None:
+    """Why a relative path cannot be indexed under its name, or None."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8; rename it"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+        return "file name contains control characters (such as a newline); rename it"
+    return None
+
+
+def printable(rel: str) -> str:
+    """``rel`` with bytes that are not UTF-8 shown as U+FFFD, for reports and logs."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def inside(root: str, full: str) -> bool:
+    """Whether ``full``, with every symlink resolved, lies inside the folder ``root``."""
+    real_root = os.path.realpath(root)
+    return os.path.realpath(full).startswith(real_root + os.sep)
+
+
 def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:
     """Every image file below ``images_dir`` (hidden files and folders excluded), sorted by path, and the
     files that cannot be used, with the reason. Symlinked folders are not followed, so loops cannot occur."""
@@ -40,6 +69,12 @@ def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:
                 continue
             full = os.path.join(folder, name)
             rel = os.path.relpath(full, images_dir).replace(os.sep, "/")
+            problem = name_problem(rel)
+            if problem is None and os.path.islink(full) and os.path.exists(full) and not inside(images_dir, full):
+                problem = "symlink to a file outside the gallery folder"
+            if problem is not None:
+                skipped.append(Skipped(printable(rel), problem))
+                continue
             try:
                 st = os.stat(full)
             except OSError as e:

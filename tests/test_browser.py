@@ -90,7 +90,8 @@ def test_drop_an_image_and_see_scored_results(server, page):
     assert page.inner_text("#an-size") == "600 × 400"
     assert page.inner_text("#an-gallery") == "7"
     stages = page.locator("#an-timings td:first-child").all_inner_texts()
-    assert stages == ["decode", "preprocess", "inference", "search", "total"]
+    assert stages == ["decode", "preprocess", "queue", "inference", "search", "total"]
+    assert page.inner_text("#an-batch") == "1 query"
     shot(page, "search")
     page.locator("#threshold").fill("100")
     assert page.inner_text("#an-matches") == "1"

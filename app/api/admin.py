@@ -5,8 +5,15 @@ from flask import current_app, jsonify, request
 
 from indexer.ids import image_id
 
-from ..services.errors import Busy, InvalidInput, ServiceError
-from ..services.gallery_changes import add_images, delete_images, drift, rebuild_status, start_rebuild
+from ..extensions import engine
+from ..services.errors import InvalidInput, ServiceError
+from ..services.gallery_changes import (
+    add_images,
+    delete_images,
+    drift,
+    rebuild_status,
+    start_rebuild,
+)
 from ..services.images import decode
 from ..startup import sync_gallery_table
 from ..web.roles import admin_required
@@ -31,7 +38,7 @@ def admin_upload():
             rejected.append({"filename": file.filename, "error": e.message, "code": e.code})
             continue
         items.append((file.filename or "image", data, ext))
-    result = add_images(current_app.config, items) if items else {"added": [], "duplicates": []}
+    result = add_images(current_app.config, items, engine().embed_batch) if items else {"added": [], "duplicates": []}
     if result["added"]:
         sync_gallery_table(current_app)
     added = [{"path": p, "id": image_id(p)} for p in result["added"]]
@@ -46,7 +53,7 @@ def admin_delete():
     ids = fields.get("ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise InvalidInput("Send JSON {\"ids\": [gallery image ids]}.")
-    deleted = delete_images(current_app.config, ids)
+    deleted = delete_images(current_app.config, ids, engine().embed_batch)
     sync_gallery_table(current_app)
     return jsonify({"deleted": deleted})
 
@@ -57,8 +64,7 @@ def admin_rebuild():
     fields, _ = body_fields()
     full = flag(fields.get("full"), "full")
     app = current_app._get_current_object()
-    if not start_rebuild(app.config, full=full, on_published=lambda: sync_gallery_table(app)):
-        raise Busy("A rebuild is already running.")
+    start_rebuild(app.config, full=full, on_published=lambda: sync_gallery_table(app), embed=engine().embed_batch)
     return jsonify({"started": True, "full": full}), 202
 
 

@@ -22,7 +22,7 @@ def int_arg(value, name: str, default: int, low: int, high: int) -> int:
         return default
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity and 1e999 from JSON
         raise InvalidInput(f"'{name}' must be a whole number between {low} and {high}.") from None
     if isinstance(value, bool) or not low <= number <= high:
         raise InvalidInput(f"'{name}' must be a whole number between {low} and {high}.")
@@ -46,7 +46,7 @@ def threshold(value) -> float:
         return DEFAULT_THRESHOLD
     try:
         t = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: integers of hundreds of digits
         t = math.nan
     if not 0.0 <= t <= 1.0:
         raise InvalidInput("'threshold' must be a number between 0 and 1.")
@@ -62,11 +62,19 @@ def _object(value, name: str, keys: tuple[str, ...]) -> dict | None:
             value = json.loads(value)
         except ValueError:
             value = None
-    if not isinstance(value, dict) or not all(
-            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) and math.isfinite(value[k])
-            for k in keys):
+    if not isinstance(value, dict) or not all(_finite(value.get(k)) for k in keys):
         raise InvalidInput(f"'{name}' must be an object with numbers {', '.join(keys)}.")
     return value
+
+
+def _finite(value) -> bool:
+    """A JSON number that fits a float and is finite (no bool, no 400-digit integer, no Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and abs(value) < 1e15
+    except OverflowError:
+        return False
 
 
 def region(value) -> tuple[int, int, int, int] | None:
@@ -115,7 +123,10 @@ def image_query(fields, files) -> Query:
 def body_fields():
     """The request's fields and files, from JSON or a multipart form."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # JSON nested thousands deep
+            body = None
         if not isinstance(body, dict):
             raise InvalidInput("The request body is not a JSON object.", "invalid_json")
         return body, None

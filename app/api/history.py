@@ -48,7 +48,7 @@ def search_json(s: Search) -> dict:
             "results": [dict(r, thumbnail_url=url_for("files.thumbnail", path=r["path"])) for r in s.results[:5]]}
 
 
-@bp.delete("/history/<int:search_id>")
+@bp.delete("/history/<int(max=2147483647):search_id>")
 def delete_history(search_id: int):
     _require_login()
     s = db.session.get(Search, search_id)

@@ -17,6 +17,11 @@ from .links import with_links
 def search():
     """Search with an uploaded, pasted, drawn, fetched or gallery picture; signed-in users' searches go to
     their history."""
+    with engine().queue.admit():  # before the body is read: under overload, refuse before spending anything
+        return _search()
+
+
+def _search():
     fields, files = body_fields()
     top_k = int_arg(fields.get("top_k"), "top_k", 10, 1, 100)
     cut = threshold(fields.get("threshold"))
@@ -35,8 +40,10 @@ def search():
 @bp.post("/segment")
 def segment_object():
     """The object under ``point`` in the image: a mask (PNG data URL) and its bounding box."""
-    fields, files = body_fields()
-    query = image_query(fields, files)
-    if query.point is None:
-        raise InvalidInput("Send the clicked 'point' as {\"x\": ..., \"y\": ...} in image pixels.", "missing_field")
-    return jsonify(run_segment(engine(), query, limits()))
+    with engine().queue.admit():
+        fields, files = body_fields()
+        query = image_query(fields, files)
+        if query.point is None:
+            raise InvalidInput("Send the clicked 'point' as {\"x\": ..., \"y\": ...} in image pixels.",
+                               "missing_field")
+        return jsonify(run_segment(engine(), query, limits()))

@@ -28,4 +28,5 @@ def health():
         body.update(gallery_size=len(eng.index()), index_age_seconds=round(eng.index_age_seconds() or 0, 1))
     except NotReady as e:
         body.update(status="not_ready", problem=body.get("problem") or e.message)
+    body["queue"] = eng.queue.stats()
     return jsonify(body), 200 if body["status"] == "ok" else 503

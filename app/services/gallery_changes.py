@@ -7,6 +7,7 @@ unfinished journal, so a crash leaves either the old gallery or the new one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,10 +15,12 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from indexer.atomic import atomic_write, write_json
-from indexer.builder import BuildLocked, build_gallery
+from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.generations import load_index
 from indexer.scan import scan
 
@@ -39,13 +42,29 @@ def _journal_path(cfg: Mapping[str, Any]) -> str:
     return os.path.join(cfg["INDEX_DIR"], JOURNAL)
 
 
-def _build(cfg: Mapping[str, Any], exclude=(), **kwargs):
+Embed = Callable[[np.ndarray], np.ndarray]  # a batch of pixels to unit descriptors (the engine's queue)
+
+
+@contextlib.contextmanager
+def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
+    """The build lock for a whole change, taken before any file moves: Busy if a rebuild (or another change,
+    in any process) holds it, so that a refused change leaves nothing behind."""
     try:
-        return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
-                             max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
-                             exclude=exclude, **kwargs)
+        lock = build_lock(cfg["INDEX_DIR"])
+        lock.__enter__()
     except BuildLocked:
         raise Busy("The index is being rebuilt; try again when it has finished.") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _build(cfg: Mapping[str, Any], embed: Embed | None = None, exclude=(), **kwargs):
+    """Build while the caller holds the lock (``holding_index``)."""
+    return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
+                         max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
+                         exclude=exclude, embed=embed, lock_held=True, **kwargs)
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -62,29 +81,30 @@ def indexed_hashes(cfg: Mapping[str, Any]) -> dict[str, str]:
     return {info["sha256"]: path for path, info in index.manifest.get("files", {}).items() if path in index.row_of}
 
 
-def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]]) -> dict:
+def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]], embed: Embed | None = None) -> dict:
     """Add validated ``(original name, data, extension)`` images; duplicates of indexed or earlier images in
     the batch are reported, not added. Returns {"added": [paths], "duplicates": [{name, same_as}]}."""
-    known = indexed_hashes(cfg)
-    staged, duplicates = [], []
-    staging = os.path.join(cfg["GALLERY_DIR"], STAGING)
-    os.makedirs(staging, exist_ok=True)
-    for name, data, ext in items:
-        sha = hashlib.sha256(data).hexdigest()
-        if sha in known:
-            duplicates.append({"filename": name, "same_as": known[sha]})
-            continue
-        final = safe_name(name, sha, ext)
-        known[sha] = final
-        temp = atomic_write(os.path.join(staging, f"{uuid.uuid4().hex}.{ext}"), data)
-        staged.append({"staged": os.path.basename(temp), "final": final})
-    if staged:
-        write_json(_journal_path(cfg), {"op": "add", "files": staged})
-        _finish_add(cfg, staged)
+    with holding_index(cfg):
+        known = indexed_hashes(cfg)
+        staged, duplicates = [], []
+        staging = os.path.join(cfg["GALLERY_DIR"], STAGING)
+        os.makedirs(staging, exist_ok=True)
+        for name, data, ext in items:
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in known:
+                duplicates.append({"filename": name, "same_as": known[sha]})
+                continue
+            final = safe_name(name, sha, ext)
+            known[sha] = final
+            temp = atomic_write(os.path.join(staging, f"{uuid.uuid4().hex}.{ext}"), data)
+            staged.append({"staged": os.path.basename(temp), "final": final})
+        if staged:
+            write_json(_journal_path(cfg), {"op": "add", "files": staged})
+            _finish_add(cfg, staged, embed)
     return {"added": [s["final"] for s in staged], "duplicates": duplicates}
 
 
-def _finish_add(cfg: Mapping[str, Any], staged: list[dict]) -> None:
+def _finish_add(cfg: Mapping[str, Any], staged: list[dict], embed: Embed | None = None) -> None:
     gallery = cfg["GALLERY_DIR"]
     for i, item in enumerate(staged):
         source = os.path.join(gallery, STAGING, item["staged"])
@@ -94,31 +114,34 @@ def _finish_add(cfg: Mapping[str, Any], staged: list[dict]) -> None:
             os.replace(source, target)
         if i == 0:
             _crash_point("add-moved-one")
-    _build(cfg)
+    _build(cfg, embed)
     _crash_point("add-built")
     os.unlink(_journal_path(cfg))
 
 
-def delete_images(cfg: Mapping[str, Any], ids: list[int]) -> list[str]:
+def delete_images(cfg: Mapping[str, Any], ids: list[int], embed: Embed | None = None) -> list[str]:
     """Remove indexed images by public id: first from a new index generation, then their files. NotFound
     (and nothing deleted) if any id is not in the index. Returns the deleted paths."""
-    index = load_index(cfg["INDEX_DIR"])
-    rows = [index.row_of_id.get(i) for i in dict.fromkeys(ids)] if index is not None else [None]
-    if any(r is None for r in rows):
-        raise NotFound("Some of these gallery images do not exist.")
-    paths = [index.paths[r] for r in rows]
-    if paths:
-        write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
-        _finish_delete(cfg, paths)
+    with holding_index(cfg):
+        index = load_index(cfg["INDEX_DIR"])
+        rows = [index.row_of_id.get(i) for i in dict.fromkeys(ids)] if index is not None else [None]
+        if any(r is None for r in rows):
+            raise NotFound("Some of these gallery images do not exist.")
+        paths = [index.paths[r] for r in rows]
+        if paths:
+            write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
+            _finish_delete(cfg, paths, embed)
     return paths
 
 
-def _finish_delete(cfg: Mapping[str, Any], paths: list[str]) -> None:
-    _build(cfg, exclude=paths)
+def _finish_delete(cfg: Mapping[str, Any], paths: list[str], embed: Embed | None = None) -> None:
+    _build(cfg, embed, exclude=paths)
     _crash_point("delete-built")
+    gallery = os.path.abspath(cfg["GALLERY_DIR"])
     for path in paths:
-        full = os.path.realpath(os.path.join(cfg["GALLERY_DIR"], path))
-        if full.startswith(os.path.realpath(cfg["GALLERY_DIR"]) + os.sep) and os.path.isfile(full):
+        full = os.path.normpath(os.path.join(gallery, path))
+        # The indexed path itself goes (a symlink, not what it points to); never anything outside the gallery.
+        if full.startswith(gallery + os.sep) and (os.path.islink(full) or os.path.isfile(full)):
             os.unlink(full)
     os.unlink(_journal_path(cfg))
 
@@ -134,12 +157,14 @@ def recover(cfg: Mapping[str, Any]) -> str | None:
         os.unlink(_journal_path(cfg))  # torn before it was renamed into place: nothing had started
         journal = None
     done = None
-    if journal and journal.get("op") == "add":
-        _finish_add(cfg, journal["files"])
-        done = f"finished adding {len(journal['files'])} image(s)"
-    elif journal and journal.get("op") == "delete":
-        _finish_delete(cfg, journal["paths"])
-        done = f"finished deleting {len(journal['paths'])} image(s)"
+    if journal and journal.get("op") in ("add", "delete"):
+        with holding_index(cfg):
+            if journal["op"] == "add":
+                _finish_add(cfg, journal["files"])
+                done = f"finished adding {len(journal['files'])} image(s)"
+            else:
+                _finish_delete(cfg, journal["paths"])
+                done = f"finished deleting {len(journal['paths'])} image(s)"
     _clear_stale_staging(os.path.join(cfg["GALLERY_DIR"], STAGING))
     return done
 
@@ -161,50 +186,53 @@ def _clear_stale_staging(folder: str, age: float = 3600.0) -> None:
 
 
 def drift(cfg: Mapping[str, Any]) -> dict:
-    """Image files the index lacks, and indexed paths whose file is gone (changes made outside the app)."""
+    """Image files the index lacks (changes made outside the app), indexed paths whose file is gone, and the
+    files the last build skipped with its reasons (these are not drift: a rebuild would skip them again)."""
     index = load_index(cfg["INDEX_DIR"])
     entries, _ = scan(cfg["GALLERY_DIR"])
     files = {e.path for e in entries}
-    indexed = set(index.paths) | set(index.manifest.get("duplicates", {})) if index is not None else set()
-    return {"unindexed": sorted(files - indexed), "missing": sorted(set(index.paths if index else []) - files)}
-
-
-_rebuild_lock = threading.Lock()
-_rebuild_thread: threading.Thread | None = None
+    manifest = index.manifest if index is not None else {}
+    skipped = manifest.get("skipped", {})
+    indexed = set(index.paths if index else []) | set(manifest.get("duplicates", {}))
+    return {"unindexed": sorted(files - indexed - set(skipped)), "missing": sorted(set(index.paths if index else []) - files),
+            "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]}
 
 
 def rebuild_status(cfg: Mapping[str, Any]) -> dict:
+    """The last rebuild's progress; "interrupted" when it says running but no process holds the index (the
+    process running it died)."""
     try:
         with open(os.path.join(cfg["INDEX_DIR"], PROGRESS)) as f:
-            return json.load(f)
+            status = json.load(f)
     except (FileNotFoundError, ValueError):
         return {"state": "idle"}
+    if status.get("state") == "running" and not is_locked(cfg["INDEX_DIR"]):
+        status["state"] = "interrupted"
+    return status
 
 
-def start_rebuild(cfg: Mapping[str, Any], full: bool = False,
-                  on_published: Callable[[], None] | None = None) -> bool:
-    """Run the builder in a background thread; False if one is already running in this process.
-    ``on_published()`` runs in that thread after the new generation is live."""
-    global _rebuild_thread
+def start_rebuild(cfg: Mapping[str, Any], full: bool = False, on_published: Callable[[], None] | None = None,
+                  embed: Embed | None = None) -> None:
+    """Run the builder in a background thread holding the index (taken here, so that of two requests in any
+    processes exactly one starts); Busy if a rebuild or a change holds it. ``on_published()`` runs in that
+    thread after the new generation is live."""
     cfg = dict(cfg)
     progress_path = os.path.join(cfg["INDEX_DIR"], PROGRESS)
-    with _rebuild_lock:
-        if _rebuild_thread is not None and _rebuild_thread.is_alive():
-            return False
+    held = contextlib.ExitStack()
+    held.enter_context(holding_index(cfg))
 
-        def report(done: int, total: int, state: str = "running", **extra) -> None:
-            write_json(progress_path, {"state": state, "done": done, "total": total, "updated": time.time(), **extra})
+    def report(done: int, total: int, state: str = "running", **extra) -> None:
+        write_json(progress_path, {"state": state, "done": done, "total": total, "updated": time.time(), **extra})
 
-        def run() -> None:
-            report(0, 0)
+    def run() -> None:
+        with held:
             try:
-                result = _build(cfg, rebuild=full, on_progress=report)
+                result = _build(cfg, embed, rebuild=full, on_progress=report)
                 if on_published is not None:
                     on_published()
                 report(result.embedded, result.embedded, "finished", images=result.images)
             except Exception as e:  # reported to the page, which polls for the outcome
                 report(0, 0, "failed", error=str(e))
 
-        _rebuild_thread = threading.Thread(target=run, name="gallery-rebuild", daemon=True)
-        _rebuild_thread.start()
-        return True
+    report(0, 0)
+    threading.Thread(target=run, name="gallery-rebuild", daemon=True).start()

@@ -68,15 +68,16 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path and score."""
     start = time.perf_counter()
     image_size = segment_json = extension = None
+    batch_size = 0
     index = engine.index()
     if query.mode == "gallery":
         vector = engine.vector_of(query.gallery_id)
         timings = {"lookup": (time.perf_counter() - start) * 1e3}
     else:
         picture = load_picture(query, limits)
-        image_size, extension = list(picture.image.size), picture.extension
         embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
-        vector = embedded.vector
+        image_size, extension = list(picture.image.size), picture.extension
+        vector, batch_size = embedded.vector, embedded.batch_size
         timings = {**picture.timings_ms, **embedded.timings_ms}
         if embedded.segment is not None:
             segment_json = embedded.segment.json()
@@ -94,7 +95,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
         "analysis": {
             "model": model.get("name"), "dim": index.dim, "image_size": image_size,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
-            "gallery_size": len(index), "threshold": threshold,
+            "batch_size": batch_size, "gallery_size": len(index), "threshold": threshold,
             "match_count": sum(1 for r in results if r["score"] >= threshold * best) if results else 0,
         },
     }

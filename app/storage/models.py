@@ -4,7 +4,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -16,6 +25,8 @@ def utcnow() -> datetime:
 
 
 class User(UserMixin, db.Model):
+    """An account. Flask-Login identifies a signed-in browser by ``get_id()``: the token of its own sign-in
+    (``LoginSession``), never the user id, so that signing out ends exactly that sign-in, cookies included."""
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
@@ -23,12 +34,34 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     searches: Mapped[list["Search"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    sessions: Mapped[list["LoginSession"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    session_token = None  # set by the sign-in or the loader; not a column
+
+    def get_id(self) -> str | None:
+        return self.session_token
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+
+class LoginSession(db.Model):
+    """One sign-in of one browser: its random token is what the session and remember-me cookies carry."""
+    __tablename__ = "login_sessions"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class FirstAccount(db.Model):
+    """At most one row, claimed by the first account to sign up: whoever inserts it is the administrator, so
+    simultaneous first sign-ups cannot make two."""
+    __tablename__ = "first_account"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
 class Search(db.Model):

@@ -6,12 +6,23 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import select
 from wtforms import BooleanField, EmailField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from ..extensions import db, login_manager
+from ..storage.accounts import (
+    AccountExists,
+    authenticate,
+    close_session,
+    create_account,
+    normalise_email,
+    open_session,
+    user_for_session,
+)
 from ..storage.models import User
+
+TAKEN = "This email cannot be used for a new account; if it is yours, sign in."
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 login_manager.login_view = "auth.login"
@@ -19,8 +30,8 @@ login_manager.login_message_category = "info"
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(token: str) -> User | None:
+    return user_for_session(token)
 
 
 class SignUpForm(FlaskForm):
@@ -30,8 +41,8 @@ class SignUpForm(FlaskForm):
     submit = SubmitField("Create account")
 
     def validate_email(self, field) -> None:
-        if db.session.scalar(select(User).where(func.lower(User.email) == field.data.strip().lower())):
-            raise ValidationError("An account with this email exists; sign in instead.")
+        if db.session.scalar(select(User.id).where(User.email == normalise_email(field.data))):
+            raise ValidationError(TAKEN)
 
 
 class SignInForm(FlaskForm):
@@ -54,14 +65,14 @@ def signup():
         return redirect(url_for("main.index"))
     form = SignUpForm()
     if form.validate_on_submit():
-        user = User(email=form.email.data.strip().lower())
-        user.set_password(form.password.data)
-        user.is_admin = db.session.scalar(select(func.count(User.id))) == 0
-        db.session.add(user)
-        db.session.commit()
-        login_user(user)
-        flash("Welcome! Your searches are now kept in your history.", "success")
-        return redirect(url_for("main.index"))
+        try:
+            user = create_account(form.email.data, form.password.data)
+        except AccountExists:
+            form.email.errors.append(TAKEN)
+        else:
+            login_user(open_session(user))
+            flash("Welcome! Your searches are now kept in your history.", "success")
+            return redirect(url_for("main.index"))
     return render_template("auth/signup.html", form=form), 200 if request.method == "GET" else 400
 
 
@@ -71,9 +82,9 @@ def login():
         return redirect(url_for("main.index"))
     form = SignInForm()
     if form.validate_on_submit():
-        user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
-        if user is not None and user.check_password(form.password.data):
-            login_user(user, remember=form.remember.data)
+        user = authenticate(form.email.data, form.password.data)
+        if user is not None:
+            login_user(open_session(user), remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
         flash("Wrong email or password.", "danger")
     return render_template("auth/login.html", form=form), 200 if request.method == "GET" else 400
@@ -82,6 +93,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
+    close_session(current_user.get_id())
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("main.index"))

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from dinov2_numpy import ImageError, load_rgb
 from indexer.atomic import atomic_write
 from indexer.formats import STORED_EXTENSIONS
+from indexer.scan import inside
 
 from ..extensions import db, engine
 from ..services.errors import NotReady
@@ -23,12 +24,14 @@ _UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(" + "|".join(sorted(STORED_EXTENSION
 
 
 def _indexed(path: str) -> str:
-    """``path`` if the current index holds it (the only files served from the gallery folder), else 404."""
+    """``path`` if the current index holds it and it still lies inside the gallery folder (a symlink changed
+    to lead elsewhere is not followed), else 404."""
     try:
         index = engine().index()
     except NotReady:
         abort(404)
-    if path not in index.row_of:
+    if path not in index.row_of or not inside(current_app.config["GALLERY_DIR"],
+                                                os.path.join(current_app.config["GALLERY_DIR"], path)):
         abort(404)
     return path
 

@@ -66,6 +66,8 @@ function pollRebuild() {
       $("#rebuild-state").text(`index rebuilt: ${r.images} images`);
     } else if (r.state === "failed") {
       $("#rebuild-state").text("rebuild failed: " + r.error);
+    } else if (r.state === "interrupted") {
+      $("#rebuild-state").text("the last rebuild was interrupted (the server stopped); start it again");
     }
   });
 }

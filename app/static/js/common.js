@@ -30,7 +30,8 @@ const Results = {
     $("#an-dim").text(a.dim);
     $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : "from gallery");
     $("#an-gallery").text(a.gallery_size);
-    const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "inference", "search", "total"].filter((k) => k in a.timings_ms);
+    $("#an-batch").text(a.batch_size ? `${a.batch_size} ${a.batch_size === 1 ? "query" : "queries"}` : "no model run");
+    const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "queue", "inference", "search", "total"].filter((k) => k in a.timings_ms);
     const rows = stages.map((k) => [k, a.timings_ms[k]]).map(([k, v]) =>
       `<tr><td class="${k === "total" ? "fw-semibold" : ""}">${escapeHtml(k)}</td><td class="text-end">${v.toFixed(1)} ms</td></tr>`);
     $("#an-timings").html(rows.join(""));
@@ -106,4 +107,17 @@ function pagedList(url, params, render, $pager) {
     });
   };
   return list;
+}
+
+/* Send a search; if the server answers 503 "busy" with Retry-After, say so through onBusy(seconds) and try
+   once more after that many seconds (at most 10). */
+function postSearch(options, onBusy) {
+  const result = $.Deferred();
+  $.ajax(options).done(result.resolve).fail((xhr, ...rest) => {
+    const wait = Number(xhr.getResponseHeader("Retry-After"));
+    if (xhr.status !== 503 || !wait) { result.reject(xhr, ...rest); return; }
+    if (onBusy) onBusy(wait);
+    setTimeout(() => $.ajax(options).done(result.resolve).fail(result.reject), Math.min(wait, 10) * 1000);
+  });
+  return result.promise();
 }

@@ -40,6 +40,8 @@ function busy(on) {
   $("#search-button").prop("disabled", on || !chosenFile);
 }
 
+function retrying(seconds) { $("#search-label").text(`Server busy, retrying in ${seconds} s…`); }
+
 function send(request) {
   busy(true);
   $("#error").prop("hidden", true);
@@ -56,7 +58,7 @@ function runSearch(extra) {
   form.append("image", chosenFile, chosenFile.name || "pasted.png");
   form.append("top_k", $("#top-k").val());
   for (const [key, value] of Object.entries(extra || {})) form.append(key, JSON.stringify(value));
-  send($.ajax({ url: "/api/search", type: "POST", data: form, processData: false, contentType: false }));
+  send(postSearch({ url: "/api/search", type: "POST", data: form, processData: false, contentType: false }, retrying));
 }
 
 function stopCropper() {
@@ -131,8 +133,8 @@ $(function () {
     chosenFile = null;
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Image from " + url);
-    send($.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
-                  data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()) }) }))
+    send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
+                      data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()) }) }, retrying))
       .done(() => showPreview(url));
   });
   $("#url-input").on("keydown", (e) => { if (e.key === "Enter") $("#url-button").trigger("click"); });

@@ -1,0 +1,206 @@
+"""One queue for all model work of a process, with dynamic micro-batching and backpressure.
+
+Every request thread that needs the model hands its work to one dispatcher thread instead of running its own
+forward pass: several forward passes at once fight over the cores and their BLAS pools, while one batched pass
+shards cleanly across them (``dinov2_numpy.parallel``) and costs less per image. The dispatcher takes what is
+waiting, up to ``max_batch`` same-sized inputs. It waits for more (at most ``max_wait_ms`` after the first
+arrived) only while admitted requests are still on their way to the queue (reading or decoding their upload):
+a lone query never waits, and concurrent clients do not settle into half-sized batches that take turns.
+
+Backpressure: at most ``limit`` requests may hold a place (from ``admit`` until they finish), and a job that
+waited more than ``deadline_s`` for the model is refused; both raise ``Overloaded``, which the web layer turns
+into 503 with Retry-After. Nothing waits without bound.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from dinov2_numpy import Dinov2
+from indexer.embedding import embed_pixels
+
+from .errors import ServiceError
+
+
+class Overloaded(ServiceError):
+    """Too much model work is waiting; ``retry_after`` seconds is a fair guess at when to try again."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class Ran:
+    """How a job ran: the batch it was part of, how long it waited for the model and how long the batch took."""
+
+    batch_size: int
+    queue_ms: float
+    run_ms: float
+
+
+@dataclass
+class _Job:
+    pixels: np.ndarray | None  # (3, H, W) to embed, batched with same-sized others
+    call: Callable[[Dinov2], Any] | None  # any other model work, run alone
+    enqueued: float = field(default_factory=time.perf_counter)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    ran: Ran | None = None
+
+
+class InferenceQueue:
+    """Thread-safe; the dispatcher thread starts on first use (after any fork)."""
+
+    def __init__(self, model: Callable[[], Dinov2], *, max_batch: int = 8, max_wait_ms: float = 50.0,
+                 limit: int = 32, deadline_s: float = 10.0) -> None:
+        self._model = model
+        self.max_batch, self.max_wait, self.limit, self.deadline = max(1, max_batch), max_wait_ms / 1e3, limit, deadline_s
+        self._jobs: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._admitted = 0
+        self._coming = 0  # admitted requests that have not yet submitted work
+        self._local = threading.local()
+        self._thread: threading.Thread | None = None
+        self._per_image_s = 0.1  # running estimate, for Retry-After
+        self.batches = self.jobs_run = self.refused = 0
+        self.largest_batch = 0
+
+    # --- request side ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the ``limit`` places for a request's whole model work; Overloaded if none is free."""
+        with self._cond:
+            if self._admitted >= self.limit:
+                self.refused += 1
+                raise Overloaded(f"The server is busy ({self._admitted} searches in progress); try again shortly.",
+                                 self.retry_after())
+            self._admitted += 1
+            self._coming += 1
+        self._local.coming = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._admitted -= 1
+                self._arrived()
+                self._cond.notify_all()
+
+    def _arrived(self) -> None:
+        """This thread's admitted request is no longer on its way (it submitted work, or finished)."""
+        if getattr(self._local, "coming", False):
+            self._local.coming = False
+            self._coming -= 1
+
+    def embed(self, pixels: np.ndarray) -> tuple[np.ndarray, Ran]:
+        """The unit descriptor of one preprocessed image (3, H, W), batched with whatever else is waiting."""
+        job = self._submit(_Job(np.ascontiguousarray(pixels, np.float32), None))
+        return job.result, job.ran
+
+    def call(self, fn: Callable[[Dinov2], Any]) -> tuple[Any, Ran]:
+        """Run ``fn(model)`` on the dispatcher, alone (segmentation, a builder's batch)."""
+        job = self._submit(_Job(None, fn))
+        return job.result, job.ran
+
+    def retry_after(self) -> int:
+        """Seconds until the work now waiting is likely done, at least 1."""
+        waiting = len(self._jobs) + self._admitted
+        return max(1, min(60, math.ceil(waiting * self._per_image_s)))
+
+    def stats(self) -> dict:
+        """Counters for health checks and the load benchmark."""
+        with self._cond:
+            return {"waiting": len(self._jobs), "in_progress": self._admitted, "limit": self.limit,
+                    "batches": self.batches, "jobs": self.jobs_run, "refused": self.refused,
+                    "mean_batch": round(self.jobs_run / self.batches, 3) if self.batches else 0.0,
+                    "largest_batch": self.largest_batch}
+
+    def _submit(self, job: _Job) -> _Job:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="inference-queue", daemon=True)
+                self._thread.start()
+            self._jobs.append(job)
+            self._arrived()
+            self._cond.notify_all()
+        # The dispatcher finishes or refuses every job it takes; the bound only guards against its death.
+        if not job.done.wait(self.deadline + 300):
+            raise Overloaded("The model did not answer in time; try again.", self.retry_after())
+        if job.error is not None:
+            raise job.error
+        return job
+
+    # --- dispatcher side ------------------------------------------------------------------------------
+
+    def _take(self) -> list[_Job]:
+        """The next batch: the oldest job and, if it is an image, up to ``max_batch`` - 1 more of its size."""
+        with self._cond:
+            while not self._jobs:
+                self._cond.wait()
+            first = self._jobs[0]
+            if first.pixels is not None:
+                until = first.enqueued + self.max_wait
+                while (len(self._jobs) < self.max_batch and self._coming > 0
+                       and (left := until - time.perf_counter()) > 0):
+                    self._cond.wait(left)
+            now = time.perf_counter()
+            taken: list[_Job] = []
+            kept: deque[_Job] = deque()
+            while self._jobs:
+                job = self._jobs.popleft()
+                if now - job.enqueued > self.deadline:
+                    self.refused += 1
+                    job.error = Overloaded(f"The search waited more than {self.deadline:g} s for the model; "
+                                           "try again shortly.", self.retry_after())
+                    job.done.set()
+                elif not taken:
+                    taken.append(job)
+                elif (taken[0].pixels is not None and job.pixels is not None and len(taken) < self.max_batch
+                      and job.pixels.shape == taken[0].pixels.shape):
+                    taken.append(job)
+                else:
+                    kept.append(job)
+            self._jobs.extendleft(reversed(kept))
+            return taken
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._take()
+            if batch:
+                self._run(batch)
+
+    def _run(self, batch: list[_Job]) -> None:
+        start = time.perf_counter()
+        try:
+            model = self._model()
+            if batch[0].call is not None:
+                results = [batch[0].call(model)]
+            else:
+                results = list(embed_pixels(model, np.stack([job.pixels for job in batch])))
+        except BaseException as e:  # handed to every waiting request; the dispatcher itself goes on
+            for job in batch:
+                job.error = e
+                job.done.set()
+            return
+        end = time.perf_counter()
+        run_ms = (end - start) * 1e3
+        with self._cond:
+            self.batches += 1
+            self.jobs_run += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            self._per_image_s = 0.8 * self._per_image_s + 0.2 * (end - start) / len(batch)
+        for job, result in zip(batch, results):
+            job.result = result
+            job.ran = Ran(len(batch), (start - job.enqueued) * 1e3, run_ms)
+            job.done.set()
