@@ -244,3 +244,39 @@ def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
     page.click("#confirm-delete-button")
     page.wait_for_function("document.querySelectorAll('.admin-card').length === 0")
     assert "uploads/retina" not in top_result()
+
+
+def test_3_file_names_cannot_run_script(gallery_dirs, tmp_path, weights_path, page):
+    """A gallery file named to break out of an attribute shows as its name, on the gallery and admin pages."""
+    site = tmp_path / "site"
+    shutil.copytree(gallery_dirs, site, symlinks=True)
+    evil = 'x" onload="alert(document.domain)" y=".png'
+    shutil.copy(skimage_photo("retina.jpg"), site / "gallery" / evil)
+    from indexer.builder import build_gallery
+    build_gallery(str(site / "gallery"), str(site / "index"), weights_path, progress=False)
+    app = make_app(site, tmp_path, weights_path)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(base + "/gallery")
+        page.fill("#filter", "onload")
+        page.wait_for_function("document.querySelectorAll('.gallery-card').length === 1")
+        page.wait_for_load_state("networkidle")
+        assert page.locator(".gallery-card").get_attribute("title") == evil
+        assert page.locator(".gallery-card img").get_attribute("onload") is None
+        page.goto(base + "/auth/signup")
+        page.fill("#email", "admin@example.com")
+        page.fill("#password", "administrator password")
+        page.fill("#confirm", "administrator password")
+        page.click("#submit")
+        page.goto(base + "/admin/gallery")
+        page.fill("#filter", "onload")
+        page.wait_for_function("document.querySelectorAll('.admin-card').length === 1")
+        page.wait_for_load_state("networkidle")
+        assert page.locator(".admin-card img").get_attribute("alt") == evil
+        assert dialogs == []
+    finally:
+        httpd.shutdown()
