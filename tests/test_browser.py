@@ -53,9 +53,14 @@ def page(browser):
 
 
 def shot(page, name):
+    """Screenshots for people to look at: the desktop viewport, and a phone's (390 px wide)."""
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.wait_for_load_state("networkidle")
     page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(size)
 
 
 def drop_file(page, path, selector="#drop-zone"):
