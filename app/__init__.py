@@ -35,7 +35,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings, extensions, the engine, blueprints and error handlers; no I/O beyond
     creating the instance folders."""
     from .config import load_config
-    from .extensions import csrf, db, login_manager, migrate
+    from .extensions import csrf, db, limiter, login_manager, migrate
     from .services.engine import Engine
 
     cfg = load_config(overrides)
@@ -50,14 +50,16 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
     app.extensions["engine"] = Engine(app.config)
 
     from . import commands, errors
     from .api import bp as api_bp
     from .storage import models  # noqa: F401  (registers the tables)
-    from .web import admin, auth, files, pages
-    for blueprint in (pages.bp, files.bp, auth.bp, admin.bp, api_bp):
+    from .web import account, admin, auth, files, pages, security
+    for blueprint in (pages.bp, files.bp, auth.bp, account.bp, admin.bp, api_bp):
         app.register_blueprint(blueprint)
+    security.init_app(app)
     errors.register(app)
     commands.register(app)
     return app

@@ -26,6 +26,23 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=env_int("REMEMBER_DAYS", 30)))
     cfg.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     cfg.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    # Who may use the app: private (sign-in needed for everything but the sign-in page) or public (anyone may
+    # search and browse; accounts for history and administration). Sign-up: open, invite (an invitation link
+    # from an administrator) or closed; the very first account may always be created, and is the administrator.
+    cfg.setdefault("ACCESS", os.environ.get("ACCESS", "private").lower())
+    cfg.setdefault("SIGNUP", os.environ.get("SIGNUP", "invite").lower())
+    # Throttling (Flask-Limiter): storage "memory://" serves one process; a Redis or Memcached URI shares counts.
+    cfg.setdefault("RATELIMIT_STORAGE_URI", os.environ.get("RATELIMIT_STORAGE_URI", "memory://"))
+    cfg.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    cfg.setdefault("THROTTLE", os.environ.get("THROTTLE", "1") not in ("0", "false", "no"))
+    cfg.setdefault("SIGNIN_LIMIT", os.environ.get("SIGNIN_LIMIT", "10 per minute;50 per hour"))
+    cfg.setdefault("SIGNUP_LIMIT", os.environ.get("SIGNUP_LIMIT", "10 per hour"))
+    cfg.setdefault("SEARCH_LIMIT", os.environ.get("SEARCH_LIMIT", "600 per minute"))
+    # Behind a reverse proxy: how many proxies' X-Forwarded-For/-Proto headers to trust (0: none).
+    cfg.setdefault("TRUSTED_PROXIES", env_int("TRUSTED_PROXIES", 0))
+    cfg.setdefault("PREFERRED_URL_SCHEME", os.environ.get("PREFERRED_URL_SCHEME", "http"))
+    cfg.setdefault("SESSION_COOKIE_SECURE", cfg["PREFERRED_URL_SCHEME"] == "https")
+    cfg.setdefault("REMEMBER_COOKIE_SECURE", cfg["PREFERRED_URL_SCHEME"] == "https")
     # Search by URL: private, loopback and link-local targets are refused unless listed here (CIDRs).
     cfg.setdefault("URL_FETCH_ALLOW", [n.strip() for n in os.environ.get("URL_FETCH_ALLOW", "").split(",") if n.strip()])
     cfg.setdefault("URL_FETCH_TIMEOUT", float(os.environ.get("URL_FETCH_TIMEOUT", 10)))

@@ -101,6 +101,8 @@ def register(app: Flask) -> None:
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
             message = f"The upload is larger than the {limit} MB limit."
+        elif status == 429:  # the Retry-After header (added by Flask-Limiter) says how long
+            message = "Too many attempts in a short time. Wait a little, then try again."
         else:
             message = e.description or e.name
         return _respond(status, e.name.lower().replace(" ", "_"), message)

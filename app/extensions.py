@@ -3,6 +3,8 @@ accessors for the per-app services (the engine, the query limits)."""
 from __future__ import annotations
 
 from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -21,6 +23,14 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address)
+
+
+def throttle(setting: str, **options):
+    """``limiter.limit`` with the limit read from the setting ``setting`` of the current app, and off where the
+    app's ``THROTTLE`` is false (one limiter serves every app of the process, as in the tests)."""
+    return limiter.limit(lambda: current_app.config[setting], exempt_when=lambda: not current_app.config["THROTTLE"],
+                         **options)
 
 
 def engine() -> Engine:

@@ -31,8 +31,8 @@ sys.path.insert(0, ROOT)
 from dinov2_numpy import load_model, preprocess  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
-from indexer.evaluate import benchmark_originals, make_near_duplicate_set  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
+from indexer.evaluate import benchmark_originals, make_near_duplicate_set  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 120.0

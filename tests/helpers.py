@@ -25,9 +25,12 @@ def make_app(root, tmp_path, weights, database="sqlite", **overrides):
     from app.extensions import db
     from app.startup import prepare
     url = f"sqlite:///{tmp_path / 'app.db'}" if database == "sqlite" else database
+    # Public, open and unthrottled unless a test says otherwise: most tests are about something else;
+    # tests/test_access.py checks the private defaults.
     config = {"INSTANCE_DIR": str(tmp_path / "instance"), "MEDIA_DIR": str(tmp_path / "media"),
               "GALLERY_DIR": str(root / "gallery"), "INDEX_DIR": str(root / "index"), "WEIGHTS": weights,
-              "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-only-secret", **overrides}
+              "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-only-secret", "ACCESS": "public", "SIGNUP": "open",
+              "THROTTLE": False, **overrides}
     app = create_app(config)
     with app.app_context():
         if database != "sqlite":

@@ -8,6 +8,7 @@ import shutil
 import threading
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.helpers import make_app
@@ -47,6 +48,9 @@ def page(browser):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # The Content-Security-Policy reports what it blocks (an inline style or script) as a console error.
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Content Security Policy" in m.text
+            else None)
     yield page
     context.close()
     assert not errors, errors
@@ -74,6 +78,15 @@ def drop_file(page, path, selector="#drop-zone"):
         for (const type of ['dragenter', 'dragover', 'drop'])
             zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
     }""", [data, os.path.basename(path), selector])
+
+
+def sign_up_in_browser(page, url, email, password):
+    """Fill in and send the sign-up form at ``url`` (the sign-up page, or an invitation link)."""
+    page.goto(url)
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.fill("#confirm", password)
+    page.click("#submit")
 
 
 def choose_on_search_page(page, base, photo):
@@ -109,7 +122,7 @@ def test_gallery_filter_and_click_to_search(server, page):
     assert page.locator(".gallery-card").count() == 7
     shot(page, "gallery")
     page.fill("#filter", "china")
-    page.wait_for_function("document.querySelectorAll('.gallery-card').length === 1")
+    expect(page.locator(".gallery-card")).to_have_count(1)
     page.click(".gallery-card")
     page.wait_for_selector(".result-card")
     first = page.locator(".result-col").first
@@ -129,7 +142,7 @@ def test_sign_up_search_history_delete(server, page):
     page.set_input_files("#file-input", skimage_photo("rocket.jpg"))
     page.wait_for_selector(".result-card")
     page.click(".find-similar >> nth=1")  # "find similar" on the second result searches again
-    page.wait_for_function("document.querySelector('#file-info').textContent.includes('gallery picture')")
+    expect(page.locator("#file-info")).to_contain_text("gallery picture")
     page.goto(server + "/history")
     page.wait_for_selector(".history-item")
     items = page.locator(".history-item")
@@ -138,7 +151,7 @@ def test_sign_up_search_history_delete(server, page):
     shot(page, "history")
     page.on("dialog", lambda d: d.accept())
     items.nth(1).locator(".delete").click()
-    page.wait_for_function("document.querySelectorAll('.history-item').length === 1")
+    expect(page.locator(".history-item")).to_have_count(1)
     page.locator(".history-item .delete").click()
     page.wait_for_selector("#history-empty:not([hidden])")
     shot(page, "history-empty")
@@ -223,17 +236,13 @@ def admin_server(gallery_dirs, tmp_path, weights_path):
 
 
 def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
-    page.goto(admin_server + "/auth/signup")
-    page.fill("#email", "admin@example.com")
-    page.fill("#password", "administrator password")
-    page.fill("#confirm", "administrator password")
-    page.click("#submit")
+    sign_up_in_browser(page, admin_server + "/auth/signup", "admin@example.com", "administrator password")
     page.click("text=Manage")
     page.wait_for_selector(".admin-card")
     assert page.locator(".admin-card").count() == 7
     page.set_input_files("#admin-files", [skimage_photo("retina.jpg"), skimage_photo("hubble_deep_field.jpg")])
-    page.wait_for_function("document.querySelectorAll('#upload-list .status.text-success').length === 2", timeout=60000)
-    page.wait_for_function("document.querySelectorAll('.admin-card').length === 9")
+    expect(page.locator("#upload-list .status.text-success")).to_have_count(2, timeout=60000)
+    expect(page.locator(".admin-card")).to_have_count(9)
     shot(page, "admin")
 
     def top_result():
@@ -243,11 +252,11 @@ def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
     assert "uploads/retina" in top_result()
     page.goto(admin_server + "/admin/gallery")
     page.fill("#filter", "retina")
-    page.wait_for_function("document.querySelectorAll('.admin-card').length === 1")
+    expect(page.locator(".admin-card")).to_have_count(1)
     page.check(".select-image")
     page.click("#delete-selected")
     page.click("#confirm-delete-button")
-    page.wait_for_function("document.querySelectorAll('.admin-card').length === 0")
+    expect(page.locator(".admin-card")).to_have_count(0)
     assert "uploads/retina" not in top_result()
 
 
@@ -268,20 +277,50 @@ def test_3_file_names_cannot_run_script(gallery_dirs, tmp_path, weights_path, pa
     try:
         page.goto(base + "/gallery")
         page.fill("#filter", "onload")
-        page.wait_for_function("document.querySelectorAll('.gallery-card').length === 1")
+        expect(page.locator(".gallery-card")).to_have_count(1)
         page.wait_for_load_state("networkidle")
         assert page.locator(".gallery-card").get_attribute("title") == evil
         assert page.locator(".gallery-card img").get_attribute("onload") is None
-        page.goto(base + "/auth/signup")
-        page.fill("#email", "admin@example.com")
-        page.fill("#password", "administrator password")
-        page.fill("#confirm", "administrator password")
-        page.click("#submit")
+        sign_up_in_browser(page, base + "/auth/signup", "admin@example.com", "administrator password")
         page.goto(base + "/admin/gallery")
         page.fill("#filter", "onload")
-        page.wait_for_function("document.querySelectorAll('.admin-card').length === 1")
+        expect(page.locator(".admin-card")).to_have_count(1)
         page.wait_for_load_state("networkidle")
         assert page.locator(".admin-card img").get_attribute("alt") == evil
         assert dialogs == []
+    finally:
+        httpd.shutdown()
+
+
+def test_private_gallery_invitation_and_audit_in_the_browser(gallery_dirs, tmp_path, weights_path, browser, page):
+    app = make_app(gallery_dirs, tmp_path, weights_path, ACCESS="private", SIGNUP="invite")
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        page.goto(base + "/gallery")
+        assert page.url.startswith(base + "/auth/login")  # a stranger sees only the sign-in page
+        shot(page, "private-signin")
+        sign_up_in_browser(page, base + "/auth/signup", "owner@example.com", "owner password 1")
+        page.goto(base + "/admin/gallery")
+        page.click("#accounts-tab")
+        expect(page.locator("#accounts tbody tr")).to_have_count(1)
+        page.click("#invite")
+        link = page.locator("#invite-url").inner_text()
+        expect(page.locator("#invitations tbody tr")).to_have_count(1)
+        shot(page, "admin-accounts")
+        guest = browser.new_context().new_page()
+        sign_up_in_browser(guest, link, "guest@example.com", "guest password 1")
+        guest.goto(base + "/gallery")
+        expect(guest.locator(".gallery-card")).to_have_count(7)
+        guest.context.close()
+        page.reload()
+        page.click("#accounts-tab")
+        expect(page.locator("#accounts tbody tr")).to_have_count(2)
+        page.click("#audit-tab")
+        expect(page.locator("#audit tbody tr")).to_have_count(3)  # sign-up, invitation, the guest's sign-up
+        shot(page, "admin-audit")
+        page.goto(base + "/account")
+        shot(page, "account")
     finally:
         httpd.shutdown()

@@ -5,7 +5,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+from transformers import (
+    Dinov2Config,
+    Dinov2Model,
+    Dinov2WithRegistersConfig,
+    Dinov2WithRegistersModel,
+)
 
 from dinov2_numpy import load_model
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
+from flask_login import current_user
 
 from indexer.ids import image_id
 
@@ -16,6 +17,7 @@ from ..services.gallery_changes import (
 )
 from ..services.images import decode
 from ..startup import sync_gallery_table
+from ..storage import audit
 from ..web.roles import admin_required
 from . import bp
 from .fields import body_fields, flag
@@ -41,6 +43,7 @@ def admin_upload():
     result = add_images(current_app.config, items, engine().embed_batch) if items else {"added": [], "duplicates": []}
     if result["added"]:
         sync_gallery_table(current_app)
+        audit.record("gallery_upload", current_user, paths=result["added"])
     added = [{"path": p, "id": image_id(p)} for p in result["added"]]
     status = 201 if added else (422 if rejected and not result["duplicates"] else 200)
     return jsonify({"added": added, "duplicates": result["duplicates"], "rejected": rejected}), status
@@ -55,6 +58,7 @@ def admin_delete():
         raise InvalidInput("Send JSON {\"ids\": [gallery image ids]}.")
     deleted = delete_images(current_app.config, ids, engine().embed_batch)
     sync_gallery_table(current_app)
+    audit.record("gallery_delete", current_user, paths=deleted)
     return jsonify({"deleted": deleted})
 
 
@@ -65,6 +69,7 @@ def admin_rebuild():
     full = flag(fields.get("full"), "full")
     app = current_app._get_current_object()
     start_rebuild(app.config, full=full, on_published=lambda: sync_gallery_table(app), embed=engine().embed_batch)
+    audit.record("rebuild_started", current_user, full=full)
     return jsonify({"started": True, "full": full}), 202
 
 

@@ -1,10 +1,10 @@
 """POST /api/search and POST /api/segment."""
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from flask_login import current_user
 
-from ..extensions import engine, limits
+from ..extensions import engine, limits, throttle
 from ..services.errors import InvalidInput
 from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
@@ -13,7 +13,13 @@ from .fields import body_fields, image_query, int_arg, threshold
 from .links import with_links
 
 
+def _client_key() -> str:
+    """Searches are throttled per account when signed in, else per address."""
+    return f"user:{current_user.id}" if current_user.is_authenticated else f"addr:{request.remote_addr}"
+
+
 @bp.post("/search")
+@throttle("SEARCH_LIMIT", key_func=_client_key)
 def search():
     """Search with an uploaded, pasted, drawn, fetched or gallery picture; signed-in users' searches go to
     their history."""

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from flask import jsonify
+from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from ..extensions import engine
 from ..services.errors import NotReady
+from ..web.security import is_private
 from . import bp
 
 
@@ -29,4 +31,7 @@ def health():
     except NotReady as e:
         body.update(status="not_ready", problem=body.get("problem") or e.message)
     body["queue"] = eng.queue.stats()
-    return jsonify(body), 200 if body["status"] == "ok" else 503
+    status = 200 if body["status"] == "ok" else 503
+    if is_private() and not current_user.is_authenticated:  # a private gallery tells strangers nothing more
+        body = {"status": body["status"]}
+    return jsonify(body), status

@@ -2,6 +2,8 @@
 timings. Plain Python: the caller supplies the engine and the limits, and shows or stores the result."""
 from __future__ import annotations
 
+import base64
+import io
 import time
 from dataclasses import dataclass, field
 
@@ -67,7 +69,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     """Search the gallery; returns ``{"query", "results", "analysis"}``, the shape both the JSON API and
     ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path and score."""
     start = time.perf_counter()
-    image_size = segment_json = extension = None
+    image_size = segment_json = extension = preview = None
     batch_size = 0
     index = engine.index()
     if query.mode == "gallery":
@@ -81,6 +83,8 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
         timings = {**picture.timings_ms, **embedded.timings_ms}
         if embedded.segment is not None:
             segment_json = embedded.segment.json()
+        if query.mode == "url":  # the page shows this instead of loading the address itself
+            preview = preview_data_url(picture.image)
     t = time.perf_counter()
     hits = engine.search(vector, top_k)
     timings["search"] = (time.perf_counter() - t) * 1e3
@@ -90,7 +94,8 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     model = index.manifest.get("model", {})
     return {
         "query": {"mode": query.mode, "filename": query.original_name, "gallery_id": query.gallery_id,
-                  "format": extension, "image_size": image_size, "region": _region_json(query.region), "segment": segment_json},
+                  "format": extension, "image_size": image_size, "preview": preview,
+                  "region": _region_json(query.region), "segment": segment_json},
         "results": results,
         "analysis": {
             "model": model.get("name"), "dim": index.dim, "image_size": image_size,
@@ -108,6 +113,15 @@ def run_segment(engine: Engine, query: Query, limits: Limits) -> dict:
     found = engine.segment(picture.image, query.point)
     return dict(found.json(), image_size=list(picture.image.size),
                 elapsed_ms=round((time.perf_counter() - start) * 1e3, 1))
+
+
+def preview_data_url(image: Image.Image, side: int = 640) -> str:
+    """A JPEG data URL of ``image`` at most ``side`` pixels wide or high."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _region_json(region: tuple[int, int, int, int] | None) -> dict | None:

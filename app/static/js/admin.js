@@ -18,7 +18,7 @@ const loadGallery = gallery.load;
 function uploadOne(file) {
   const $row = $(`<li class="list-group-item"><div class="d-flex justify-content-between small"><span>${escapeHtml(file.name)}</span>
       <span class="status text-secondary">waiting</span></div>
-      <div class="progress mt-1" style="height: .4rem"><div class="progress-bar" style="width: 0%"></div></div></li>`);
+      <div class="progress progress-thin mt-1"><div class="progress-bar empty"></div></div></li>`);
   $("#upload-list").prepend($row);
   const form = new FormData();
   form.append("images", file, file.name);

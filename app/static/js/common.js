@@ -47,7 +47,7 @@ const Results = {
               <div class="small text-truncate text-truncate-path" title="${escapeHtml(r.path)}">${escapeHtml(r.path)}</div>
               <div class="d-flex align-items-center gap-2 mt-1">
                 <div class="progress flex-grow-1 score-bar" role="progressbar" aria-valuenow="${pct.toFixed(0)}" aria-valuemin="0" aria-valuemax="100">
-                  <div class="progress-bar" style="width: ${pct}%"></div></div>
+                  <div class="progress-bar empty" data-pct="${pct}"></div></div>
                 <span class="small fw-semibold score">${r.score.toFixed(3)}</span>
               </div>
               ${r.id ? `<button class="btn btn-sm btn-outline-primary w-100 mt-2 find-similar" data-id="${r.id}"><i class="bi bi-search"></i> Find similar</button>` : ""}
@@ -55,6 +55,7 @@ const Results = {
           </div>
         </div>`);
     }
+    $grid.find(".progress-bar[data-pct]").each(function () { $(this).css("width", `${$(this).data("pct")}%`); });
     $("#results-summary").text(`${data.results.length} found, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
     $("#results-area").prop("hidden", false);
     this.applyThreshold();

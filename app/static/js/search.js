@@ -135,7 +135,7 @@ $(function () {
     $("#file-info").text("Image from " + url);
     send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
                       data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()) }) }, retrying))
-      .done(() => showPreview(url));
+      .done((data) => showPreview(data.query.preview));
   });
   $("#url-input").on("keydown", (e) => { if (e.key === "Enter") $("#url-button").trigger("click"); });
   $(document).on("click", ".find-similar", function () {
