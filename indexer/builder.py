@@ -83,7 +83,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                   rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
                   log_path: str | None = None, backend: dict | None = None, exclude: Iterable[str] = (),
                   on_progress: Callable[[int, int], None] | None = None,
-                  embed: Callable[[np.ndarray], np.ndarray] | None = None, lock_held: bool = False) -> BuildReport:
+                  embed: Callable[[np.ndarray], np.ndarray] | None = None, lock_held: bool = False,
+                  cluster: str | None = None, ship_bytes: bool = False, shard_size: int = 64) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
 
     ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
@@ -91,6 +92,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
     ``on_progress(done, total)`` is called as images are embedded. ``embed`` replaces the model's own forward
     pass for batches of pixels (the web app routes it through its inference queue). ``lock_held``: the caller
     already holds ``build_lock`` (a gallery change that must not move files while another build runs).
+    ``cluster`` (``tcp://scheduler:8786`` or ``local:N``) embeds on a Dask cluster in shards of ``shard_size``
+    (``indexer.cluster``); ``ship_bytes`` sends the files' bytes instead of their paths.
     """
     start = time.perf_counter()
     report = BuildReport()
@@ -150,16 +153,16 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         known.update(resumed)
         failed: set[str] = set()
         from tqdm import tqdm
-        with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar:
-            for keys, features, failures in embed_stream(embed or functools.partial(embed_pixels, model), model.dim,
-                                                         todo, batch_size, workers, max_pixels):
+        with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar, \
+                _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes,
+                          shard_size, bar) as stream:
+            for keys, features, failures in stream:
                 if keys:
                     work.add(keys, features)
                     known.update(zip(keys, features))
-                for f in failures:
-                    rel = os.path.relpath(f.path, images_dir).replace(os.sep, "/")
-                    report.skipped.append(Skipped(rel, f.reason))
-                    failed.add(rel)
+                for key, reason in failures:
+                    report.skipped.append(Skipped(first_path[key], reason))
+                    failed.add(first_path[key])
                 report.embedded += len(keys)
                 bar.update(len(keys) + len(failures))
                 if on_progress is not None:
@@ -195,6 +198,28 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
     report.seconds = time.perf_counter() - start
     _write_log(log_path or os.path.join(index_dir, "build.log"), report)
     return report
+
+
+@contextlib.contextmanager
+def _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes, shard_size, bar):
+    """The stream of embedded batches: local threads and the model, or shards on a Dask cluster."""
+    if cluster is None or not todo:
+        yield embed_stream(embed or functools.partial(embed_pixels, model), model.dim, todo, batch_size, workers,
+                           max_pixels)
+        return
+    from .cluster import connect, embed_on_cluster, live_workers
+    client, local = connect(cluster)
+    try:
+        def stream():
+            for part in embed_on_cluster(client, weights, todo, shard_size=shard_size, batch_size=batch_size,
+                                         max_pixels=max_pixels, ship_bytes=ship_bytes):
+                bar.set_postfix(workers=live_workers(client))
+                yield part
+        yield stream()
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
 
 
 def _write_log(path: str, report: BuildReport) -> None:

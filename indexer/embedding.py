@@ -9,8 +9,6 @@ import numpy as np
 
 from dinov2_numpy import Dinov2, ImageError, normalize_rows, preprocess
 
-from .scan import Skipped
-
 # How every gallery picture and every query is prepared; recorded in each index manifest.
 PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
 
@@ -22,11 +20,11 @@ def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
                  batch_size: int, workers: int,
-                 max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[Skipped]]]:
+                 max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
     """Embed ``(key, path)`` items in batches with ``embed`` (pixels to unit ``dim``-wide descriptors, e.g.
     ``embed_pixels`` bound to a model); decoding runs ``workers`` threads ahead of the model.
 
-    Yields ``(keys, unit features, failures)`` per batch.
+    Yields ``(keys, unit features, [(key, reason)])`` per batch; an item is a path or the file's bytes.
     """
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
     pending: deque = deque()
@@ -45,7 +43,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
     try:
         keys: list[str] = []
         pixels: list[np.ndarray] = []
-        failures: list[Skipped] = []
+        failures: list[tuple[str, str]] = []
         refill()
         while pending:
             (key, path), future = pending.popleft()
@@ -54,7 +52,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
                 pixels.append(future.result())
                 keys.append(key)
             except (ImageError, OSError) as e:
-                failures.append(Skipped(path, str(e)))
+                failures.append((key, str(e)))
             if len(keys) == batch_size or (not pending and (keys or failures)):
                 features = embed(np.stack(pixels)) if keys else np.empty((0, dim), np.float32)
                 yield keys, features, failures
