@@ -37,7 +37,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("THROTTLE", os.environ.get("THROTTLE", "1") not in ("0", "false", "no"))
     cfg.setdefault("SIGNIN_LIMIT", os.environ.get("SIGNIN_LIMIT", "10 per minute;50 per hour"))
     cfg.setdefault("SIGNUP_LIMIT", os.environ.get("SIGNUP_LIMIT", "10 per hour"))
-    cfg.setdefault("SEARCH_LIMIT", os.environ.get("SEARCH_LIMIT", "600 per minute"))
+    cfg.setdefault("SEARCH_LIMIT", os.environ.get("SEARCH_LIMIT", "3000 per minute"))
     # Behind a reverse proxy: how many proxies' X-Forwarded-For/-Proto headers to trust (0: none).
     cfg.setdefault("TRUSTED_PROXIES", env_int("TRUSTED_PROXIES", 0))
     cfg.setdefault("PREFERRED_URL_SCHEME", os.environ.get("PREFERRED_URL_SCHEME", "http"))

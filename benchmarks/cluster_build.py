@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
-from indexer.evaluate import benchmark_originals, make_near_duplicate_set  # noqa: E402
+from indexer.evaluate import benchmark_gallery  # noqa: E402
 
 
 def main() -> None:
@@ -31,11 +31,8 @@ def main() -> None:
     weights = load_settings()["WEIGHTS"]
     work = tempfile.mkdtemp(prefix="cluster-build-")
     try:
-        items = make_near_duplicate_set(benchmark_originals(), os.path.join(work, "edits"))[:args.images]
+        benchmark_gallery(work, args.images)
         gallery = os.path.join(work, "gallery")
-        os.makedirs(gallery)
-        for i, (path, label) in enumerate(items):
-            shutil.copy(path, os.path.join(gallery, f"{label}-{i:04d}.png"))
         build_gallery(gallery, os.path.join(work, "warm"), weights, progress=False)  # untimed: file cache, model
         from indexer.cluster import connect
         start = time.perf_counter()

@@ -32,20 +32,10 @@ from dinov2_numpy import load_model, preprocess  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
-from indexer.evaluate import benchmark_originals, make_near_duplicate_set  # noqa: E402
+from indexer.evaluate import benchmark_gallery  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 120.0
-
-
-def make_gallery(folder: str, count: int) -> list[str]:
-    """``count`` real photos: the benchmark originals and their deterministic edits."""
-    items = make_near_duplicate_set(benchmark_originals(), os.path.join(folder, "edits"))
-    gallery = os.path.join(folder, "gallery")
-    os.makedirs(gallery)
-    for i, (path, label) in enumerate(items[:count]):
-        shutil.copy(path, os.path.join(gallery, f"{label}-{i:04d}.png"))
-    return [p for p, _ in items[:count]]
 
 
 def model_alone(weights: str, photos: list[str], repeat: int = 3) -> dict[int, float]:
@@ -225,7 +215,7 @@ def main() -> None:
     weights = load_settings()["WEIGHTS"]
     work = tempfile.mkdtemp(prefix="serve-load-")
     try:
-        photos = make_gallery(work, args.images)
+        photos = benchmark_gallery(work, args.images)
         print(f"gallery: {args.images} real photos; building the index...", file=sys.stderr)
         build_gallery(os.path.join(work, "gallery"), os.path.join(work, "index"), weights, progress=False)
         alone = model_alone(weights, photos)
@@ -233,7 +223,7 @@ def main() -> None:
         from PIL import Image
         Image.open(photos[0]).convert("RGB").save(query, quality=85)
         body, boundary = multipart(query)
-        env = dict(os.environ, HOST=HOST, PORT=str(args.port), GALLERY_DIR=os.path.join(work, "gallery"),
+        env = dict(os.environ, ACCESS="public", HOST=HOST, PORT=str(args.port),  # as make run serves the demo GALLERY_DIR=os.path.join(work, "gallery"),
                    INDEX_DIR=os.path.join(work, "index"), INSTANCE_DIR=os.path.join(work, "instance"),
                    MEDIA_DIR=os.path.join(work, "media"), DINOV2_WEIGHTS=weights)
         server = start_server(env, args.port)

@@ -143,3 +143,15 @@ def benchmark_originals(limit: int | None = None, folder: str | None = None) -> 
         fill_demo_gallery(folder)
     names = BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS
     return [os.path.join(folder, "demo", n) for n in names]
+
+
+def benchmark_gallery(folder: str, count: int) -> list[str]:
+    """A gallery of ``count`` real photos in ``folder/gallery`` (the near-duplicate benchmark's originals and
+    their edits, as distinct files), for the load and build benchmarks; returns the source photos' paths."""
+    import shutil
+    items = make_near_duplicate_set(benchmark_originals(), os.path.join(folder, "edits"))[:count]
+    gallery = os.path.join(folder, "gallery")
+    os.makedirs(gallery, exist_ok=True)
+    for i, (path, label) in enumerate(items):
+        shutil.copy(path, os.path.join(gallery, f"{label}-{i:04d}.png"))
+    return [p for p, _ in items]
