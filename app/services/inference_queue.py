@@ -3,9 +3,10 @@
 Every request thread that needs the model hands its work to one dispatcher thread instead of running its own
 forward pass: several forward passes at once fight over the cores and their BLAS pools, while one batched pass
 shards cleanly across them (``dinov2_numpy.parallel``) and costs less per image. The dispatcher takes what is
-waiting, up to ``max_batch`` same-sized inputs. It waits for more (at most ``max_wait_ms`` after the first
-arrived) only while admitted requests are still on their way to the queue (reading or decoding their upload):
-a lone query never waits, and concurrent clients do not settle into half-sized batches that take turns.
+waiting, up to ``max_batch`` same-sized inputs. It waits for more, at most ``max_wait_ms`` after the first
+arrived or the last batch finished, only while more are known to be coming: admitted requests still reading
+or decoding their upload, or the clients of a shared batch that just got their answers. A lone client never
+waits, and concurrent clients do not settle into half-sized batches that take turns.
 
 Backpressure: at most ``limit`` requests may hold a place (from ``admit`` until they finish), and a job that
 waited more than ``deadline_s`` for the model is refused; both raise ``Overloaded``, which the web layer turns
@@ -73,6 +74,7 @@ class InferenceQueue:
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._per_image_s = 0.1  # running estimate, for Retry-After
+        self._last_batch, self._last_done = 0, 0.0
         self.batches = self.jobs_run = self.refused = 0
         self.largest_batch = 0
 
@@ -150,8 +152,8 @@ class InferenceQueue:
                 self._cond.wait()
             first = self._jobs[0]
             if first.pixels is not None:
-                until = first.enqueued + self.max_wait
-                while (len(self._jobs) < self.max_batch and self._coming > 0
+                until = max(first.enqueued, self._last_done) + self.max_wait
+                while (len(self._jobs) < self.max_batch and (self._coming > 0 or self._last_batch > 1)
                        and (left := until - time.perf_counter()) > 0):
                     self._cond.wait(left)
             now = time.perf_counter()
@@ -199,6 +201,7 @@ class InferenceQueue:
             self.batches += 1
             self.jobs_run += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
+            self._last_batch, self._last_done = len(batch), end
             self._per_image_s = 0.8 * self._per_image_s + 0.2 * (end - start) / len(batch)
         for job, result in zip(batch, results):
             job.result = result
