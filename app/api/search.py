@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask_login import current_user
 
-from ..extensions import engine, limits, throttle
+from ..extensions import db, engine, limits, throttle
 from ..services.errors import InvalidInput
 from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
@@ -24,7 +24,16 @@ def search():
     """Search with an uploaded, pasted, drawn, fetched or gallery picture; signed-in users' searches go to
     their history."""
     with engine().queue.admit():  # before the body is read: under overload, refuse before spending anything
+        _release_database()
         return _search()
+
+
+def _release_database() -> None:
+    """Give the database connection back while this request waits for the model: the pool is far smaller than
+    the number of request threads, and a search holds it for seconds under load. The signed-in user is
+    loaded first and stays usable; recording the search takes a connection again."""
+    current_user.is_authenticated  # noqa: B018  (loads the user now)
+    db.session.close()
 
 
 def _search():
@@ -47,6 +56,7 @@ def _search():
 def segment_object():
     """The object under ``point`` in the image: a mask (PNG data URL) and its bounding box."""
     with engine().queue.admit():
+        _release_database()
         fields, files = body_fields()
         query = image_query(fields, files)
         if query.point is None:
