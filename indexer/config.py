@@ -36,6 +36,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     for key, default in (("FAISS_HNSW_M", 32), ("FAISS_EF_CONSTRUCTION", 200), ("FAISS_EF_SEARCH", 128),
                          ("FAISS_NPROBE", 0), ("FAISS_IVF_NLIST", None)):
         cfg.setdefault(key, env_int(key, default))
-    cfg.setdefault("MILVUS_URI", os.environ.get("MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))
+    # Not MILVUS_URI: pymilvus reads that variable itself when imported and accepts only server URLs there.
+    cfg.setdefault("MILVUS_URI", os.environ.get("GALLERY_MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))
     cfg.setdefault("MILVUS_COLLECTION", os.environ.get("MILVUS_COLLECTION", "gallery"))
     return cfg

@@ -91,3 +91,21 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         if callspec is not None and ("app" in callspec.params or "database" in callspec.params):
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus standalone server (PyPI package ``milvus``) on 127.0.0.1, started once for the tests that
+    ask for it; its URI. Where the server cannot start on this machine, those tests are skipped with the
+    reason, never silently."""
+    try:
+        from milvus import default_server
+    except ImportError as e:
+        pytest.skip(f"the Milvus server package is not installed: {e}")
+    default_server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    try:
+        default_server.start()
+    except Exception as e:  # the bundled binary failed on this machine
+        pytest.skip(f"the Milvus server did not start: {e}")
+    yield f"http://127.0.0.1:{default_server.listen_port}"
+    default_server.stop()

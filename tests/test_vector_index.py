@@ -1,4 +1,6 @@
-"""The same behaviour from every vector-index backend: NumPy exact, FAISS (HNSW, IVF) and Milvus Lite."""
+"""The same behaviour from every vector-index backend: NumPy exact, FAISS (HNSW, IVF), Milvus Lite and a real
+Milvus server."""
+import hashlib
 import os
 import shutil
 
@@ -12,13 +14,21 @@ from indexer.ids import image_ids
 from indexer.vector_index import DimensionMismatch, NumpyIndex, open_backend
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
-BACKENDS = ["numpy", "faiss-hnsw", "faiss-ivf", "milvus"]
+BACKENDS = ["numpy", "faiss-hnsw", "faiss-ivf", "milvus", "milvus-server"]
 
 
-def settings(backend, tmp_path):
-    name, _, kind = backend.partition("-")
-    return {"VECTOR_BACKEND": name, "FAISS_INDEX": kind or "hnsw", "MILVUS_URI": str(tmp_path / "milvus.db"),
-            "MILVUS_COLLECTION": "test_gallery"}
+@pytest.fixture
+def settings(request, tmp_path):
+    """backend name -> its settings; a real Milvus server gets a collection of this test's own."""
+    def make(backend, folder=tmp_path):
+        name, _, kind = backend.partition("-")
+        uri = str(folder / "milvus.db")
+        if backend == "milvus-server":
+            uri, kind = request.getfixturevalue("milvus_server"), ""
+        collection = "t" + hashlib.sha1(str(folder).encode()).hexdigest()[:16]
+        return {"VECTOR_BACKEND": name, "FAISS_INDEX": kind or "hnsw", "MILVUS_URI": uri,
+                "MILVUS_COLLECTION": collection}
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +43,7 @@ def vectors(model):
     return cloud.astype(np.float32)
 
 
-def reopen(index, backend, tmp_path):
+def reopen(index, backend, tmp_path, settings):
     """What a restart does: persist, drop the object, open it again."""
     name = backend.split("-")[0]
     if name == "numpy":
@@ -48,7 +58,7 @@ def reopen(index, backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_path):
+def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_path, settings):
     ids = np.arange(1000, 1000 + len(vectors), dtype=np.int64)
     exact = NumpyIndex(vectors.shape[1])
     exact.add(ids, vectors)
@@ -70,7 +80,7 @@ def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_pat
         assert not np.isin(got_ids, gone).any()
         assert np.array_equal(got_ids, exact.search(queries, 10)[0])
 
-        index = reopen(index, backend, tmp_path)
+        index = reopen(index, backend, tmp_path, settings)
         assert index.count() == exact.count()
         assert np.array_equal(index.search(queries, 10)[0], exact.search(queries, 10)[0])
         too_many, scores = index.search(queries[:1], len(vectors) + 5)
@@ -80,7 +90,7 @@ def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_pat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_mismatched_dimension_is_refused(backend, tmp_path):
+def test_mismatched_dimension_is_refused(backend, tmp_path, settings):
     index = open_backend(settings(backend, tmp_path), 8)
     try:
         index.add(np.arange(3), np.eye(3, 8, dtype=np.float32))
@@ -90,13 +100,13 @@ def test_mismatched_dimension_is_refused(backend, tmp_path):
             index.search(np.ones((1, 4), np.float32), 2)
     finally:
         index.close()
-    if backend == "milvus":  # an existing collection of another width is refused on opening
+    if backend.startswith("milvus"):  # an existing collection of another width is refused on opening
         with pytest.raises(DimensionMismatch, match="holds 8-dimensional"):
             open_backend(settings(backend, tmp_path), 16)
 
 
-@pytest.mark.parametrize("backend", ["faiss-hnsw", "milvus"])
-def test_builder_and_engine_work_unchanged(backend, weights_path, tmp_path):
+@pytest.mark.parametrize("backend", ["faiss-hnsw", "milvus", "milvus-server"])
+def test_builder_and_engine_work_unchanged(backend, weights_path, tmp_path, settings):
     """One configuration line switches the backend; the builder and the app's engine give the same answers."""
     gallery = tmp_path / "g"
     gallery.mkdir()
@@ -122,3 +132,37 @@ def test_stable_ids_do_not_depend_on_order():
     a = image_ids(["x/1.jpg", "y.png"])
     b = image_ids(["y.png", "x/1.jpg"])
     assert a[0] == b[1] and a[1] == b[0] and (a > 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["Milvus Lite", "a Milvus server"])
+def test_the_readme_milvus_lines_work_as_written(which, weights_path, tmp_path, request):
+    """The README's own command lines, with only the folders and the server's port put in."""
+    import re
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(root, "README.md")).read()
+    line = next(l for l in readme.splitlines() if l.startswith("VECTOR_BACKEND=milvus") and l.endswith(which))
+    env_part = line.split(" python build_gallery.py")[0]
+    env = dict(os.environ, **dict(pair.split("=", 1) for pair in env_part.split()))
+    if which == "a Milvus server":
+        env["GALLERY_MILVUS_URI"] = request.getfixturevalue("milvus_server")
+    env["MILVUS_COLLECTION"] = "readme" + re.sub(r"\W", "", which)
+    (tmp_path / "g").mkdir()
+    for p in (skimage_photo("chelsea.png"), skimage_photo("coffee.png"), sklearn_photo("china.jpg")):
+        shutil.copy(p, tmp_path / "g")
+    env.update(GALLERY_DIR=str(tmp_path / "g"), INDEX_DIR=str(tmp_path / "idx"), INSTANCE_DIR=str(tmp_path),
+               DINOV2_WEIGHTS=weights_path)
+    env["PYTHONPATH"] = root
+    cwd = tmp_path  # where the relative path of the Lite line lands
+    run = subprocess.run([sys.executable, os.path.join(root, "build_gallery.py"), "--quiet"], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    if which == "Milvus Lite":
+        assert (tmp_path / "instance" / "milvus.db").exists()  # the relative path of the README line
+    found = subprocess.run([sys.executable, "-m", "app.cli", "search", skimage_photo("coffee.png"), "--top-k", "1",
+                            "--jsonl"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0, found.stderr
+    import json
+    assert json.loads(found.stdout)["results"][0]["path"] == "coffee.png"

@@ -67,6 +67,7 @@ def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[st
             todo = ~np.isin(ids, held) | np.isin(ids, fresh_ids)
             if todo.any():
                 index.add(ids[todo], vectors[todo], [p for p, t in zip(paths, todo) if t])
+            index.flush()
     finally:
         index.close()
 

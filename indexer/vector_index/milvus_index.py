@@ -1,9 +1,14 @@
 """Search in Milvus through pymilvus: a local file URI runs Milvus Lite in-process (tests, one machine);
 ``http://host:19530`` reaches a Milvus standalone or distributed cluster, for galleries larger than one machine.
-Each row keeps the image's path, so results can be shown without another lookup."""
+Each row keeps the image's path, so results can be shown without another lookup.
+
+A real server behaves in ways Milvus Lite hides: rows just written are invisible to the next search unless the
+read asks for strong consistency, and the collection statistics count only flushed rows (deletes never). So
+every read here is strongly consistent, counts come from ``count(*)``, and ``flush`` makes a build durable."""
 from __future__ import annotations
 
 import atexit
+import os
 from typing import Sequence
 
 import numpy as np
@@ -11,6 +16,7 @@ import numpy as np
 from .base import DimensionMismatch, VectorIndex, pad
 
 _BATCH = 2000  # rows per insert call
+_STRONG = {"consistency_level": "Strong"}  # read your own writes, also through another process
 
 
 def _is_local(uri: str) -> bool:
@@ -26,10 +32,18 @@ class MilvusIndex(VectorIndex):
             from pymilvus import MilvusClient
         except ImportError:
             raise RuntimeError("VECTOR_BACKEND=milvus needs pymilvus (and milvus-lite for a local file URI)") from None
-        self.uri, self.collection = uri, collection
+        except Exception as e:  # pymilvus reads MILVUS_URI from the environment as it is imported
+            raise RuntimeError(f"pymilvus cannot start ({e}); it reads the environment variable MILVUS_URI itself, "
+                               "which must then be a server URL: set GALLERY_MILVUS_URI instead") from None
         if _is_local(uri):
+            uri = os.path.abspath(uri)
+            os.makedirs(os.path.dirname(uri), exist_ok=True)
             atexit.register(release_local_servers)  # registering twice is harmless: release_all is idempotent
-        self.client = MilvusClient(uri)
+        self.uri, self.collection = uri, collection
+        try:
+            self.client = MilvusClient(uri)
+        except Exception as e:  # pymilvus raises its own types for unreachable servers and bad addresses
+            raise RuntimeError(f"cannot open Milvus at {uri}: {getattr(e, 'message', e)}") from None
         if self.client.has_collection(collection):
             fields = self.client.describe_collection(collection)["fields"]
             vector = next(f for f in fields if f["name"] == "vector")
@@ -41,7 +55,8 @@ class MilvusIndex(VectorIndex):
             self.client.load_collection(collection)
         else:
             self.client.create_collection(collection, dimension=dim, metric_type="COSINE", auto_id=False,
-                                          id_type="int", primary_field_name="id", vector_field_name="vector")
+                                          id_type="int", primary_field_name="id", vector_field_name="vector",
+                                          **_STRONG)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
         vectors = self.check(vectors)
@@ -59,22 +74,25 @@ class MilvusIndex(VectorIndex):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = self.check(queries)
-        if self.count() == 0:
-            return pad([[] for _ in queries], [[] for _ in queries], k)
-        hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k)
+        hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k, **_STRONG)
         return pad([[h["id"] for h in row] for row in hits], [[h["distance"] for h in row] for row in hits], k)
 
     def ids(self) -> np.ndarray:
         """Every id in the collection."""
         out = []
-        iterator = self.client.query_iterator(self.collection, batch_size=_BATCH, output_fields=["id"])
+        iterator = self.client.query_iterator(self.collection, batch_size=_BATCH, output_fields=["id"], **_STRONG)
         while batch := iterator.next():
             out += [r["id"] for r in batch]
         iterator.close()
         return np.asarray(out, np.int64)
 
     def count(self) -> int:
-        return int(self.client.get_collection_stats(self.collection)["row_count"])
+        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"], **_STRONG)
+        return int(rows[0]["count(*)"])
+
+    def flush(self) -> None:
+        """Make what was written durable (sealed segments on the server's storage)."""
+        self.client.flush(self.collection)
 
     def close(self) -> None:
         self.client.close()
