@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.helpers import database_urls, make_app
+from tests.helpers import database_id, database_urls, make_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(ROOT, "weights")
@@ -58,7 +58,7 @@ def gallery_dirs(tmp_path_factory, weights_path):
     return root
 
 
-@pytest.fixture(params=database_urls(), ids=lambda u: "sqlite" if u == "sqlite" else "postgresql")
+@pytest.fixture(params=database_urls(), ids=database_id)
 def app(request, gallery_dirs, tmp_path, weights_path):
     app = make_app(gallery_dirs, tmp_path, weights_path, request.param)
     yield app

@@ -9,11 +9,14 @@ import threading
 
 
 def database_urls() -> list[str]:
-    """SQLite always; PostgreSQL as well where TEST_DATABASE_URL names one (CI starts a real server)."""
-    urls = ["sqlite"]
-    if os.environ.get("TEST_DATABASE_URL"):
-        urls.append(os.environ["TEST_DATABASE_URL"])
-    return urls
+    """SQLite always; PostgreSQL and MariaDB as well where TEST_DATABASE_URL and TEST_MARIADB_URL name them
+    (CI starts real servers)."""
+    return ["sqlite"] + [os.environ[k] for k in ("TEST_DATABASE_URL", "TEST_MARIADB_URL") if os.environ.get(k)]
+
+
+def database_id(url: str) -> str:
+    """A short test id for a database URL."""
+    return "sqlite" if url == "sqlite" else url.split(":", 1)[0].split("+", 1)[0].replace("mysql", "mariadb")
 
 
 def make_app(root, tmp_path, weights, database="sqlite", **overrides):

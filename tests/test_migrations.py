@@ -6,10 +6,10 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db
 from indexer.ids import image_id
-from tests.helpers import database_urls
+from tests.helpers import database_id, database_urls
 
 
-@pytest.mark.parametrize("database", database_urls(), ids=lambda u: "sqlite" if u == "sqlite" else "postgresql")
+@pytest.mark.parametrize("database", database_urls(), ids=database_id)
 def test_public_ids_migration_translates_history(tmp_path, database):
     url = f"sqlite:///{tmp_path / 'old.db'}" if database == "sqlite" else database
     app = create_app({"INSTANCE_DIR": str(tmp_path / "instance"), "MEDIA_DIR": str(tmp_path / "media"),
