@@ -324,3 +324,25 @@ def test_private_gallery_invitation_and_audit_in_the_browser(gallery_dirs, tmp_p
         shot(page, "account")
     finally:
         httpd.shutdown()
+
+
+def test_petals_are_off_by_default_remembered_and_still_under_reduced_motion(server, browser, page):
+    page.goto(server + "/")
+    assert page.locator("canvas.petals-canvas").count() == 0  # off: no canvas, nothing runs
+    assert page.inner_text("#petals-toggle") == "Cherry blossoms: off"
+    page.click("#petals-toggle")
+    expect(page.locator("canvas.petals-canvas")).to_have_count(1)
+    assert page.evaluate("Petals.frame !== null") and page.evaluate("localStorage.getItem('petals')") == "on"
+    shot(page, "petals")
+    page.reload()
+    expect(page.locator("canvas.petals-canvas")).to_have_count(1)  # remembered
+    page.click("#petals-toggle")
+    expect(page.locator("canvas.petals-canvas")).to_have_count(0)
+    assert page.evaluate("Petals.frame") is None
+    still = browser.new_context(reduced_motion="reduce").new_page()
+    still.goto(server + "/")
+    still.evaluate("localStorage.setItem('petals', 'on')")
+    still.reload()
+    assert still.locator("canvas.petals-canvas").count() == 0
+    assert "reduced motion" in still.inner_text("#petals-toggle")
+    still.context.close()
