@@ -9,6 +9,8 @@ import numpy as np
 
 from dinov2_numpy import Dinov2, ImageError, normalize_rows, preprocess
 
+from . import formats  # noqa: F401  (registers the phone-format plugins, also in cluster workers)
+
 # How every gallery picture and every query is prepared; recorded in each index manifest.
 PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
 

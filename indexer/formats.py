@@ -1,7 +1,12 @@
-"""The one table of image formats the product accepts: in the gallery, as uploads and from URLs."""
+"""The one table of image formats the product accepts: in the gallery, as uploads and from URLs. Phone
+formats come from plugins: HEIC/HEIF through pillow-heif, AVIF through Pillow's own codec."""
 from __future__ import annotations
 
 import os
+
+import pillow_heif
+
+pillow_heif.register_heif_opener()  # every Image.open in this process can read HEIC from here on
 
 # PIL format name -> (file extension we store it under, MIME type)
 FORMATS: dict[str, tuple[str, str]] = {
@@ -12,11 +17,13 @@ FORMATS: dict[str, tuple[str, str]] = {
     "GIF": ("gif", "image/gif"),
     "BMP": ("bmp", "image/bmp"),
     "TIFF": ("tif", "image/tiff"),
+    "HEIF": ("heic", "image/heic"),  # iPhone photos
+    "AVIF": ("avif", "image/avif"),
 }
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 STORED_EXTENSIONS = frozenset(ext for ext, _ in FORMATS.values())
 EXTENSION_OF_MIME = {mime: ext for ext, mime in FORMATS.values()}
-HUMAN_LIST = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+HUMAN_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF"
 
 
 def is_image_name(name: str) -> bool:

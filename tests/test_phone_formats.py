@@ -1,0 +1,82 @@
+"""Phone and modern formats: HEIC (through pillow-heif) and AVIF go through the build, search by upload and
+by URL, thumbnails, and admin uploads, like any other picture."""
+import http.server
+import io
+import shutil
+
+import pytest
+from PIL import Image
+
+from indexer.builder import build_gallery
+from indexer.generations import load_index
+from tests.helpers import csrf_headers, local_http_server, make_app, sign_up
+from tests.images import skimage_photo, sklearn_photo
+
+
+def encoded(path, fmt, scale=1.0):
+    image = Image.open(path).convert("RGB")
+    image = image.resize((int(image.width * scale), int(image.height * scale)))
+    buf = io.BytesIO()
+    image.save(buf, fmt, quality=80)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, weights_path):
+    root = tmp_path_factory.mktemp("phone")
+    gallery = root / "gallery"
+    gallery.mkdir()
+    (gallery / "astronaut.heic").write_bytes(encoded(skimage_photo("astronaut.png"), "HEIF"))
+    (gallery / "coffee.avif").write_bytes(encoded(skimage_photo("coffee.png"), "AVIF"))
+    shutil.copy(sklearn_photo("china.jpg"), gallery)
+    report = build_gallery(str(gallery), str(root / "index"), weights_path, progress=False)
+    assert report.images == 3 and not report.skipped
+    return root
+
+
+def search(client, data, name):
+    r = client.post("/api/search", data={"image": (io.BytesIO(data), name), "top_k": "2"},
+                    headers=csrf_headers(client), content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def test_heic_and_avif_build_search_and_thumbnail(site, tmp_path, weights_path):
+    assert sorted(load_index(str(site / "index")).paths) == ["astronaut.heic", "china.jpg", "coffee.avif"]
+    client = make_app(site, tmp_path, weights_path).test_client()
+    body = search(client, encoded(skimage_photo("astronaut.png"), "HEIF", 0.5), "phone.heic")
+    assert body["results"][0]["path"] == "astronaut.heic" and body["query"]["format"] == "heic"
+    body = search(client, encoded(skimage_photo("coffee.png"), "AVIF", 0.5), "q.avif")
+    assert body["results"][0]["path"] == "coffee.avif" and body["results"][0]["score"] > 0.9
+    for path in ("astronaut.heic", "coffee.avif"):
+        thumb = client.get(f"/thumbs/{path}")
+        assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(thumb.data)).size[0] <= 320
+
+
+def test_heic_by_url_and_as_an_admin_upload(site, tmp_path, weights_path):
+    heic = encoded(skimage_photo("astronaut.png"), "HEIF", 0.7)
+
+    class Phone(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/heic")
+            self.send_header("Content-Length", str(len(heic)))
+            self.end_headers()
+            self.wfile.write(heic)
+
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy, symlinks=True)
+    app = make_app(copy, tmp_path, weights_path, URL_FETCH_ALLOW=["127.0.0.0/8"])
+    client = app.test_client()
+    with local_http_server(Phone) as base:
+        r = client.post("/api/search", json={"url": base + "/photo.heic"}, headers=csrf_headers(client))
+    assert r.status_code == 200 and r.get_json()["results"][0]["path"] == "astronaut.heic"
+    sign_up(client, "admin@example.com")
+    r = client.post("/api/admin/images", data={"images": [(io.BytesIO(encoded(skimage_photo("rocket.jpg"), "HEIF")),
+                                                           "IMG_0001.HEIC")]},
+                    headers=csrf_headers(client), content_type="multipart/form-data")
+    assert r.status_code == 201 and r.get_json()["added"][0]["path"].endswith(".heic")
