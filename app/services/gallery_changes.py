@@ -49,15 +49,12 @@ Embed = Callable[[np.ndarray], np.ndarray]  # a batch of pixels to unit descript
 def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
     """The build lock for a whole change, taken before any file moves: Busy if a rebuild (or another change,
     in any process) holds it, so that a refused change leaves nothing behind."""
-    try:
-        lock = build_lock(cfg["INDEX_DIR"])
-        lock.__enter__()
-    except BuildLocked:
-        raise Busy("The index is being rebuilt; try again when it has finished.") from None
-    try:
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(build_lock(cfg["INDEX_DIR"]))
+        except BuildLocked:  # only taking the lock is refused; errors inside the change pass through
+            raise Busy("The index is being rebuilt; try again when it has finished.") from None
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _build(cfg: Mapping[str, Any], embed: Embed | None = None, exclude=(), **kwargs):
