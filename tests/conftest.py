@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -55,6 +56,14 @@ def gallery_dirs(tmp_path_factory, weights_path):
     shutil.copy(sklearn_photo("china.jpg"), gallery / "sub" / "china.jpg")
     shutil.copy(mvtb_photo("eiffel-1.png"), gallery / "sub" / "eiffel.png")
     build_gallery(str(gallery), str(root / "index"), weights_path, progress=False)
+    return root
+
+
+@pytest.fixture
+def site(gallery_dirs, tmp_path):
+    """A private copy of the test gallery and its index, which these tests change."""
+    root = tmp_path / "site"
+    shutil.copytree(gallery_dirs, root, symlinks=True)
     return root
 
 

@@ -25,7 +25,6 @@ def make_app(root, tmp_path, weights, database="sqlite", **overrides):
     from flask_migrate import upgrade
 
     from app import create_app
-    from app.extensions import db
     from app.startup import prepare
     url = f"sqlite:///{tmp_path / 'app.db'}" if database == "sqlite" else database
     # Public, open and unthrottled unless a test says otherwise: most tests are about something else;
@@ -37,12 +36,18 @@ def make_app(root, tmp_path, weights, database="sqlite", **overrides):
     app = create_app(config)
     with app.app_context():
         if database != "sqlite":
-            db.drop_all()
-            db.session.execute(db.text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
+            reset_database()
         upgrade()
     prepare(app)
     return app
+
+
+def reset_database() -> None:
+    """Drop every table of the current app's database server, Alembic's own included (SQLite files are new)."""
+    from app.extensions import db
+    db.drop_all()
+    db.session.execute(db.text("DROP TABLE IF EXISTS alembic_version"))
+    db.session.commit()
 
 
 def csrf_headers(client) -> dict:
@@ -51,11 +56,55 @@ def csrf_headers(client) -> dict:
     return {"X-CSRFToken": token}
 
 
+def form_token(page: str, prefix: str = "") -> str:
+    """The CSRF token of the form whose fields carry ``prefix`` in an HTML page."""
+    return re.search(rf'name="{re.escape(prefix)}csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
 def sign_up(client, email="ada@example.com", password="correct horse battery"):
-    page = client.get("/auth/signup").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = form_token(client.get("/auth/signup").get_data(as_text=True))
     return client.post("/auth/signup", data={"email": email, "password": password, "confirm": password,
                                              "csrf_token": token}, follow_redirects=True)
+
+
+def sign_in(client, email, password="correct horse battery", remember=False, **environ):
+    """Send the sign-in form; ``environ`` sets WSGI variables (a proxy's X-Forwarded-For, say)."""
+    token = form_token(client.get("/auth/login").get_data(as_text=True))
+    data = {"email": email, "password": password, "csrf_token": token}
+    if remember:
+        data["remember"] = "y"
+    return client.post("/auth/login", data=data, **({"environ_base": environ} if environ else {}))
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve ``app`` on 127.0.0.1 in threads (what a browser or a raw socket talks to); yields its base URL."""
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+
+
+def image_handler(body: bytes, content_type: str, hosts: list | None = None):
+    """A request handler answering every GET with ``body`` as ``content_type``; each request's Host header is
+    appended to ``hosts`` when given."""
+    class OneImage(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if hosts is not None:
+                hosts.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return OneImage
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):

@@ -1,7 +1,6 @@
 """Gallery administration: roles, uploads, duplicates, deletions, background rebuilds and crash consistency."""
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,14 +16,6 @@ from tests.helpers import csrf_headers, make_app, sign_up
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def site(gallery_dirs, tmp_path):
-    """A private copy of the test gallery and its index, which these tests change."""
-    root = tmp_path / "site"
-    shutil.copytree(gallery_dirs, root, symlinks=True)
-    return root
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ Screenshots of every page land in test-artifacts/ for a person to look at.
 import base64
 import os
 import shutil
-import threading
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
-from tests.helpers import make_app
+from tests.helpers import live_server, make_app
 from tests.images import skimage_photo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,12 +23,8 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def server(gallery_dirs, tmp_path_factory, weights_path):
-    app = make_app(gallery_dirs, tmp_path_factory.mktemp("browser"), weights_path)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with live_server(make_app(gallery_dirs, tmp_path_factory.mktemp("browser"), weights_path)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -224,15 +218,10 @@ def test_click_an_object_shows_mask_and_results(server, page):
 
 
 @pytest.fixture
-def admin_server(gallery_dirs, tmp_path, weights_path):
+def admin_server(site, tmp_path, weights_path):
     """A server over a private copy of the gallery, since this test changes it."""
-    site = tmp_path / "site"
-    shutil.copytree(gallery_dirs, site, symlinks=True)
-    app = make_app(site, tmp_path, weights_path)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with live_server(make_app(site, tmp_path, weights_path)) as base:
+        yield base
 
 
 def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
@@ -260,21 +249,16 @@ def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
     assert "uploads/retina" not in top_result()
 
 
-def test_3_file_names_cannot_run_script(gallery_dirs, tmp_path, weights_path, page):
+def test_3_file_names_cannot_run_script(site, tmp_path, weights_path, page):
     """A gallery file named to break out of an attribute shows as its name, on the gallery and admin pages."""
-    site = tmp_path / "site"
-    shutil.copytree(gallery_dirs, site, symlinks=True)
     evil = 'x" onload="alert(document.domain)" y=".png'
     shutil.copy(skimage_photo("retina.jpg"), site / "gallery" / evil)
     from indexer.builder import build_gallery
     build_gallery(str(site / "gallery"), str(site / "index"), weights_path, progress=False)
     app = make_app(site, tmp_path, weights_path)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_port}"
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    try:
+    with live_server(app) as base:
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(base + "/gallery")
         page.fill("#filter", "onload")
         expect(page.locator(".gallery-card")).to_have_count(1)
@@ -288,16 +272,11 @@ def test_3_file_names_cannot_run_script(gallery_dirs, tmp_path, weights_path, pa
         page.wait_for_load_state("networkidle")
         assert page.locator(".admin-card img").get_attribute("alt") == evil
         assert dialogs == []
-    finally:
-        httpd.shutdown()
 
 
 def test_private_gallery_invitation_and_audit_in_the_browser(gallery_dirs, tmp_path, weights_path, browser, page):
     app = make_app(gallery_dirs, tmp_path, weights_path, ACCESS="private", SIGNUP="invite")
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_port}"
-    try:
+    with live_server(app) as base:
         page.goto(base + "/gallery")
         assert page.url.startswith(base + "/auth/login")  # a stranger sees only the sign-in page
         shot(page, "private-signin")
@@ -322,8 +301,6 @@ def test_private_gallery_invitation_and_audit_in_the_browser(gallery_dirs, tmp_p
         shot(page, "admin-audit")
         page.goto(base + "/account")
         shot(page, "account")
-    finally:
-        httpd.shutdown()
 
 
 def test_petals_are_off_by_default_remembered_and_still_under_reduced_motion(server, browser, page):

@@ -18,7 +18,14 @@ from indexer.builder import build_gallery, build_lock
 from indexer.fetch import address_allowed
 from indexer.generations import load_index
 from indexer.ids import image_id
-from tests.helpers import csrf_headers, local_http_server, make_app, sign_up
+from tests.helpers import (
+    csrf_headers,
+    image_handler,
+    local_http_server,
+    make_app,
+    sign_in,
+    sign_up,
+)
 from tests.images import skimage_photo, sklearn_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,14 +40,6 @@ def png(size, colour="white") -> bytes:
 def upload(client, data, **form):
     return client.post("/api/search", data={"image": (io.BytesIO(data), "q.png"), **form},
                        headers=csrf_headers(client), content_type="multipart/form-data")
-
-
-@pytest.fixture
-def site(gallery_dirs, tmp_path):
-    """A private copy of the test gallery and its index, which these tests change."""
-    root = tmp_path / "site"
-    shutil.copytree(gallery_dirs, root, symlinks=True)
-    return root
 
 
 def rebuild(site, weights_path):
@@ -184,44 +183,22 @@ def test_12_addresses_hiding_private_ipv4_are_refused(address):
 
 
 def test_12_public_addresses_pass_and_userinfo_never_reaches_the_host_header(gallery_dirs, tmp_path, weights_path):
-    import http.server
     import ipaddress
     assert address_allowed(ipaddress.ip_address("93.184.216.34"))
     assert address_allowed(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
     seen = []
     photo = open(skimage_photo("astronaut.png"), "rb").read()
 
-    class Host(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            seen.append(self.headers["Host"])
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(photo)))
-            self.end_headers()
-            self.wfile.write(photo)
 
     app = make_app(gallery_dirs, tmp_path, weights_path, URL_FETCH_ALLOW=["127.0.0.0/8"])
     client = app.test_client()
-    with local_http_server(Host) as base:
+    with local_http_server(image_handler(photo, "image/png", seen)) as base:
         url = base.replace("http://", "http://user:secret@") + "/a.png"
         r = client.post("/api/search", json={"url": url}, headers=csrf_headers(client))
     assert r.status_code == 200 and seen and all("@" not in h and "secret" not in h for h in seen)
 
 
 # 6, 7, 14: accounts -------------------------------------------------------------------------------------------
-
-def sign_in(client, email, password="correct horse battery", remember=False):
-    import re
-    page = client.get("/auth/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    data = {"email": email, "password": password, "csrf_token": token}
-    if remember:
-        data["remember"] = "y"
-    return client.post("/auth/login", data=data)
-
 
 def test_6_sign_out_ends_the_session_and_its_remember_cookie(app):
     client = app.test_client()

@@ -6,7 +6,7 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db
 from indexer.ids import image_id
-from tests.helpers import database_id, database_urls
+from tests.helpers import database_id, database_urls, reset_database
 
 
 @pytest.mark.parametrize("database", database_urls(), ids=database_id)
@@ -16,9 +16,7 @@ def test_public_ids_migration_translates_history(tmp_path, database):
                       "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-only-secret"})
     with app.app_context():
         if database != "sqlite":
-            db.drop_all()
-            db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
+            reset_database()
         upgrade(revision="6abc911eabb1")  # the schema before public ids: gallery rows numbered 1, 2, ...
         db.session.execute(text("INSERT INTO gallery_images (id, path, sha256, size, added_at) VALUES "
                                 "(1, 'a.png', 'x', 1, CURRENT_TIMESTAMP), (2, 'sub/b.jpg', 'y', 2, CURRENT_TIMESTAMP)"))

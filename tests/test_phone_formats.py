@@ -1,6 +1,5 @@
 """Phone and modern formats: HEIC (through pillow-heif) and AVIF go through the build, search by upload and
 by URL, thumbnails, and admin uploads, like any other picture."""
-import http.server
 import io
 import shutil
 
@@ -9,7 +8,13 @@ from PIL import Image
 
 from indexer.builder import build_gallery
 from indexer.generations import load_index
-from tests.helpers import csrf_headers, local_http_server, make_app, sign_up
+from tests.helpers import (
+    csrf_headers,
+    image_handler,
+    local_http_server,
+    make_app,
+    sign_up,
+)
 from tests.images import skimage_photo, sklearn_photo
 
 
@@ -57,22 +62,12 @@ def test_heic_and_avif_build_search_and_thumbnail(site, tmp_path, weights_path):
 def test_heic_by_url_and_as_an_admin_upload(site, tmp_path, weights_path):
     heic = encoded(skimage_photo("astronaut.png"), "HEIF", 0.7)
 
-    class Phone(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "image/heic")
-            self.send_header("Content-Length", str(len(heic)))
-            self.end_headers()
-            self.wfile.write(heic)
 
     copy = tmp_path / "site"
     shutil.copytree(site, copy, symlinks=True)
     app = make_app(copy, tmp_path, weights_path, URL_FETCH_ALLOW=["127.0.0.0/8"])
     client = app.test_client()
-    with local_http_server(Phone) as base:
+    with local_http_server(image_handler(heic, "image/heic")) as base:
         r = client.post("/api/search", json={"url": base + "/photo.heic"}, headers=csrf_headers(client))
     assert r.status_code == 200 and r.get_json()["results"][0]["path"] == "astronaut.heic"
     sign_up(client, "admin@example.com")

@@ -7,17 +7,17 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image
-from werkzeug.serving import make_server
 
 from app.extensions import engine
 from app.services.inference_queue import InferenceQueue, Overloaded
 from dinov2_numpy import preprocess
 from indexer.embedding import embed_pixels
-from tests.helpers import csrf_headers, make_app
+from tests.helpers import csrf_headers, live_server, make_app
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 PHOTOS = [skimage_photo("coffee.png"), skimage_photo("chelsea.png"), skimage_photo("astronaut.png"),
@@ -143,17 +143,16 @@ def raw_search(port, data, token, cookie, hang_up=False):
 
 def test_a_client_that_hangs_up_does_not_poison_its_batch(gallery_dirs, tmp_path, weights_path):
     app = make_app(gallery_dirs, tmp_path, weights_path, INFER_MAX_WAIT_MS=300)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with live_server(app) as base:
+        port = urlsplit(base).port
         client = app.test_client()
         token = client.get("/api/csrf-token").get_json()["csrf_token"]
         cookie = f"session={client.get_cookie('session').value}"
         queries = [jpeg(p) for p in PHOTOS[:5]]
-        serial = [ranked(raw_search(server.port, q, token, cookie)[1]) for q in queries]
+        serial = [ranked(raw_search(port, q, token, cookie)[1]) for q in queries]
         with ThreadPoolExecutor(6) as pool:
-            gone = pool.submit(raw_search, server.port, jpeg(PHOTOS[5]), token, cookie, True)
-            answers = list(pool.map(lambda q: raw_search(server.port, q, token, cookie), queries))
+            gone = pool.submit(raw_search, port, jpeg(PHOTOS[5]), token, cookie, True)
+            answers = list(pool.map(lambda q: raw_search(port, q, token, cookie), queries))
         assert gone.result() is None
         assert all(status == 200 for status, _ in answers)
         assert max(body["analysis"]["batch_size"] for _, body in answers) > 1
@@ -164,7 +163,5 @@ def test_a_client_that_hangs_up_does_not_poison_its_batch(gallery_dirs, tmp_path
             while engine().queue.stats()["in_progress"] and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert engine().queue.stats()["in_progress"] == 0
-        status, body = raw_search(server.port, queries[0], token, cookie)
+        status, body = raw_search(port, queries[0], token, cookie)
         assert status == 200 and ranked(body) == serial[0]
-    finally:
-        server.shutdown()

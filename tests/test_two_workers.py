@@ -4,7 +4,6 @@ that each request goes to the process the test means."""
 import http.cookiejar
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from indexer.builder import build_gallery
 from indexer.generations import load_index
+from tests.helpers import form_token
 from tests.images import skimage_photo, sklearn_photo
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_two_workers_one_milvus_server(milvus_server, weights_path, tmp_path):
         a, b = bases
         person = Browser()
         page = person.call("GET", a + "/auth/signup")[1].decode()
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        token = form_token(page)
         body = urllib.parse.urlencode({"email": "admin@example.com", "password": "administrator password",
                                        "confirm": "administrator password", "csrf_token": token}).encode()
         person.call("POST", a + "/auth/signup", body, {"Content-Type": "application/x-www-form-urlencoded"})
