@@ -4,6 +4,7 @@ kept out of ``create_app`` so that tests, migrations and tools get an app withou
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from flask import Flask
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -16,12 +17,13 @@ from .services.gallery_changes import drift, recover
 from .storage import gallery_table
 
 
-def sync_gallery_table(app: Flask) -> None:
-    """Bring the gallery table in step with the current index generation (nothing if there is none)."""
+def sync_gallery_table(app: Flask, changed: Iterable[str] | None = None) -> None:
+    """Bring the gallery table in step with the current index generation (nothing if there is none); only
+    the rows of the ``changed`` paths when given."""
     from .extensions import db, engine
     with app.app_context():
         try:
-            gallery_table.sync(engine().index())
+            gallery_table.sync(engine().index(), changed)
         except NotReady:
             return
         except IntegrityError:  # another worker synced the same rows at the same moment: its result stands

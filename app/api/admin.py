@@ -10,6 +10,7 @@ from ..extensions import engine
 from ..services.errors import InvalidInput, ServiceError
 from ..services.gallery_changes import (
     add_images,
+    compact_if_due,
     delete_images,
     drift,
     rebuild_status,
@@ -21,6 +22,13 @@ from ..storage import audit
 from ..web.roles import admin_required
 from . import bp
 from .fields import body_fields, flag
+
+
+def _after_change(paths: list[str]) -> None:
+    """The table rows of the changed paths, and a compaction when enough changes piled up."""
+    app = current_app._get_current_object()
+    sync_gallery_table(app, paths)
+    compact_if_due(app.config)
 
 
 @bp.post("/admin/images")
@@ -42,7 +50,7 @@ def admin_upload():
         items.append((file.filename or "image", data, ext))
     result = add_images(current_app.config, items, engine().embed_batch) if items else {"added": [], "duplicates": []}
     if result["added"]:
-        sync_gallery_table(current_app)
+        _after_change(result["added"])
         audit.record("gallery_upload", current_user, paths=result["added"])
     added = [{"path": p, "id": image_id(p)} for p in result["added"]]
     status = 201 if added else (422 if rejected and not result["duplicates"] else 200)
@@ -57,7 +65,7 @@ def admin_delete():
     if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise InvalidInput("Send JSON {\"ids\": [gallery image ids]}.")
     deleted = delete_images(current_app.config, ids, engine().embed_batch)
-    sync_gallery_table(current_app)
+    _after_change(deleted)
     audit.record("gallery_delete", current_user, paths=deleted)
     return jsonify({"deleted": deleted})
 

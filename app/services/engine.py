@@ -102,7 +102,7 @@ class Engine:
         if index.manifest.get("ids") != ID_SCHEME and backend_name(self.settings) != "numpy":
             raise NotReady("The gallery index was built by an older version; run 'python build_gallery.py'.")
         try:
-            vectors = open_for_generation(self.settings, index.location, index.ids, index.features)
+            vectors = open_for_generation(self.settings, index)
         except (FileNotFoundError, RuntimeError, ValueError) as e:
             raise NotReady(str(e)) from None
         if self._current is not None:
@@ -153,10 +153,10 @@ class Engine:
     def vector_of(self, image_id: int) -> np.ndarray:
         """The stored descriptor of a gallery picture; NotFound if the index does not hold it."""
         index = self.index()
-        row = index.row_of_id.get(image_id)
+        row = index.row_of_id(image_id)
         if row is None:
             raise NotFound(f"No gallery image with id {image_id}.")
-        return np.asarray(index.features[row], np.float32)
+        return index.vector(row)
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """Top-``k`` gallery pictures for a unit ``vector``; backend ids map to paths through the index
@@ -168,7 +168,7 @@ class Engine:
         ids, scores = vectors.search(vector.astype(np.float32)[None], k)
         hits = []
         for i, s in zip(ids[0].tolist(), scores[0].tolist()):
-            row = index.row_of_id.get(i)
+            row = index.row_of_id(i)
             if row is not None:  # a backend that lags the index (a Milvus sync cut short) cannot add strangers
-                hits.append(Hit(len(hits) + 1, i, index.paths[row], float(s)))
+                hits.append(Hit(len(hits) + 1, i, index.path(row), float(s)))
         return hits

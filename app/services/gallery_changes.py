@@ -2,12 +2,15 @@
 
 Files, the index and the database must agree even if the process dies at any instant. Each change is written
 to a journal first; files are staged outside the scanned tree and moved in with atomic renames; the index
-switches generations atomically; database rows follow the index. At start-up ``recover`` replays an
-unfinished journal, so a crash leaves either the old gallery or the new one.
+switches generations atomically (a change appends a small segment, ``indexer.changes``, so its cost does not
+grow with the gallery); database rows follow the index. At start-up ``recover`` replays an unfinished
+journal, so a crash leaves either the old gallery or the new one. Segments are folded together by a
+compaction in the background once there are enough of them.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -19,8 +22,11 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from dinov2_numpy import load_model
 from indexer.atomic import atomic_write, write_json
 from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
+from indexer.changes import compact, update_paths
+from indexer.embedding import embed_pixels
 from indexer.generations import load_index
 from indexer.scan import scan
 
@@ -57,11 +63,11 @@ def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
         yield
 
 
-def _build(cfg: Mapping[str, Any], embed: Embed | None = None, exclude=(), **kwargs):
+def _build(cfg: Mapping[str, Any], embed: Embed | None = None, **kwargs):
     """Build while the caller holds the lock (``holding_index``)."""
     return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
                          max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
-                         exclude=exclude, embed=embed, lock_held=True, **kwargs)
+                         embed=embed, lock_held=True, **kwargs)
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -70,26 +76,52 @@ def safe_name(original: str, sha: str, ext: str) -> str:
     return f"{UPLOADS}/{stem or 'image'}-{sha[:10]}.{ext}"
 
 
-def indexed_hashes(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """Content hash -> path of every indexed image."""
+def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=()):
+    """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
+    the model is loaded here."""
+    if embed is None and add:
+        embed = functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
+    return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
+                        batch_size=cfg["BATCH_SIZE"], max_pixels=cfg["MAX_IMAGE_PIXELS"])
+
+
+def compact_if_due(cfg: Mapping[str, Any], on_done: Callable[[], None] | None = None) -> bool:
+    """Start folding the segments in a background thread when enough changes piled up (and nothing holds the
+    index); returns whether it started."""
     index = load_index(cfg["INDEX_DIR"])
-    if index is None:
-        return {}
-    return {info["sha256"]: path for path, info in index.manifest.get("files", {}).items() if path in index.row_of}
+    if index is None or not index.needs_compaction():
+        return False
+    cfg = dict(cfg)
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(holding_index(cfg))
+    except Busy:
+        return False
+
+    def run() -> None:
+        with held:
+            compact(cfg["INDEX_DIR"], cfg)
+        if on_done is not None:
+            on_done()
+
+    threading.Thread(target=run, name="gallery-compaction", daemon=True).start()
+    return True
 
 
 def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]], embed: Embed | None = None) -> dict:
     """Add validated ``(original name, data, extension)`` images; duplicates of indexed or earlier images in
     the batch are reported, not added. Returns {"added": [paths], "duplicates": [{name, same_as}]}."""
     with holding_index(cfg):
-        known = indexed_hashes(cfg)
+        index = load_index(cfg["INDEX_DIR"])
+        known: dict[str, str] = {}
         staged, duplicates = [], []
         staging = os.path.join(cfg["GALLERY_DIR"], STAGING)
         os.makedirs(staging, exist_ok=True)
         for name, data, ext in items:
             sha = hashlib.sha256(data).hexdigest()
-            if sha in known:
-                duplicates.append({"filename": name, "same_as": known[sha]})
+            same = known.get(sha) or (index.path_of_sha(sha) if index is not None else None)
+            if same is not None:
+                duplicates.append({"filename": name, "same_as": same})
                 continue
             final = safe_name(name, sha, ext)
             known[sha] = final
@@ -111,7 +143,7 @@ def _finish_add(cfg: Mapping[str, Any], staged: list[dict], embed: Embed | None 
             os.replace(source, target)
         if i == 0:
             _crash_point("add-moved-one")
-    _build(cfg, embed)
+    _update(cfg, embed, add=[item["final"] for item in staged])
     _crash_point("add-built")
     os.unlink(_journal_path(cfg))
 
@@ -121,10 +153,10 @@ def delete_images(cfg: Mapping[str, Any], ids: list[int], embed: Embed | None = 
     (and nothing deleted) if any id is not in the index. Returns the deleted paths."""
     with holding_index(cfg):
         index = load_index(cfg["INDEX_DIR"])
-        rows = [index.row_of_id.get(i) for i in dict.fromkeys(ids)] if index is not None else [None]
+        rows = [index.row_of_id(i) for i in dict.fromkeys(ids)] if index is not None else [None]
         if any(r is None for r in rows):
             raise NotFound("Some of these gallery images do not exist.")
-        paths = [index.paths[r] for r in rows]
+        paths = [index.path(r) for r in rows]
         if paths:
             write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
             _finish_delete(cfg, paths, embed)
@@ -132,7 +164,7 @@ def delete_images(cfg: Mapping[str, Any], ids: list[int], embed: Embed | None = 
 
 
 def _finish_delete(cfg: Mapping[str, Any], paths: list[str], embed: Embed | None = None) -> None:
-    _build(cfg, embed, exclude=paths)
+    _update(cfg, embed, remove=paths)
     _crash_point("delete-built")
     gallery = os.path.abspath(cfg["GALLERY_DIR"])
     for path in paths:

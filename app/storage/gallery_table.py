@@ -3,27 +3,37 @@
 come from the index itself, so a table that lags a build made outside the app shows nothing wrong."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from sqlalchemy import select
 
 from indexer.generations import GalleryIndex
+from indexer.ids import image_id
 
 from ..extensions import db
 from .models import GalleryImage
 
 
-def sync(index: GalleryIndex) -> None:
-    """Make the table hold exactly the index's pictures, with their content hash and size."""
-    files = index.manifest.get("files", {})
-    rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
-    wanted = {int(i): p for i, p in zip(index.ids, index.paths)}
-    for image_id, path in wanted.items():
+def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
+    """Make the table hold exactly the index's pictures, with their content hash and size; with ``changed``
+    (the paths one gallery change touched) only their rows are looked at."""
+    files = index.files
+    if changed is None:
+        rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
+        wanted = {int(i): p for i, p in zip(index.ids, index.paths)}
+    else:
+        changed = list(changed)
+        ids = [image_id(p) for p in changed]
+        rows = {r.id: r for r in db.session.scalars(select(GalleryImage).where(GalleryImage.id.in_(ids)))}
+        wanted = {i: p for i, p in zip(ids, changed) if index.row_of_path(p) is not None}
+    for image_id_, path in wanted.items():
         info = files.get(path, {})
-        row = rows.get(image_id)
+        row = rows.get(image_id_)
         if row is None:
-            db.session.add(GalleryImage(id=image_id, path=path, sha256=info.get("sha256", ""), size=info.get("size", 0)))
+            db.session.add(GalleryImage(id=image_id_, path=path, sha256=info.get("sha256", ""), size=info.get("size", 0)))
         elif row.sha256 != info.get("sha256", row.sha256) or row.path != path:
             row.path, row.sha256, row.size = path, info["sha256"], info.get("size", 0)
-    for image_id, row in rows.items():
-        if image_id not in wanted:
+    for image_id_, row in rows.items():
+        if image_id_ not in wanted:
             db.session.delete(row)
     db.session.commit()

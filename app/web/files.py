@@ -30,8 +30,8 @@ def _indexed(path: str) -> str:
         index = engine().index()
     except NotReady:
         abort(404)
-    if path not in index.row_of or not inside(current_app.config["GALLERY_DIR"],
-                                                os.path.join(current_app.config["GALLERY_DIR"], path)):
+    gallery = current_app.config["GALLERY_DIR"]
+    if index.row_of_path(path) is None or not inside(gallery, os.path.join(gallery, path)):
         abort(404)
     return path
 

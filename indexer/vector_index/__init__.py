@@ -1,24 +1,30 @@
 """Vector-index backends behind one interface, chosen by ``VECTOR_BACKEND`` (numpy, faiss or milvus).
 
-The gallery's ``gallery_features.npy`` stays the source of truth; a backend is built from it for each index
-generation (FAISS: a file in the generation folder; Milvus: the collection synced to it) and opened by the
-app for that generation. Ids are stable hashes of the image paths, the same in every backend.
+The gallery's segment files stay the source of truth; a backend is built from them for each index
+generation and opened by the app for that generation. NumPy searches the segments themselves. FAISS keeps a
+graph of the base segment (a file in the generation folder, rebuilt by a build or a compaction) and searches
+the small segments of later changes exactly beside it. Milvus holds every row in its collection, and a change
+upserts or deletes only the rows it touches. Ids are stable hashes of the image paths, the same everywhere.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ..ids import image_ids
 from .base import DimensionMismatch, VectorIndex
+from .layered import Layered
 from .numpy_exact import NumpyIndex
+
+if TYPE_CHECKING:
+    from ..generations import Change, GalleryIndex
 
 BACKENDS = ("numpy", "faiss", "milvus")
 
-__all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "build_for_generation", "open_backend",
-           "open_for_generation"]
+__all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "apply_change", "build_for_generation",
+           "open_backend", "open_for_generation"]
 
 
 def _faiss_params(cfg: Mapping[str, Any]) -> dict:
@@ -72,15 +78,35 @@ def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[st
         index.close()
 
 
-def open_for_generation(cfg: Mapping[str, Any], folder: str, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
-    """The configured backend for the index generation in ``folder`` (``ids`` and ``vectors`` its rows)."""
+def apply_change(cfg: Mapping[str, Any], folder: str, change: "Change") -> None:
+    """Bring the configured backend in line with one gallery change (``indexer.generations.append_change``):
+    only Milvus keeps rows of its own; NumPy and FAISS read the new segment from the generation itself."""
+    if backend_name(cfg) != "milvus":
+        return
+    index = open_backend(cfg, change.dim)
+    try:
+        gone = sorted(set(change.removed) - set(change.added))
+        if gone:
+            index.remove(image_ids(gone))
+        if change.added:
+            index.add(image_ids(change.added), change.vectors, change.added)
+    finally:
+        index.close()
+
+
+def open_for_generation(cfg: Mapping[str, Any], index: "GalleryIndex") -> VectorIndex:
+    """The configured backend for an index generation (loaded by ``indexer.generations.load_index``)."""
     name = backend_name(cfg)
+    blocks = index.blocks()
     if name == "numpy":
-        return NumpyIndex(vectors.shape[1], ids, vectors)
+        return NumpyIndex(index.dim, blocks=blocks)
     if name == "faiss":
         from .faiss_index import FaissIndex
-        if not os.path.exists(os.path.join(folder, "faiss.index")):
+        if not os.path.exists(os.path.join(index.location, "faiss.index")):
             raise FileNotFoundError("the index was built without FAISS; run 'python build_gallery.py' again with "
                                     "VECTOR_BACKEND=faiss")
-        return FaissIndex.load(folder, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg))
-    return open_backend(cfg, vectors.shape[1])
+        base_ids, _, base_live = blocks[0]
+        base = FaissIndex.load(index.location, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg),
+                               also_deleted=base_ids[~base_live])
+        return Layered(base, NumpyIndex(index.dim, blocks=blocks[1:])) if len(blocks) > 1 else base
+    return open_backend(cfg, index.dim)

@@ -3,6 +3,7 @@ galleries. Parameters come from the configuration; the index file is saved besid
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from .base import VectorIndex, pad
 
 FILE = "faiss.index"
+_loaded: dict = {}  # the last index file read: {"key": its identity, "index": the FAISS object}
+_loaded_lock = threading.Lock()
 DELETED = "faiss-deleted.npy"
 
 
@@ -110,11 +113,21 @@ class FaissIndex(VectorIndex):
         np.save(os.path.join(folder, DELETED), np.array(sorted(self.deleted), np.int64))
 
     @classmethod
-    def load(cls, folder: str, kind: str = "hnsw", params: Mapping[str, Any] | None = None) -> "FaissIndex":
+    def load(cls, folder: str, kind: str = "hnsw", params: Mapping[str, Any] | None = None,
+             also_deleted: np.ndarray | None = None) -> "FaissIndex":
+        """The index saved in ``folder``, hiding ``also_deleted`` ids too (rows later changes removed). The
+        file is read once per process: generations hard-link it, and searching does not change it."""
         path = os.path.join(folder, FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no FAISS index in {folder}; run 'python build_gallery.py' with VECTOR_BACKEND=faiss")
-        index = _faiss().read_index(path)
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        with _loaded_lock:
+            if _loaded.get("key") != key:
+                _loaded.update(key=key, index=_faiss().read_index(path))
+            index = _loaded["index"]
         deleted_path = os.path.join(folder, DELETED)
-        deleted = np.load(deleted_path) if os.path.exists(deleted_path) else None
+        deleted = np.load(deleted_path) if os.path.exists(deleted_path) else np.empty(0, np.int64)
+        if also_deleted is not None:
+            deleted = np.concatenate([deleted, np.asarray(also_deleted, np.int64)])
         return cls(index.d, kind, params, index=index, deleted=deleted)

@@ -25,52 +25,69 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class NumpyIndex(VectorIndex):
+    """Blocks of rows (a generation's segments, memory-mapped) with a live mask each: removing a row only
+    clears its flag, adding appends a block, so neither copies the matrix."""
+
     name = "numpy"
 
-    def __init__(self, dim: int, ids: np.ndarray | None = None, vectors: np.ndarray | None = None) -> None:
+    def __init__(self, dim: int, ids: np.ndarray | None = None, vectors: np.ndarray | None = None,
+                 blocks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] = ()) -> None:
         super().__init__(dim)
-        self.ids = np.asarray(ids if ids is not None else np.empty(0, np.int64), np.int64)
-        self.vectors = vectors if vectors is not None else np.empty((0, dim), np.float32)
+        self.blocks = [(np.asarray(i, np.int64), v, np.array(live, bool)) for i, v, live in blocks]
+        if ids is not None and len(ids):
+            self.blocks.append((np.asarray(ids, np.int64), vectors, np.ones(len(ids), bool)))
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The live ids, block by block."""
+        return np.concatenate([i[live] for i, _, live in self.blocks]) if self.blocks else np.empty(0, np.int64)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The live vectors as one matrix (a copy when there are several blocks)."""
+        if len(self.blocks) == 1 and self.blocks[0][2].all():
+            return self.blocks[0][1]
+        if not self.blocks:
+            return np.empty((0, self.dim), np.float32)
+        return np.concatenate([np.asarray(v)[live] for _, v, live in self.blocks])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
         vectors = self.check(vectors)
         ids = np.asarray(ids, np.int64)
-        keep = ~np.isin(self.ids, ids)
-        self.ids = np.concatenate([self.ids[keep], ids])
-        self.vectors = np.concatenate([np.asarray(self.vectors)[keep], vectors])
+        self.remove(ids)
+        self.blocks.append((ids, vectors, np.ones(len(ids), bool)))
 
     def remove(self, ids: np.ndarray) -> None:
-        keep = ~np.isin(self.ids, np.asarray(ids, np.int64))
-        self.ids, self.vectors = self.ids[keep], np.asarray(self.vectors)[keep]
+        ids = np.asarray(ids, np.int64)
+        for block_ids, _, live in self.blocks:
+            live &= ~np.isin(block_ids, ids)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = self.check(queries)
-        n = len(self.ids)
-        k_eff = min(k, n)
+        cand_ids, cand_scores = [], []
+        for ids, vectors, live in self.blocks:
+            all_live = live.all()
+            for start in range(0, len(ids), _BLOCK):
+                scores = queries @ np.asarray(vectors[start:start + _BLOCK]).T
+                if not all_live:
+                    scores[:, ~live[start:start + _BLOCK]] = -np.inf
+                rows = top_k_rows(scores, k)
+                cand_ids.append(ids[start:start + _BLOCK][rows])
+                cand_scores.append(np.take_along_axis(scores, rows, axis=1))
         best_ids = np.full((len(queries), k), -1, np.int64)
         best_scores = np.full((len(queries), k), -np.inf, np.float32)
-        if k_eff == 0:
+        if not cand_ids:
             return best_ids, best_scores
-        if n <= _BLOCK:
-            scores = queries @ np.asarray(self.vectors).T
-            rows = top_k_rows(scores, k_eff)
-            best_ids[:, :k_eff] = self.ids[rows]
-            best_scores[:, :k_eff] = np.take_along_axis(scores, rows, axis=1)
-            return best_ids, best_scores
-        cand_rows, cand_scores = [], []
-        for start in range(0, n, _BLOCK):
-            scores = queries @ np.asarray(self.vectors[start:start + _BLOCK]).T
-            rows = top_k_rows(scores, k_eff)
-            cand_rows.append(rows + start)
-            cand_scores.append(np.take_along_axis(scores, rows, axis=1))
-        rows, scores = np.concatenate(cand_rows, axis=1), np.concatenate(cand_scores, axis=1)
-        pick = top_k_rows(scores, k_eff)
-        best_ids[:, :k_eff] = self.ids[np.take_along_axis(rows, pick, axis=1)]
-        best_scores[:, :k_eff] = np.take_along_axis(scores, pick, axis=1)
+        ids, scores = np.concatenate(cand_ids, axis=1), np.concatenate(cand_scores, axis=1)
+        pick = top_k_rows(scores, k)
+        picked_ids, picked_scores = np.take_along_axis(ids, pick, axis=1), np.take_along_axis(scores, pick, axis=1)
+        found = np.isfinite(picked_scores)  # a removed row scored -inf only fills a short result
+        best_ids[:, :pick.shape[1]] = np.where(found, picked_ids, -1)
+        best_scores[:, :pick.shape[1]] = picked_scores
         return best_ids, best_scores
 
     def count(self) -> int:
-        return len(self.ids)
+        return int(sum(live.sum() for _, _, live in self.blocks))
 
     def save(self, folder: str) -> None:
         os.makedirs(folder, exist_ok=True)

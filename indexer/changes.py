@@ -1,0 +1,119 @@
+"""Small changes to a built index: embed the files named and append them as a segment, drop deleted paths,
+and fold the segments back into one (compaction). Each costs about the size of the change, not of the gallery:
+nothing is scanned or rewritten but the rows that change. Callers hold ``build_lock``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from dinov2_numpy.weights.convert import sha256_file
+
+from .embedding import embed_stream
+from .generations import (
+    GalleryIndex,
+    IndexFilesError,
+    append_change,
+    load_index,
+    save_index,
+)
+from .ids import image_id
+from .scan import FileEntry, check_file
+from .vector_index import apply_change, build_for_generation
+
+Embed = Callable[[np.ndarray], np.ndarray]  # preprocessed pixels (B, 3, H, W) to unit descriptors
+
+
+@dataclass
+class ChangeReport:
+    added: list[str] = field(default_factory=list)  # paths now indexed (new or replaced)
+    removed: list[str] = field(default_factory=list)  # paths no longer indexed
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, indexed path with the same content)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> why it was not indexed
+    location: str = ""
+
+
+def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable[str] = (),
+                 remove: Iterable[str] = (), backend: Mapping[str, Any] | None = None, batch_size: int = 8,
+                 max_pixels: int | None = 50_000_000) -> ChangeReport:
+    """Index the files at the relative paths ``add`` (new, or changed since indexed) and drop ``remove``
+    (deleted files; a path both removed and added counts as added). A file whose content is already indexed
+    under another path is recorded as a duplicate, as a full build does; an unusable file is recorded as
+    skipped with its reason, never retried until it changes."""
+    index = load_index(index_dir)
+    if index is None:
+        raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
+    report = ChangeReport()
+    add = list(dict.fromkeys(add))
+    remove = [p for p in dict.fromkeys(remove) if p not in set(add)]
+    files: dict[str, dict] = {}
+    todo: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for path in add:
+        found = check_file(images_dir, path)
+        if not isinstance(found, FileEntry):
+            if found is not None:
+                report.skipped[found.path] = found.reason
+            elif index.row_of_path(path) is not None:
+                remove.append(path)  # gone again before it was read
+            continue
+        old = index.files.get(path) if index.row_of_path(path) is not None else None
+        if old and old["size"] == found.size and old["mtime_ns"] == found.mtime_ns:
+            continue  # unchanged
+        try:
+            sha = sha256_file(os.path.join(images_dir, path))
+        except OSError as e:
+            report.skipped[path] = f"cannot read: {e.strerror}"
+            continue
+        same = seen.get(sha) or index.path_of_sha(sha)
+        if same is not None and same != path:
+            report.duplicates.append((path, same))
+            if index.row_of_path(path) is not None:
+                remove.append(path)  # it was replaced by a copy of another picture
+            continue
+        owner = index.path(index.row_of_id(image_id(path))) if index.row_of_id(image_id(path)) is not None else path
+        if owner != path:
+            report.skipped[path] = f"its id equals that of {owner}; rename the file"
+            continue
+        seen[sha] = path
+        files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha}
+        todo.append((path, os.path.join(images_dir, path)))
+    paths, rows = [], []
+    for keys, features, failures in embed_stream(embed, index.dim, todo, batch_size, 2, max_pixels):
+        paths += keys
+        rows.append(features)
+        for key, reason in failures:
+            report.skipped[key] = reason
+            if index.row_of_path(key) is not None:
+                remove.append(key)  # its new content cannot be read: the old descriptor would lie
+    features = np.concatenate(rows) if rows else np.empty((0, index.dim), np.float32)
+    duplicates = {p: q for p, q in report.duplicates}
+    if not paths and not remove and not report.skipped and not duplicates:
+        return report
+    cleared = {p: None for p in list(paths) + remove if p not in report.skipped}
+    report.location, change = append_change(
+        index_dir, paths, features, files, remove=remove, skipped={**cleared, **report.skipped},
+        duplicates=duplicates, extra=lambda folder, change: apply_change(dict(backend or {}), folder, change))
+    report.added, report.removed = change.added, [p for p in change.removed if p not in set(change.added)]
+    return report
+
+
+def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | None:
+    """Fold the current generation's segments and dead rows into one base; returns the new folder, or None
+    when there was nothing to fold. Descriptors are copied, never recomputed."""
+    index = load_index(index_dir)
+    if index is None or (len(index.segments) == 1 and not index.changed_rows()):
+        return None
+    order = sorted(range(len(index)), key=index.paths.__getitem__)
+    paths = [index.paths[r] for r in order]
+    features = np.ascontiguousarray(index.features[order], np.float32)
+    manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}
+    compacted = GalleryIndex.single(features, paths, manifest)
+    return save_index(index_dir, compacted, extra=lambda folder: build_for_generation(
+        dict(backend or {}), folder, paths, features, fresh=set()))
+
+
+
