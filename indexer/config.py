@@ -39,4 +39,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     # Not MILVUS_URI: pymilvus reads that variable itself when imported and accepts only server URLs there.
     cfg.setdefault("MILVUS_URI", os.environ.get("GALLERY_MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))
     cfg.setdefault("MILVUS_COLLECTION", os.environ.get("MILVUS_COLLECTION", "gallery"))
+    # A Milvus server's HNSW graph (Milvus Lite chooses its own index).
+    for key, default in (("MILVUS_HNSW_M", 16), ("MILVUS_EF_CONSTRUCTION", 200), ("MILVUS_EF_SEARCH", 64)):
+        cfg.setdefault(key, env_int(key, default))
     return cfg

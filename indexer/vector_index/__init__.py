@@ -48,7 +48,9 @@ def open_backend(cfg: Mapping[str, Any], dim: int) -> VectorIndex:
         return FaissIndex(dim, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg))
     if name == "milvus":
         from .milvus_index import MilvusIndex
-        return MilvusIndex(dim, cfg["MILVUS_URI"], cfg.get("MILVUS_COLLECTION", "gallery"))
+        return MilvusIndex(dim, cfg["MILVUS_URI"], cfg.get("MILVUS_COLLECTION", "gallery"),
+                           {"M": cfg.get("MILVUS_HNSW_M", 16), "efConstruction": cfg.get("MILVUS_EF_CONSTRUCTION", 200),
+                            "ef": cfg.get("MILVUS_EF_SEARCH", 64)})
     return NumpyIndex(dim)
 
 

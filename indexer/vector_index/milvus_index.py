@@ -26,8 +26,11 @@ def _is_local(uri: str) -> bool:
 class MilvusIndex(VectorIndex):
     name = "milvus"
 
-    def __init__(self, dim: int, uri: str, collection: str = "gallery") -> None:
+    def __init__(self, dim: int, uri: str, collection: str = "gallery", hnsw: dict | None = None) -> None:
+        """``hnsw``: ``M``, ``efConstruction`` and the search's ``ef`` of a server's graph."""
         super().__init__(dim)
+        hnsw = {"M": 16, "efConstruction": 200, "ef": 64, **(hnsw or {})}
+        self.search_params: dict = {}
         try:
             from pymilvus import MilvusClient
         except ImportError:
@@ -53,10 +56,25 @@ class MilvusIndex(VectorIndex):
                 raise DimensionMismatch(f"Milvus collection '{collection}' holds {stored}-dimensional vectors, not "
                                         f"{dim}; drop it or rebuild ('python build_gallery.py --rebuild')")
             self.client.load_collection(collection)
-        else:
+        elif _is_local(uri):
             self.client.create_collection(collection, dimension=dim, metric_type="COSINE", auto_id=False,
                                           id_type="int", primary_field_name="id", vector_field_name="vector",
                                           **_STRONG)
+        else:
+            self._create_hnsw(collection, dim, hnsw)
+        if not _is_local(uri):
+            self.search_params = {"metric_type": "COSINE", "params": {"ef": int(hnsw["ef"])}}
+
+    def _create_hnsw(self, collection: str, dim: int, hnsw: dict) -> None:
+        """A collection with an explicit HNSW graph (a server's automatic index is not the same everywhere)."""
+        from pymilvus import DataType
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=True)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        index = self.client.prepare_index_params()
+        index.add_index("vector", index_type="HNSW", metric_type="COSINE",
+                        params={"M": int(hnsw["M"]), "efConstruction": int(hnsw["efConstruction"])})
+        self.client.create_collection(collection, schema=schema, index_params=index, **_STRONG)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
         vectors = self.check(vectors)
@@ -74,7 +92,11 @@ class MilvusIndex(VectorIndex):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = self.check(queries)
-        hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k, **_STRONG)
+        params = dict(self.search_params)
+        if params:  # HNSW needs ef >= k
+            params["params"] = {"ef": max(k, params["params"]["ef"])}
+        hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k,
+                                  search_params=params, **_STRONG)
         return pad([[h["id"] for h in row] for row in hits], [[h["distance"] for h in row] for row in hits], k)
 
     def ids(self) -> np.ndarray:
