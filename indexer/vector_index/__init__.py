@@ -40,8 +40,9 @@ def backend_name(cfg: Mapping[str, Any]) -> str:
     return name
 
 
-def open_backend(cfg: Mapping[str, Any], dim: int) -> VectorIndex:
-    """An empty (or, for Milvus, the configured) index of the configured backend."""
+def open_backend(cfg: Mapping[str, Any], dim: int, written_at: float | None = None) -> VectorIndex:
+    """An empty (or, for Milvus, the configured) index of the configured backend; ``written_at`` is when the
+    generation it serves was published (Milvus reads strongly while it is young)."""
     name = backend_name(cfg)
     if name == "faiss":
         from .faiss_index import FaissIndex
@@ -50,7 +51,7 @@ def open_backend(cfg: Mapping[str, Any], dim: int) -> VectorIndex:
         from .milvus_index import MilvusIndex
         return MilvusIndex(dim, cfg["MILVUS_URI"], cfg.get("MILVUS_COLLECTION", "gallery"),
                            {"M": cfg.get("MILVUS_HNSW_M", 16), "efConstruction": cfg.get("MILVUS_EF_CONSTRUCTION", 200),
-                            "ef": cfg.get("MILVUS_EF_SEARCH", 64)})
+                            "ef": cfg.get("MILVUS_EF_SEARCH", 64)}, written_at=written_at)
     return NumpyIndex(dim)
 
 
@@ -111,4 +112,4 @@ def open_for_generation(cfg: Mapping[str, Any], index: "GalleryIndex") -> Vector
         base = FaissIndex.load(index.location, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg),
                                also_deleted=base_ids[~base_live])
         return Layered(base, NumpyIndex(index.dim, blocks=blocks[1:])) if len(blocks) > 1 else base
-    return open_backend(cfg, index.dim)
+    return open_backend(cfg, index.dim, written_at=os.path.getmtime(index.location))

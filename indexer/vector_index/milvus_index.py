@@ -4,11 +4,15 @@ Each row keeps the image's path, so results can be shown without another lookup.
 
 A real server behaves in ways Milvus Lite hides: rows just written are invisible to the next search unless the
 read asks for strong consistency, and the collection statistics count only flushed rows (deletes never). So
-every read here is strongly consistent, counts come from ``count(*)``, and ``flush`` makes a build durable."""
+counts come from strongly consistent ``count(*)`` queries and ``flush`` makes a build durable. Searches are
+strongly consistent only while the generation they serve is young: a strong read waits for the server's next
+time tick (about 200 ms), while a bounded one sees every write older than the server's grace time (5 s by
+default), and a generation is published only after its writes were acknowledged."""
 from __future__ import annotations
 
 import atexit
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +21,8 @@ from .base import DimensionMismatch, VectorIndex, pad
 
 _BATCH = 2000  # rows per insert call
 _STRONG = {"consistency_level": "Strong"}  # read your own writes, also through another process
+_BOUNDED = {"consistency_level": "Bounded"}
+FRESH_SECONDS = 15.0  # how long after its writes a generation is searched with strong consistency
 
 
 def _is_local(uri: str) -> bool:
@@ -26,9 +32,12 @@ def _is_local(uri: str) -> bool:
 class MilvusIndex(VectorIndex):
     name = "milvus"
 
-    def __init__(self, dim: int, uri: str, collection: str = "gallery", hnsw: dict | None = None) -> None:
-        """``hnsw``: ``M``, ``efConstruction`` and the search's ``ef`` of a server's graph."""
+    def __init__(self, dim: int, uri: str, collection: str = "gallery", hnsw: dict | None = None,
+                 written_at: float | None = None) -> None:
+        """``hnsw``: ``M``, ``efConstruction`` and the search's ``ef`` of a server's graph. ``written_at``: when
+        the rows this index serves were last written (None: just now, so always read strongly)."""
         super().__init__(dim)
+        self.written_at = written_at
         hnsw = {"M": 16, "efConstruction": 200, "ef": 64, **(hnsw or {})}
         self.search_params: dict = {}
         try:
@@ -95,8 +104,9 @@ class MilvusIndex(VectorIndex):
         params = dict(self.search_params)
         if params:  # HNSW needs ef >= k
             params["params"] = {"ef": max(k, params["params"]["ef"])}
+        fresh = self.written_at is None or time.time() - self.written_at < FRESH_SECONDS
         hits = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k,
-                                  search_params=params, **_STRONG)
+                                  search_params=params, **(_STRONG if fresh else _BOUNDED))
         return pad([[h["id"] for h in row] for row in hits], [[h["distance"] for h in row] for row in hits], k)
 
     def ids(self) -> np.ndarray:
