@@ -53,4 +53,8 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("INFER_MAX_WAIT_MS", float(os.environ.get("INFER_MAX_WAIT_MS", 50)))
     cfg.setdefault("QUEUE_LIMIT", env_int("QUEUE_LIMIT", 48))
     cfg.setdefault("QUEUE_DEADLINE", float(os.environ.get("QUEUE_DEADLINE", 10)))
+    # Follow the gallery folder and index what changes there (app.services.watcher).
+    cfg.setdefault("WATCH_GALLERY", os.environ.get("WATCH_GALLERY", "0") not in ("0", "false", "no", ""))
+    cfg.setdefault("WATCH_SCAN_SECONDS", float(os.environ.get("WATCH_SCAN_SECONDS", 3600)))
+    cfg.setdefault("WATCH_SETTLE_SECONDS", float(os.environ.get("WATCH_SETTLE_SECONDS", 1)))
     return cfg

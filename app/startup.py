@@ -13,7 +13,8 @@ from indexer.builder import BuildError
 from indexer.generations import IndexFilesError
 
 from .services.errors import Busy, NotReady
-from .services.gallery_changes import drift, recover
+from .services.gallery_changes import compact_if_due, drift, recover
+from .services.watcher import GalleryWatcher, WatchSupervisor
 from .storage import gallery_table
 
 
@@ -30,8 +31,29 @@ def sync_gallery_table(app: Flask, changed: Iterable[str] | None = None) -> None
             db.session.rollback()
 
 
+def start_watching(app: Flask) -> WatchSupervisor:
+    """The folder watcher's supervisor for this worker (one of them watches; see ``app.services.watcher``)."""
+    from .extensions import engine
+    cfg = app.config
+
+    def after_change(paths: list[str]) -> None:
+        sync_gallery_table(app, paths)
+        compact_if_due(cfg)
+
+    def make() -> GalleryWatcher:
+        with app.app_context():
+            embed = engine().embed_background
+        return GalleryWatcher(cfg, embed, after_change, settle=cfg["WATCH_SETTLE_SECONDS"],
+                              scan_every=cfg["WATCH_SCAN_SECONDS"])
+
+    supervisor = WatchSupervisor(make, cfg["INDEX_DIR"]).start()
+    app.extensions["gallery_watch"] = supervisor
+    return supervisor
+
+
 def prepare(app: Flask) -> None:
-    """Recover, report drift and sync the gallery table; problems are logged, never fatal."""
+    """Recover, report drift and sync the gallery table, then start following the gallery folder when
+    ``WATCH_GALLERY`` is on; problems are logged, never fatal."""
     cfg = app.config
     try:
         if not os.path.exists(cfg["WEIGHTS"]):
@@ -49,3 +71,5 @@ def prepare(app: Flask) -> None:
         sync_gallery_table(app)
     except (OperationalError, ProgrammingError) as e:  # tables not migrated yet: 'flask --app app db upgrade'
         app.logger.warning("start-up: gallery table not synced: %s", e.__class__.__name__)
+    if cfg["WATCH_GALLERY"]:
+        start_watching(app)

@@ -38,11 +38,12 @@ class ChangeReport:
 
 def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable[str] = (),
                  remove: Iterable[str] = (), backend: Mapping[str, Any] | None = None, batch_size: int = 8,
-                 max_pixels: int | None = 50_000_000) -> ChangeReport:
+                 workers: int = 2, max_pixels: int | None = 50_000_000) -> ChangeReport:
     """Index the files at the relative paths ``add`` (new, or changed since indexed) and drop ``remove``
     (deleted files; a path both removed and added counts as added). A file whose content is already indexed
-    under another path is recorded as a duplicate, as a full build does; an unusable file is recorded as
-    skipped with its reason, never retried until it changes."""
+    under another path is recorded as a duplicate, as a full build does, unless that path is among ``remove``
+    (a rename, which keeps its descriptor); an unusable file is recorded as skipped with its reason, never
+    retried until it changes. ``workers`` threads decode ahead of the model."""
     index = load_index(index_dir)
     if index is None:
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
@@ -51,6 +52,8 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     remove = [p for p in dict.fromkeys(remove) if p not in set(add)]
     files: dict[str, dict] = {}
     todo: list[tuple[str, str]] = []
+    moved: list[tuple[str, np.ndarray]] = []
+    leaving = set(remove)
     seen: dict[str, str] = {}
     for path in add:
         found = check_file(images_dir, path)
@@ -69,6 +72,11 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             report.skipped[path] = f"cannot read: {e.strerror}"
             continue
         same = seen.get(sha) or index.path_of_sha(sha)
+        if same is not None and same in leaving and same != path:  # a rename: keep its descriptor
+            files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha}
+            moved.append((path, index.vector(index.row_of_path(same))))
+            seen[sha] = path
+            continue
         if same is not None and same != path:
             report.duplicates.append((path, same))
             if index.row_of_path(path) is not None:
@@ -81,8 +89,9 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
         seen[sha] = path
         files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha}
         todo.append((path, os.path.join(images_dir, path)))
-    paths, rows = [], []
-    for keys, features, failures in embed_stream(embed, index.dim, todo, batch_size, 2, max_pixels):
+    paths = [p for p, _ in moved]
+    rows = [np.stack([v for _, v in moved])] if moved else []
+    for keys, features, failures in embed_stream(embed, index.dim, todo, batch_size, workers, max_pixels):
         paths += keys
         rows.append(features)
         for key, reason in failures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask_login import current_user
 
+from indexer.generations import load_index
 from indexer.ids import image_id
 
 from ..extensions import engine
@@ -17,6 +18,7 @@ from ..services.gallery_changes import (
     start_rebuild,
 )
 from ..services.images import decode
+from ..services.watcher import request_scan, watch_status
 from ..startup import sync_gallery_table
 from ..storage import audit
 from ..web.roles import admin_required
@@ -84,4 +86,23 @@ def admin_rebuild():
 @bp.get("/admin/status")
 @admin_required(api=True)
 def admin_status():
-    return jsonify({"rebuild": rebuild_status(current_app.config), "drift": drift(current_app.config)})
+    """The rebuild, the folder watcher (pending, indexing, its last scan), the files that could not be
+    indexed, and, unless ``?drift=0``, a scan of the folder against the index."""
+    cfg = current_app.config
+    index = load_index(cfg["INDEX_DIR"])
+    failed = [{"path": p, "reason": r} for p, r in sorted((index.skipped if index is not None else {}).items())]
+    body = {"rebuild": rebuild_status(cfg), "watch": watch_status(cfg["INDEX_DIR"], cfg["WATCH_GALLERY"]),
+            "failed": failed}
+    if request.args.get("drift") != "0":
+        body["drift"] = drift(cfg)
+    return jsonify(body)
+
+
+@bp.post("/admin/scan")
+@admin_required(api=True)
+def admin_scan():
+    """A full scan of the gallery folder by the watcher, on its next turn."""
+    if not current_app.config["WATCH_GALLERY"]:
+        raise InvalidInput("The folder watcher is off (WATCH_GALLERY=0); use 'Rebuild index' instead.", "watch_off")
+    request_scan(current_app.config["INDEX_DIR"])
+    return jsonify({"requested": True}), 202

@@ -76,13 +76,13 @@ def safe_name(original: str, sha: str, ext: str) -> str:
     return f"{UPLOADS}/{stem or 'image'}-{sha[:10]}.{ext}"
 
 
-def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=()):
+def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=(), workers: int = 2):
     """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
     the model is loaded here."""
     if embed is None and add:
         embed = functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
     return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
-                        batch_size=cfg["BATCH_SIZE"], max_pixels=cfg["MAX_IMAGE_PIXELS"])
+                        batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
 
 
 def compact_if_due(cfg: Mapping[str, Any], on_done: Callable[[], None] | None = None) -> bool:
@@ -215,16 +215,28 @@ def _clear_stale_staging(folder: str, age: float = 3600.0) -> None:
 
 
 def drift(cfg: Mapping[str, Any]) -> dict:
-    """Image files the index lacks (changes made outside the app), indexed paths whose file is gone, and the
-    files the last build skipped with its reasons (these are not drift: a rebuild would skip them again)."""
+    """Image files the index lacks (changes made outside the app), indexed files whose size or time changed
+    since, indexed paths whose file is gone, and the files left out with the reason (these are not drift: a
+    rebuild would skip them again)."""
     index = load_index(cfg["INDEX_DIR"])
     entries, _ = scan(cfg["GALLERY_DIR"])
     files = {e.path for e in entries}
     manifest = index.manifest if index is not None else {}
     skipped = manifest.get("skipped", {})
+    indexed_files = index.files if index is not None else {}
     indexed = set(index.paths if index else []) | set(manifest.get("duplicates", {}))
-    return {"unindexed": sorted(files - indexed - set(skipped)), "missing": sorted(set(index.paths if index else []) - files),
+    changed = [e.path for e in entries if e.path in indexed_files and
+               (indexed_files[e.path]["size"], indexed_files[e.path]["mtime_ns"]) != (e.size, e.mtime_ns)]
+    return {"unindexed": sorted(files - indexed - set(skipped)), "changed": changed,
+            "missing": sorted(set(index.paths if index else []) - files),
             "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]}
+
+
+def index_paths(cfg: Mapping[str, Any], add=(), remove=(), embed: Embed | None = None, workers: int = 2):
+    """Index files already in the gallery folder and drop deleted ones (the folder watcher's change), under
+    the same lock as uploads; Busy while another change or a rebuild holds the index."""
+    with holding_index(cfg):
+        return _update(cfg, embed, add=add, remove=remove, workers=workers)
 
 
 def rebuild_status(cfg: Mapping[str, Any]) -> dict:
