@@ -7,6 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 # The demo gallery is served publicly; ACCESS=private make run needs a signed-in account for everything.
 ACCESS ?= public
+WATCH_GALLERY ?= 1
 
 VENDOR := app/static/vendor
 .PHONY: run test test-quick install install-dev weights gallery vendor db bench chromium clean
@@ -53,7 +54,7 @@ db: $(VENV)/.installed
 	$(BIN)/flask --app app db upgrade
 
 run: $(VENV)/.installed gallery db
-	ACCESS=$(ACCESS) HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	ACCESS=$(ACCESS) WATCH_GALLERY=$(WATCH_GALLERY) HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)

@@ -183,6 +183,13 @@ def overload(port: int, clients: int, body: bytes, boundary: str) -> dict:
             "p95_ok": _pct([s for status, s, _ in results if status == 200], 95)}
 
 
+def server_env(work: str, weights: str, port: int, **extra: str) -> dict:
+    """The environment of a server on the gallery and index in ``work``, public as ``make run`` serves the demo."""
+    return dict(os.environ, ACCESS="public", HOST=HOST, PORT=str(port), GALLERY_DIR=os.path.join(work, "gallery"),
+                INDEX_DIR=os.path.join(work, "index"), INSTANCE_DIR=os.path.join(work, "instance"),
+                MEDIA_DIR=os.path.join(work, "media"), DINOV2_WEIGHTS=weights, **extra)
+
+
 def start_server(env: dict, port: int) -> subprocess.Popen:
     """The app exactly as ``make run`` starts it: migrations, then gunicorn with gunicorn.conf.py."""
     flask = os.path.join(os.path.dirname(sys.executable), "flask")
@@ -223,9 +230,7 @@ def main() -> None:
         from PIL import Image
         Image.open(photos[0]).convert("RGB").save(query, quality=85)
         body, boundary = multipart(query)
-        env = dict(os.environ, ACCESS="public", HOST=HOST, PORT=str(args.port),  # as make run serves the demo GALLERY_DIR=os.path.join(work, "gallery"),
-                   INDEX_DIR=os.path.join(work, "index"), INSTANCE_DIR=os.path.join(work, "instance"),
-                   MEDIA_DIR=os.path.join(work, "media"), DINOV2_WEIGHTS=weights)
+        env = server_env(work, weights, args.port)
         server = start_server(env, args.port)
         try:
             Client(args.port).search(body, boundary)  # untimed: loads the model

@@ -1,5 +1,5 @@
 /* Gallery administration: multi-file upload with a progress bar per file, selection and deletion with a
-   confirmation, and a background rebuild whose progress is polled. */
+   confirmation, a background rebuild whose progress is polled, and the folder watcher's activity. */
 "use strict";
 const selected = new Set();
 
@@ -72,9 +72,61 @@ function pollRebuild() {
   });
 }
 
+let watchWasBusy = false;
+const watchStates = { watching: ["watching", "text-bg-success"], off: ["not watched", "text-bg-secondary"],
+                      stopped: ["watcher stopped", "text-bg-danger"], starting: ["starting", "text-bg-secondary"] };
+
+function ago(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3600)} h ago`;
+}
+
+// The folder card: what the watcher is doing, and the files that could not be indexed.
+function pollFolder() {
+  $.getJSON("/api/admin/status?drift=0").done((data) => {
+    const w = data.watch;
+    const [label, cls] = watchStates[w.state] || [w.state, "text-bg-secondary"];
+    $("#watch-state").attr("class", `badge rounded-pill ms-1 ${cls}`).text(label);
+    $("#watch-help").prop("hidden", w.state !== "off");
+    $("#scan-now").prop("hidden", w.state === "off");
+    const busy = w.state === "watching" && (w.pending_count || (w.indexing || []).length);
+    let summary = "";
+    if (w.last_scan && w.last_scan.at) {
+      summary = `last full scan ${ago(Date.now() / 1000 - w.last_scan.at)}: ${w.last_scan.unindexed} new, ` +
+                `${w.last_scan.changed} changed, ${w.last_scan.missing} gone`;
+    }
+    $("#watch-summary").text(summary);
+    const $activity = $("#watch-activity").empty().prop("hidden", !busy);
+    if (busy) {
+      if ((w.indexing || []).length) $activity.append($("<div>").text(`Indexing ${w.indexing.length} file(s)…`));
+      if (w.pending_count) {
+        const writing = w.pending.filter((p) => p.waiting === "being written").length;
+        $activity.append($("<div class='text-secondary'>").text(
+          `${w.pending_count} waiting` + (writing ? ` (${writing} still being written)` : "")));
+      }
+    }
+    const failed = data.failed || [];
+    $("#failed-box").prop("hidden", failed.length === 0);
+    $("#failed-count").text(failed.length);
+    const $list = $("#failed-list").empty();
+    failed.slice(0, 200).forEach((f) => $list.append(
+      $("<li>").append($("<code>").text(f.path), $("<span class='text-secondary'>").text(" — " + f.reason))));
+    if (watchWasBusy && !busy) loadGallery(gallery.page);  // what the watcher indexed appears in the grid
+    watchWasBusy = busy;
+    setTimeout(pollFolder, busy ? 1500 : 10000);
+  }).fail(() => setTimeout(pollFolder, 15000));
+}
+
 $(function () {
   loadGallery(1);
   pollRebuild();
+  pollFolder();
+  $("#scan-now").on("click", () => {
+    $.ajax({ url: "/api/admin/scan", type: "POST", contentType: "application/json", data: "{}" })
+      .done(() => $("#watch-summary").text("scan requested…"))
+      .fail((xhr) => alert(apiErrorMessage(xhr)));
+  });
   const $zone = $("#admin-drop");
   $zone.on("click", () => $("#admin-files").trigger("click"));
   $("#admin-files").on("click", (e) => e.stopPropagation()).on("change", (e) => uploadAll(Array.from(e.target.files)));
