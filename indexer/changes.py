@@ -116,7 +116,7 @@ def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | N
     index = load_index(index_dir)
     if index is None or (len(index.segments) == 1 and not index.changed_rows()):
         return None
-    order = sorted(range(len(index)), key=index.paths.__getitem__)
+    order = index.rows_by_path
     paths = [index.paths[r] for r in order]
     features = np.ascontiguousarray(index.features[order], np.float32)
     manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}

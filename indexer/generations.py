@@ -162,6 +162,12 @@ class GalleryIndex:
         return [p for s, (_, _, live) in zip(self.segments, self.blocks()) for p, ok in zip(s.paths, live) if ok]
 
     @functools.cached_property
+    def rows_by_path(self) -> list[int]:
+        """Rows in path order (changes append their rows at the end; listings show them in place)."""
+        paths = self.paths
+        return sorted(range(len(paths)), key=paths.__getitem__)
+
+    @functools.cached_property
     def ids(self) -> np.ndarray:
         """The public id of each row (``indexer.ids.image_id`` of its path)."""
         blocks = self.blocks()

@@ -102,6 +102,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.db)
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on at this moment, on 127.0.0.1."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """A real Milvus standalone server (PyPI package ``milvus``) on 127.0.0.1, started once for the tests that
@@ -112,6 +120,7 @@ def milvus_server(tmp_path_factory):
     except ImportError as e:
         pytest.skip(f"the Milvus server package is not installed: {e}")
     default_server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    default_server.listen_port = free_port()  # not 19530: a server someone else runs there must not matter
     try:
         default_server.start()
     except Exception as e:  # the bundled binary failed on this machine

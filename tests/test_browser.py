@@ -249,6 +249,26 @@ def test_admin_uploads_finds_and_deletes(admin_server, page, tmp_path):
     assert "uploads/retina" not in top_result()
 
 
+def test_manage_page_shows_the_folder_watcher_at_work(site, tmp_path, weights_path, page):
+    """Photos copied into the watched folder appear in the grid by themselves; a bad file is listed."""
+    app = make_app(site, tmp_path, weights_path, WATCH_GALLERY=True, WATCH_SETTLE_SECONDS=0.5)
+    try:
+        with live_server(app) as base:
+            sign_up_in_browser(page, base + "/auth/signup", "admin@example.com", "administrator password")
+            page.goto(base + "/admin/gallery")
+            expect(page.locator("#watch-state")).to_have_text("watching", timeout=30000)
+            expect(page.locator(".admin-card")).to_have_count(7)
+            shutil.copy(skimage_photo("retina.jpg"), site / "gallery" / "copied-in.jpg")
+            (site / "gallery" / "half.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+            expect(page.locator(".admin-card")).to_have_count(8, timeout=120000)
+            expect(page.locator("#failed-box")).to_be_visible(timeout=60000)
+            page.click("#failed-box summary")
+            expect(page.locator("#failed-list")).to_contain_text("half.jpg")
+            shot(page, "admin-folder")
+    finally:
+        app.extensions["gallery_watch"].stop()
+
+
 def test_3_file_names_cannot_run_script(site, tmp_path, weights_path, page):
     """A gallery file named to break out of an attribute shows as its name, on the gallery and admin pages."""
     evil = 'x" onload="alert(document.domain)" y=".png'

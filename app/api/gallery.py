@@ -17,7 +17,8 @@ def gallery():
     page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
     per_page = int_arg(request.args.get("per_page"), "per_page", 24, 1, 200)
     q = (request.args.get("q") or "").strip().lower()
-    rows = [r for r, p in enumerate(index.paths) if q in p.lower()] if q else range(len(index))
+    order = index.rows_by_path
+    rows = [r for r in order if q in index.paths[r].lower()] if q else order
     total = len(rows)
     chunk = rows[(page - 1) * per_page: page * per_page]
     items = [with_links({"id": int(index.ids[r]), "path": index.paths[r]}) for r in chunk]

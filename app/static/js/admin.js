@@ -72,7 +72,7 @@ function pollRebuild() {
   });
 }
 
-let watchWasBusy = false;
+let watchChanges = null;  // the watcher's change counter at the last poll
 const watchStates = { watching: ["watching", "text-bg-success"], off: ["not watched", "text-bg-secondary"],
                       stopped: ["watcher stopped", "text-bg-danger"], starting: ["starting", "text-bg-secondary"] };
 
@@ -112,9 +112,9 @@ function pollFolder() {
     const $list = $("#failed-list").empty();
     failed.slice(0, 200).forEach((f) => $list.append(
       $("<li>").append($("<code>").text(f.path), $("<span class='text-secondary'>").text(" — " + f.reason))));
-    if (watchWasBusy && !busy) loadGallery(gallery.page);  // what the watcher indexed appears in the grid
-    watchWasBusy = busy;
-    setTimeout(pollFolder, busy ? 1500 : 10000);
+    if (watchChanges !== null && w.changes !== watchChanges) loadGallery(gallery.page);  // show what it indexed
+    watchChanges = w.changes === undefined ? null : w.changes;
+    setTimeout(pollFolder, busy ? 1500 : w.state === "off" ? 30000 : 4000);
   }).fail(() => setTimeout(pollFolder, 15000));
 }
 
