@@ -119,11 +119,16 @@ def milvus_server(tmp_path_factory):
         from milvus import default_server
     except ImportError as e:
         pytest.skip(f"the Milvus server package is not installed: {e}")
-    default_server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
-    default_server.listen_port = free_port()  # not 19530: a server someone else runs there must not matter
+    base = tmp_path_factory.mktemp("milvus-server")
+    default_server.set_base_dir(str(base))
+    # A free port rather than 19530; the embedded etcd's ports are fixed, though, so a second server of
+    # this package on the machine still fails, and the log line saying why is in the skip reason.
+    default_server.listen_port = free_port()
     try:
         default_server.start()
     except Exception as e:  # the bundled binary failed on this machine
-        pytest.skip(f"the Milvus server did not start: {e}")
+        log = base / "logs" / "milvus-stdout.log"
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "[ERROR]" in line] if log.exists() else []
+        pytest.skip(f"the Milvus server did not start: {e}" + (f"; its log: {errors[0][:300]}" if errors else ""))
     yield f"http://127.0.0.1:{default_server.listen_port}"
     default_server.stop()
