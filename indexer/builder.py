@@ -15,6 +15,7 @@ from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.weights.convert import sha256_file
 
 from .embedding import PREPROCESSING, embed_pixels, embed_stream
+from .exif import read_metadata
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
 from .ids import image_id
@@ -165,7 +166,9 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                 if on_progress is not None:
                     on_progress(bar.n, len(todo))
 
-        files = {e.path: {"size": e.size, "mtime_ns": e.mtime_ns, "sha256": sha} for e, sha in hashed}
+        gps = bool((backend or {}).get("SHOW_GPS"))
+        files = {e.path: {"size": e.size, "mtime_ns": e.mtime_ns, "sha256": sha,
+                          "meta": _metadata(images_dir, e, old_files.get(e.path), gps)} for e, sha in hashed}
         paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
         paths.sort()
         features = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim), np.float32)
@@ -195,6 +198,15 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
     report.seconds = time.perf_counter() - start
     _write_log(log_path or os.path.join(index_dir, "build.log"), report)
     return report
+
+
+def _metadata(images_dir: str, entry: FileEntry, previous: dict | None, gps: bool) -> dict:
+    """The file's EXIF facts: the previous build's when the file did not change and the position setting
+    agrees with them (with SHOW_GPS on, files without a position are read again: a header read is cheap)."""
+    if previous and (previous["size"], previous["mtime_ns"]) == (entry.size, entry.mtime_ns) and "meta" in previous \
+            and ("latitude" in previous["meta"]) == gps:
+        return previous["meta"]
+    return read_metadata(os.path.join(images_dir, entry.path), gps=gps)
 
 
 @contextlib.contextmanager

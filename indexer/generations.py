@@ -143,6 +143,21 @@ class GalleryIndex:
         segment, local = self._locate(int(self._live_raw[row]))
         return np.asarray(segment.features[local], np.float32)
 
+    def vectors(self, rows) -> np.ndarray:
+        """The stored descriptors of several rows, as one (len(rows), D) matrix."""
+        raw = self._live_raw[np.asarray(rows, np.int64)]
+        owner = np.searchsorted(self._starts, raw, side="right") - 1
+        out = np.empty((len(raw), self.dim), np.float32)
+        for k in np.unique(owner):
+            picked = owner == k
+            out[picked] = self.segments[k].features[raw[picked] - self._starts[k]]
+        return out
+
+    def info(self, row: int) -> dict:
+        """Size, mtime, content hash and metadata (``meta``) of a row's file."""
+        segment, local = self._locate(int(self._live_raw[row]))
+        return segment.files.get(segment.paths[local], {})
+
     def path_of_sha(self, sha256: str) -> str | None:
         """The indexed path holding this content, or None."""
         for segment in reversed(self.segments):

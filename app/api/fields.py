@@ -7,11 +7,13 @@ import json
 import math
 import os
 import re
+from datetime import date
 
 from flask import request
 
 from ..services.errors import InvalidInput
 from ..services.search import DEFAULT_THRESHOLD, Query
+from ..storage.photo_filters import ORIENTATIONS, PhotoFilter
 
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
 
@@ -131,3 +133,39 @@ def body_fields():
             raise InvalidInput("The request body is not a JSON object.", "invalid_json")
         return body, None
     return request.form, request.files
+
+
+def photo_filter(fields) -> PhotoFilter:
+    """The metadata filter of a search or a gallery listing: ``taken_after``/``taken_before`` (YYYY-MM-DD,
+    inclusive), ``camera``, ``orientation`` (landscape, portrait, square) and ``min_megapixels``; empty
+    values are absent."""
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or len(value) > 120:
+            raise InvalidInput(f"'{name}' must be a short text.")
+        return value.strip()
+
+    def day(name: str) -> date | None:
+        value = text(name)
+        try:
+            return date.fromisoformat(value) if value is not None else None
+        except ValueError:
+            raise InvalidInput(f"'{name}' must be a date like 2024-06-30.") from None
+
+    orientation = text("orientation")
+    if orientation is not None and orientation not in ORIENTATIONS:
+        raise InvalidInput(f"'orientation' must be one of {', '.join(ORIENTATIONS)}.")
+    megapixels = text("min_megapixels") if isinstance(fields.get("min_megapixels"), str) else fields.get("min_megapixels")
+    if megapixels is not None:
+        try:
+            megapixels = float(megapixels)
+        except (TypeError, ValueError):
+            megapixels = float("nan")
+        if not (math.isfinite(megapixels) and 0 <= megapixels <= 1000):
+            raise InvalidInput("'min_megapixels' must be a number from 0 to 1000.")
+    result = PhotoFilter(day("taken_after"), day("taken_before"), text("camera"), orientation, megapixels)
+    if result.taken_after and result.taken_before and result.taken_after > result.taken_before:
+        raise InvalidInput("'taken_after' is later than 'taken_before'.")
+    return result

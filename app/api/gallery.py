@@ -6,8 +6,9 @@ import math
 from flask import jsonify, request
 
 from ..extensions import engine
+from ..storage.photo_filters import allowed_ids, cameras
 from . import bp
-from .fields import int_arg
+from .fields import int_arg, photo_filter
 from .links import with_links
 
 
@@ -17,10 +18,21 @@ def gallery():
     page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
     per_page = int_arg(request.args.get("per_page"), "per_page", 24, 1, 200)
     q = (request.args.get("q") or "").strip().lower()
+    wanted = photo_filter(request.args)
     order = index.rows_by_path
+    if wanted.active:
+        allowed = allowed_ids(wanted)
+        order = [r for r in order if int(index.ids[r]) in allowed]
     rows = [r for r in order if q in index.paths[r].lower()] if q else order
     total = len(rows)
     chunk = rows[(page - 1) * per_page: page * per_page]
-    items = [with_links({"id": int(index.ids[r]), "path": index.paths[r]}) for r in chunk]
+    items = [with_links({"id": int(index.ids[r]), "path": index.paths[r], "meta": engine().metadata(index, r)})
+             for r in chunk]
     return jsonify({"items": items, "page": page, "per_page": per_page, "total": total,
-                    "pages": max(1, math.ceil(total / per_page)), "q": q})
+                    "pages": max(1, math.ceil(total / per_page)), "q": q, "filter": wanted.json()})
+
+
+@bp.get("/gallery/cameras")
+def gallery_cameras():
+    """The cameras the gallery's photos were taken with, for the filter's choices."""
+    return jsonify({"cameras": cameras()})

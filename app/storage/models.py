@@ -91,6 +91,20 @@ class GalleryImage(db.Model):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What the photo says about itself (indexer.exif); taken_at is the file time when time_from_exif is false.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    time_from_exif: Mapped[bool | None] = mapped_column(Boolean)
+    camera: Mapped[str | None] = mapped_column(String(120), index=True)
+    lens: Mapped[str | None] = mapped_column(String(120))
+    exposure: Mapped[str | None] = mapped_column(String(20))
+    aperture: Mapped[float | None] = mapped_column(Float)
+    iso: Mapped[int | None] = mapped_column(Integer)
+    focal_length: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    orientation: Mapped[str | None] = mapped_column(String(10), index=True)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
 
 class Invitation(db.Model):

@@ -1,0 +1,106 @@
+"""What a photo says about itself: capture time, camera, lens, exposure, size, orientation and (only when asked
+for) where it was taken. Read from the file's header, never from its pixels, so it costs a fraction of a
+decode; a picture without EXIF gets its file time, marked as such."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from PIL import ExifTags, Image
+
+from . import formats  # noqa: F401  (registers the HEIF plugin: EXIF of phone photos too)
+
+_EXIF = ExifTags.IFD.Exif
+_GPS = ExifTags.IFD.GPSInfo
+_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    value = str(value).replace("\x00", "").strip()
+    return value[:120] or None
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if number == number and abs(number) < 1e9 else None  # NaN and nonsense out
+
+
+def _exposure(value) -> str | None:
+    seconds = _number(value)
+    if not seconds or seconds <= 0:
+        return None
+    return f"1/{round(1 / seconds)}" if seconds < 1 else f"{seconds:g}"
+
+
+def _taken(value) -> str | None:
+    text = _text(value)
+    try:
+        return dt.datetime.strptime(text or "", "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def _degrees(parts, ref) -> float | None:
+    try:
+        d, m, s = (float(p) for p in parts)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = d + m / 60 + s / 3600
+    return round(-value if _text(ref) in ("S", "W") else value, 6)
+
+
+def orientation_of(width: int, height: int) -> str:
+    """landscape, portrait or square (within 2%)."""
+    if abs(width - height) <= 0.02 * max(width, height):
+        return "square"
+    return "landscape" if width > height else "portrait"
+
+
+def read_metadata(path: str, gps: bool = False) -> dict[str, Any]:
+    """The photo's metadata as JSON-ready values; ``gps`` adds ``latitude``/``longitude`` when present.
+    Unreadable files give only the file time (the embedding step reports what is wrong with them)."""
+    meta: dict[str, Any] = {}
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            width, height = image.size
+            sub = exif.get_ifd(_EXIF)
+            if exif.get(ExifTags.Base.Orientation) in _ROTATED:
+                width, height = height, width
+            meta.update(width=width, height=height, orientation=orientation_of(width, height))
+            taken = _taken(sub.get(ExifTags.Base.DateTimeOriginal)) or _taken(exif.get(ExifTags.Base.DateTime))
+            if taken:
+                meta.update(taken_at=taken, time_source="exif")
+            make, model = _text(exif.get(ExifTags.Base.Make)), _text(exif.get(ExifTags.Base.Model))
+            if model and make and model.lower().startswith(make.lower()):
+                make = None  # "Canon" + "Canon EOS 5D" reads "Canon EOS 5D"
+            camera = " ".join(p for p in (make, model) if p)
+            values = {"camera": camera or None, "lens": _text(sub.get(ExifTags.Base.LensModel)),
+                      "exposure": _exposure(sub.get(ExifTags.Base.ExposureTime)),
+                      "aperture": _number(sub.get(ExifTags.Base.FNumber)),
+                      "iso": _number(sub.get(ExifTags.Base.ISOSpeedRatings)),
+                      "focal_length": _number(sub.get(ExifTags.Base.FocalLength))}
+            meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v is not None})
+            if gps:
+                where = exif.get_ifd(_GPS)
+                lat = _degrees(where.get(ExifTags.GPS.GPSLatitude), where.get(ExifTags.GPS.GPSLatitudeRef))
+                lon = _degrees(where.get(ExifTags.GPS.GPSLongitude), where.get(ExifTags.GPS.GPSLongitudeRef))
+                if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
+                    meta.update(latitude=lat, longitude=lon)
+    except Exception:  # a broken header must not stop the build; decoding reports the file
+        pass
+    if "taken_at" not in meta:
+        try:
+            meta.update(taken_at=dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0).isoformat(),
+                        time_source="file")
+        except OSError:
+            pass
+    return meta

@@ -1,0 +1,132 @@
+"""Photo metadata: EXIF written by Pillow into real photos comes back from the builder, the database and the
+API; filters narrow searches and listings before the top-K and still return K when enough match; the
+position is read and shown only with SHOW_GPS."""
+import io
+
+import pytest
+from PIL import ExifTags, Image
+
+from app.services import engine as engine_module
+from indexer.builder import build_gallery
+from indexer.generations import load_index
+from tests.helpers import csrf_headers, make_app
+from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+
+# name, source photo, camera (make, model), taken, EXIF orientation
+PHOTOS = [
+    ("cat.jpg", skimage_photo("chelsea.png"), ("Canon", "Canon EOS 5D"), "2021:05:04 10:11:12", 6),
+    ("coffee.jpg", skimage_photo("coffee.png"), ("Canon", "Canon EOS 5D"), "2021:07:01 08:00:00", 1),
+    ("astronaut.jpg", skimage_photo("astronaut.png"), ("Canon", "Canon EOS 5D"), "2021:12:31 23:59:59", 1),
+    ("rocket.jpg", skimage_photo("rocket.jpg"), ("Google", "Pixel 7"), "2023:03:10 12:00:00", 1),
+    ("china.jpg", sklearn_photo("china.jpg"), ("Google", "Pixel 7"), "2023:08:15 18:30:00", 1),
+    ("eiffel.jpg", mvtb_photo("eiffel-1.png"), ("Google", "Pixel 7"), "2023:09:01 09:00:00", 1),
+]
+
+
+def write_photo(path, source, camera, taken, orientation):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = camera
+    exif[ExifTags.Base.Orientation] = orientation
+    sub = exif.get_ifd(ExifTags.IFD.Exif)
+    sub[ExifTags.Base.DateTimeOriginal] = taken
+    sub[ExifTags.Base.ExposureTime] = 1 / 250
+    sub[ExifTags.Base.FNumber] = 4.0
+    sub[ExifTags.Base.ISOSpeedRatings] = 200
+    sub[ExifTags.Base.FocalLength] = 35.0
+    where = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    where[ExifTags.GPS.GPSLatitudeRef], where[ExifTags.GPS.GPSLatitude] = "N", (48.0, 51.0, 29.0)
+    where[ExifTags.GPS.GPSLongitudeRef], where[ExifTags.GPS.GPSLongitude] = "E", (2.0, 17.0, 40.0)
+    Image.open(source).convert("RGB").save(path, quality=92, exif=exif.tobytes())
+
+
+@pytest.fixture
+def photo_site(tmp_path, weights_path):
+    """A gallery of photos with EXIF (and one PNG without), built."""
+    root = tmp_path / "photos"
+    gallery = root / "gallery"
+    gallery.mkdir(parents=True)
+    for name, source, camera, taken, orientation in PHOTOS:
+        write_photo(gallery / name, source, camera, taken, orientation)
+    Image.open(skimage_photo("camera.png")).save(gallery / "plain.png")
+    build_gallery(str(gallery), str(root / "index"), weights_path, progress=False)
+    return root
+
+
+def search(client, data: bytes, **fields):
+    return client.post("/api/search", data={"image": (io.BytesIO(data), "q.jpg"), **fields},
+                       headers=csrf_headers(client), content_type="multipart/form-data")
+
+
+def test_exif_round_trip_through_builder_database_and_api(photo_site, tmp_path, weights_path):
+    index = load_index(str(photo_site / "index"))
+    cat = index.info(index.row_of_path("cat.jpg"))["meta"]
+    source = Image.open(skimage_photo("chelsea.png"))
+    # Orientation 6 turns the stored landscape picture upright: the shown picture is portrait.
+    assert (cat["width"], cat["height"]) == (source.height, source.width) and cat["orientation"] == "portrait"
+    assert cat["taken_at"] == "2021-05-04T10:11:12" and cat["time_source"] == "exif"
+    assert cat["camera"] == "Canon EOS 5D" and cat["exposure"] == "1/250"
+    assert (cat["aperture"], cat["iso"], cat["focal_length"]) == (4.0, 200, 35.0)
+    assert "latitude" not in cat  # not read without SHOW_GPS
+    plain = index.info(index.row_of_path("plain.png"))["meta"]
+    assert plain["time_source"] == "file" and "camera" not in plain and plain["orientation"] == "square"  # 512×512
+
+    app = make_app(photo_site, tmp_path, weights_path)
+    from app.extensions import db
+    from app.storage.models import GalleryImage
+    with app.app_context():
+        row = db.session.get(GalleryImage, int(index.ids[index.row_of_path("cat.jpg")]))
+        assert row.camera == "Canon EOS 5D" and row.time_from_exif and row.taken_at.year == 2021
+        assert (row.width, row.height, row.orientation, row.iso) == (source.height, source.width, "portrait", 200)
+    client = app.test_client()
+    item = next(i for i in client.get("/api/gallery").get_json()["items"] if i["path"] == "cat.jpg")
+    assert item["meta"]["camera"] == "Canon EOS 5D"
+    cameras = client.get("/api/gallery/cameras").get_json()["cameras"]
+    assert cameras == [{"camera": "Canon EOS 5D", "count": 3}, {"camera": "Google Pixel 7", "count": 3}]
+
+
+def test_position_only_with_show_gps(photo_site, tmp_path, weights_path):
+    build_gallery(str(photo_site / "gallery"), str(photo_site / "index"), weights_path, progress=False,
+                  backend={"SHOW_GPS": True})
+    index = load_index(str(photo_site / "index"))
+    meta = index.info(index.row_of_path("coffee.jpg"))["meta"]
+    assert (meta["latitude"], meta["longitude"]) == (48.858056, 2.294444)
+    data = (photo_site / "gallery" / "coffee.jpg").read_bytes()
+    hidden = make_app(photo_site, tmp_path / "a", weights_path).test_client()
+    assert "latitude" not in search(hidden, data, top_k="1").get_json()["results"][0]["meta"]
+    shown = make_app(photo_site, tmp_path / "b", weights_path, SHOW_GPS=True).test_client()
+    assert search(shown, data, top_k="1").get_json()["results"][0]["meta"]["latitude"] == 48.858056
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact-among-matches", "backend-over-fetch"])
+def test_filters_apply_before_the_top_k(photo_site, tmp_path, weights_path, monkeypatch, exact):
+    if not exact:
+        monkeypatch.setattr(engine_module, "EXACT_FILTERED", 0)
+    client = make_app(photo_site, tmp_path, weights_path).test_client()
+    data = (photo_site / "gallery" / "rocket.jpg").read_bytes()
+    everything = search(client, data, top_k="3").get_json()["results"]
+    assert everything[0]["path"] == "rocket.jpg"
+
+    canon = search(client, data, top_k="3", camera="canon eos 5d").get_json()
+    assert [r["meta"]["camera"] for r in canon["results"]] == ["Canon EOS 5D"] * 3  # still K
+    assert canon["query"]["filter"]["matching"] == 3
+    dated = search(client, data, top_k="5", taken_after="2021-07-01", taken_before="2021-12-31").get_json()
+    assert sorted(r["path"] for r in dated["results"]) == ["astronaut.jpg", "coffee.jpg"]
+    upright = search(client, data, top_k="5", orientation="portrait").get_json()["results"]
+    assert [r["path"] for r in upright] == ["cat.jpg"]
+    big = search(client, data, top_k="10", min_megapixels="0.25").get_json()["results"]
+    assert all(r["meta"]["width"] * r["meta"]["height"] >= 250_000 for r in big) and len(big) >= 2
+    assert len(big) < len(search(client, data, top_k="10").get_json()["results"])
+    assert search(client, data, top_k="5", camera="Leica").get_json()["results"] == []
+
+    listing = client.get("/api/gallery?camera=Google%20Pixel%207&taken_after=2023-08-01").get_json()
+    assert [i["path"] for i in listing["items"]] == ["china.jpg", "eiffel.jpg"] and listing["total"] == 2
+
+
+@pytest.mark.parametrize("fields", [{"taken_after": "yesterday"}, {"orientation": "diagonal"},
+                                    {"min_megapixels": "-1"}, {"min_megapixels": "lots"},
+                                    {"taken_after": "2024-02-01", "taken_before": "2024-01-01"}])
+def test_bad_filters_are_refused_clearly(photo_site, tmp_path, weights_path, fields):
+    client = make_app(photo_site, tmp_path, weights_path).test_client()
+    r = search(client, (photo_site / "gallery" / "rocket.jpg").read_bytes(), **fields)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_field"
+    assert client.get("/api/gallery", query_string=fields).status_code == 400
