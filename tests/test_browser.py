@@ -343,3 +343,32 @@ def test_petals_are_off_by_default_remembered_and_still_under_reduced_motion(ser
     assert still.locator("canvas.petals-canvas").count() == 0
     assert "reduced motion" in still.inner_text("#petals-toggle")
     still.context.close()
+
+
+def test_photo_details_and_filters_in_the_browser(tmp_path, weights_path, page):
+    """A search narrowed to one camera shows only its photos, each with its details."""
+    from indexer.builder import build_gallery
+    from tests.test_photo_metadata import PHOTOS, write_photo
+    root = tmp_path / "photos"
+    (root / "gallery").mkdir(parents=True)
+    for name, source, camera, taken, orientation in PHOTOS:
+        write_photo(root / "gallery" / name, source, camera, taken, orientation)
+    build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False)
+    with live_server(make_app(root, tmp_path, weights_path)) as base:
+        page.goto(base + "/")
+        page.click("#photo-filters summary")
+        expect(page.locator("#camera option")).to_have_count(3)
+        page.select_option("#camera", "Google Pixel 7")
+        page.set_input_files("#file-input", str(root / "gallery" / "coffee.jpg"))
+        page.wait_for_selector(".result-card")
+        expect(page.locator(".result-col")).to_have_count(3)
+        page.locator(".photo-details summary").first.click()
+        expect(page.locator(".photo-details").first).to_contain_text("Google Pixel 7")
+        expect(page.locator(".photo-details").first).to_contain_text("ISO 200")
+        shot(page, "search-filtered")
+        page.goto(base + "/gallery")
+        page.click("#photo-filters summary")
+        page.select_option("#orientation", "portrait")
+        expect(page.locator(".gallery-card")).to_have_count(1)
+        expect(page.locator(".gallery-card")).to_contain_text("cat.jpg")
+        shot(page, "gallery-filtered")

@@ -50,13 +50,15 @@ const Results = {
                   <div class="progress-bar empty" data-pct="${pct}"></div></div>
                 <span class="small fw-semibold score">${r.score.toFixed(3)}</span>
               </div>
+              ${photoDetails(r.meta)}
               ${r.id ? `<button class="btn btn-sm btn-outline-primary w-100 mt-2 find-similar" data-id="${r.id}"><i class="bi bi-search"></i> Find similar</button>` : ""}
             </div>
           </div>
         </div>`);
     }
     $grid.find(".progress-bar[data-pct]").each(function () { $(this).css("width", `${$(this).data("pct")}%`); });
-    $("#results-summary").text(`${data.results.length} found, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
+    const filtered = data.query && data.query.filter ? ` among ${data.query.filter.matching} matching the filters` : "";
+    $("#results-summary").text(`${data.results.length} found${filtered}, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
     $("#results-area").prop("hidden", false);
     this.applyThreshold();
   },
@@ -79,8 +81,48 @@ $(document).on("input", "#threshold", () => Results.applyThreshold());
 
 function searchByGalleryId(id, topK) {
   return $.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
-                  data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10) }) });
+                  data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10), ...PhotoFilters.values() }) });
 }
+
+/* The photo-details filters (_photo_filters.html), where the page has them: their non-empty values, sent with
+   searches and listings; the camera choices come from the gallery. */
+const PhotoFilters = {
+  values() {
+    const out = {};
+    $(".photo-filter").each(function () { if (this.value) out[this.name] = this.value; });
+    return out;
+  },
+  init(onChange) {
+    if (!$("#photo-filters").length) return;
+    $.getJSON("/api/gallery/cameras").done((data) => {
+      for (const c of data.cameras) $("#camera").append($("<option>").val(c.camera).text(`${c.camera} (${c.count})`));
+    });
+    $(".photo-filter").on("change", () => {
+      const n = Object.keys(PhotoFilters.values()).length;
+      $("#filter-count").text(n).prop("hidden", n === 0);
+      if (onChange) onChange();
+    });
+  },
+};
+
+/* A photo's details (indexer/exif.py) as a native disclosure: date (or file time), camera, lens, exposure,
+   size, and the position when the server shows it. */
+function photoDetails(meta) {
+  if (!meta || !Object.keys(meta).length) return "";
+  const rows = [];
+  const add = (label, value) => { if (value !== undefined && value !== null && value !== "") rows.push([label, value]); };
+  if (meta.taken_at) add(meta.time_source === "exif" ? "Taken" : "File time", meta.taken_at.replace("T", " "));
+  add("Camera", meta.camera);
+  add("Lens", meta.lens);
+  const exposure = [meta.exposure && `${meta.exposure} s`, meta.aperture && `f/${meta.aperture}`,
+                    meta.iso && `ISO ${meta.iso}`, meta.focal_length && `${meta.focal_length} mm`].filter(Boolean).join(" · ");
+  add("Exposure", exposure);
+  if (meta.width) add("Size", `${meta.width} × ${meta.height} (${meta.orientation})`);
+  if (meta.latitude !== undefined) add("Position", `${meta.latitude.toFixed(5)}, ${meta.longitude.toFixed(5)}`);
+  const body = rows.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(String(v))}</dd>`).join("");
+  return `<details class="photo-details small mt-1"><summary>Details${meta.time_source === "file" ? " <span class='text-secondary'>(no EXIF)</span>" : ""}</summary><dl class="mb-0">${body}</dl></details>`;
+}
+$(document).on("click", ".photo-details", (e) => e.stopPropagation());  // opening it is not a click on the card
 
 function renderPager($pager, page, pages, onPage) {
   $pager.empty();

@@ -57,6 +57,7 @@ function runSearch(extra) {
   const form = new FormData();
   form.append("image", chosenFile, chosenFile.name || "pasted.png");
   form.append("top_k", $("#top-k").val());
+  for (const [key, value] of Object.entries(PhotoFilters.values())) form.append(key, value);
   for (const [key, value] of Object.entries(extra || {})) form.append(key, JSON.stringify(value));
   send(postSearch({ url: "/api/search", type: "POST", data: form, processData: false, contentType: false }, retrying));
 }
@@ -77,6 +78,7 @@ function searchCurrentMode() {
 }
 
 $(function () {
+  PhotoFilters.init(() => { if (chosenFile && Results.last) searchCurrentMode(); });
   const $zone = $("#drop-zone");
   $zone.on("click", (e) => {
     if ($("#preview-wrap").prop("hidden") || mode() === "whole") $("#file-input").trigger("click");
@@ -134,7 +136,7 @@ $(function () {
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Image from " + url);
     send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
-                      data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()) }) }, retrying))
+                      data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()), ...PhotoFilters.values() }) }, retrying))
       .done((data) => showPreview(data.query.preview));
   });
   $("#url-input").on("keydown", (e) => { if (e.key === "Enter") $("#url-button").trigger("click"); });
