@@ -14,6 +14,7 @@ import numpy as np
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.weights.convert import sha256_file
 
+from . import colour
 from .embedding import PREPROCESSING, embed_pixels, embed_stream
 from .exif import read_metadata
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
@@ -113,11 +114,13 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                                  f"{fingerprint['name']}; features cannot be mixed: pass --rebuild to re-embed everything")
         old_files = {} if old is None or rebuild else old.files
         known: dict[str, np.ndarray] = {}
-        if old is not None and not rebuild:
-            old_features = old.features
+        # Descriptors and colours travel as one row (indexer.colour.with_colour); an index made before colours,
+        # or with other ones, is embedded again.
+        if old is not None and not rebuild and old.manifest.get("colour") == colour.VERSION and old.has_colours:
+            rows = np.concatenate([old.features, old.colours_of(np.arange(len(old)))], axis=1)
             for row, path in enumerate(old.paths):
                 if path in old_files:
-                    known[old_files[path]["sha256"]] = old_features[row]
+                    known[old_files[path]["sha256"]] = rows[row]
 
         entries, skipped = scan(images_dir)
         report.skipped.extend(skipped)
@@ -143,7 +146,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             else:
                 first_path[sha] = entry.path
 
-        work = WorkCache(index_dir, {"model": fingerprint, "preprocessing": PREPROCESSING})
+        work = WorkCache(index_dir, {"model": fingerprint, "preprocessing": PREPROCESSING, "colour": colour.VERSION})
         resumed = work.load()
         todo = [(sha, os.path.join(images_dir, path)) for sha, path in first_path.items()
                 if sha not in known and sha not in resumed]
@@ -171,7 +174,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                           "meta": _metadata(images_dir, e, old_files.get(e.path), gps)} for e, sha in hashed}
         paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
         paths.sort()
-        features = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim), np.float32)
+        rows = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim + colour.DIM))
+        features, colours = colour.split(rows, model.dim)
         kept = set(paths)
         dup_ok = [(p, q) for p, q in report.duplicates if q in kept]
         report.duplicates = dup_ok
@@ -181,6 +185,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             "vector_backend": (backend or {}).get("VECTOR_BACKEND", "numpy"),
             "model": fingerprint,
             "preprocessing": PREPROCESSING,
+            "colour": colour.VERSION,
             "images_dir": os.path.abspath(images_dir),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {p: info for p, info in files.items() if p not in failed},
@@ -190,7 +195,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         report.removed = len(set(old.paths) - kept) if old is not None else 0
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if old_files.get(p, {}).get("sha256") != files[p]["sha256"]}
-        report.index_path = save_index(index_dir, GalleryIndex.single(features, paths, manifest),
+        report.index_path = save_index(index_dir, GalleryIndex.single(features, paths, manifest, colours),
                                        extra=lambda folder: build_for_generation(backend or {}, folder, paths,
                                                                                  features, fresh))
         work.clear()
@@ -213,7 +218,8 @@ def _metadata(images_dir: str, entry: FileEntry, previous: dict | None, gps: boo
 def _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes, shard_size, bar):
     """The stream of embedded batches: local threads and the model, or shards on a Dask cluster."""
     if cluster is None or not todo:
-        yield embed_stream(embed or functools.partial(embed_pixels, model), model.dim, todo, batch_size, workers,
+        yield embed_stream(colour.with_colour(embed or functools.partial(embed_pixels, model)), model.dim + colour.DIM,
+                           todo, batch_size, workers,
                            max_pixels)
         return
     from .cluster import connect, embed_on_cluster, live_workers

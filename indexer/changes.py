@@ -12,6 +12,7 @@ import numpy as np
 
 from dinov2_numpy.weights.convert import sha256_file
 
+from .colour import DIM, split, with_colour
 from .embedding import embed_stream
 from .exif import read_metadata
 from .generations import (
@@ -77,7 +78,9 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
         if same is not None and same in leaving and same != path:  # a rename: keep its descriptor
             files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha,
                            "meta": read_metadata(os.path.join(images_dir, path), gps=gps)}
-            moved.append((path, index.vector(index.row_of_path(same))))
+            row = index.row_of_path(same)
+            kept = index.colours_of([row])
+            moved.append((path, np.concatenate([index.vector(row), kept[0] if kept is not None else np.zeros(DIM)])))
             seen[sha] = path
             continue
         if same is not None and same != path:
@@ -95,20 +98,22 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
         todo.append((path, os.path.join(images_dir, path)))
     paths = [p for p, _ in moved]
     rows = [np.stack([v for _, v in moved])] if moved else []
-    for keys, features, failures in embed_stream(embed, index.dim, todo, batch_size, workers, max_pixels):
+    width = index.dim + DIM  # descriptor and colour histogram in one row (indexer.colour.with_colour)
+    for keys, features, failures in embed_stream(with_colour(embed), width, todo, batch_size, workers, max_pixels):
         paths += keys
         rows.append(features)
         for key, reason in failures:
             report.skipped[key] = reason
             if index.row_of_path(key) is not None:
                 remove.append(key)  # its new content cannot be read: the old descriptor would lie
-    features = np.concatenate(rows) if rows else np.empty((0, index.dim), np.float32)
+    features, colours = split(np.concatenate(rows) if rows else np.empty((0, width), np.float32), index.dim)
     duplicates = {p: q for p, q in report.duplicates}
     if not paths and not remove and not report.skipped and not duplicates:
         return report
     cleared = {p: None for p in list(paths) + remove if p not in report.skipped}
     report.location, change = append_change(
-        index_dir, paths, features, files, remove=remove, skipped={**cleared, **report.skipped},
+        index_dir, paths, features, files, remove=remove, colours=colours if index.has_colours else None,
+        skipped={**cleared, **report.skipped},
         duplicates=duplicates, extra=lambda folder, change: apply_change(dict(backend or {}), folder, change))
     report.added, report.removed = change.added, [p for p in change.removed if p not in set(change.added)]
     return report
@@ -124,7 +129,7 @@ def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | N
     paths = [index.paths[r] for r in order]
     features = np.ascontiguousarray(index.features[order], np.float32)
     manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}
-    compacted = GalleryIndex.single(features, paths, manifest)
+    compacted = GalleryIndex.single(features, paths, manifest, index.colours_of(order))
     return save_index(index_dir, compacted, extra=lambda folder: build_for_generation(
         dict(backend or {}), folder, paths, features, fresh=set()))
 

@@ -28,6 +28,7 @@ from .atomic import atomic_write
 from .ids import image_ids
 
 FEATURES = "gallery_features.npy"
+COLOURS = "gallery_colours.npy"  # indexer.colour histograms, same rows
 PATHS = "image_paths.json"
 MANIFEST = "manifest.json"
 SEGMENTS = "segments.json"
@@ -53,6 +54,7 @@ class Segment:
     paths: list[str]
     files: dict[str, dict]  # path -> {"size", "mtime_ns", "sha256"}
     manifest: dict[str, Any] = field(default_factory=dict)  # the build's, for a base
+    colours: np.ndarray | None = None  # (n, indexer.colour.DIM), absent in indexes built before colours
 
     def __post_init__(self) -> None:
         if len(self.paths) != self.features.shape[0]:
@@ -94,9 +96,10 @@ class GalleryIndex:
         self._live = live
 
     @classmethod
-    def single(cls, features: np.ndarray, paths: list[str], manifest: dict[str, Any]) -> "GalleryIndex":
+    def single(cls, features: np.ndarray, paths: list[str], manifest: dict[str, Any],
+               colours: np.ndarray | None = None) -> "GalleryIndex":
         """A generation of one segment (what a full build writes)."""
-        return cls([Segment(BASE, features, paths, manifest.get("files", {}))], manifest=manifest)
+        return cls([Segment(BASE, features, paths, manifest.get("files", {}), colours=colours)], manifest=manifest)
 
     def __len__(self) -> int:
         return len(self._live_raw)
@@ -145,13 +148,25 @@ class GalleryIndex:
 
     def vectors(self, rows) -> np.ndarray:
         """The stored descriptors of several rows, as one (len(rows), D) matrix."""
+        return self._gather(rows, "features")
+
+    def _gather(self, rows, attribute: str) -> np.ndarray:
+        """Rows of each segment's ``attribute`` matrix, in the order of ``rows``."""
         raw = self._live_raw[np.asarray(rows, np.int64)]
         owner = np.searchsorted(self._starts, raw, side="right") - 1
-        out = np.empty((len(raw), self.dim), np.float32)
+        out = np.empty((len(raw), getattr(self.segments[0], attribute).shape[1]), np.float32)
         for k in np.unique(owner):
             picked = owner == k
-            out[picked] = self.segments[k].features[raw[picked] - self._starts[k]]
+            out[picked] = getattr(self.segments[k], attribute)[raw[picked] - self._starts[k]]
         return out
+
+    @property
+    def has_colours(self) -> bool:
+        return all(s.colours is not None for s in self.segments)
+
+    def colours_of(self, rows) -> np.ndarray | None:
+        """The colour histograms of several rows, or None when the index was built without them."""
+        return self._gather(rows, "colours") if self.has_colours else None
 
     def info(self, row: int) -> dict:
         """Size, mtime, content hash and metadata (``meta``) of a row's file."""
@@ -250,7 +265,11 @@ def _load_segment(folder: str, name: str) -> Segment:
     if features.dtype != np.float32 or features.ndim != 2:
         raise IndexFilesError(f"{os.path.basename(features_path)} must be a float32 matrix, found "
                               f"{features.dtype} {features.shape}")
-    segment = Segment(name, features, paths, files, manifest)
+    colours_path = os.path.join(folder, COLOURS if name == BASE else name + ".colours.npy")
+    colours = np.load(colours_path, mmap_mode="r") if os.path.exists(colours_path) else None
+    if colours is not None and colours.shape[0] != features.shape[0]:
+        raise IndexFilesError(f"{os.path.basename(colours_path)} has {colours.shape[0]} rows, not {features.shape[0]}")
+    segment = Segment(name, features, paths, files, manifest, colours)
     with _cache_lock:
         _cache[key] = segment
         while len(_cache) > _CACHE_SIZE:
@@ -321,6 +340,9 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
     def fill(tmp: str) -> None:
         features = np.ascontiguousarray(index.features, dtype=np.float32)
         atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
+        if index.has_colours:
+            colours = index.colours_of(np.arange(len(index)))
+            atomic_write(os.path.join(tmp, COLOURS), lambda f: np.save(f, colours))
         atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
         manifest = {**index.manifest, "files": index.files}
         atomic_write(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -341,7 +363,8 @@ class Change:
 
 
 def append_change(index_dir: str, paths: list[str], features: np.ndarray, files: dict[str, dict],
-                  remove: Iterable[str] = (), skipped: dict[str, str | None] | None = None,
+                  remove: Iterable[str] = (), colours: np.ndarray | None = None,
+                  skipped: dict[str, str | None] | None = None,
                   duplicates: dict[str, str | None] | None = None,
                   extra: Callable[[str, Change], None] | None = None) -> tuple[str, Change]:
     """Publish a generation that adds ``paths`` (a new segment; a path already indexed is replaced) and
@@ -382,6 +405,9 @@ def append_change(index_dir: str, paths: list[str], features: np.ndarray, files:
             name = f"seg-{time.time_ns():020d}"
             names.append(name)
             atomic_write(os.path.join(tmp, name + ".npy"), lambda f: np.save(f, change.vectors))
+            if colours is not None:
+                rows = np.ascontiguousarray(colours, np.float32)
+                atomic_write(os.path.join(tmp, name + ".colours.npy"), lambda f: np.save(f, rows))
             atomic_write(os.path.join(tmp, name + ".json"),
                          json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
         state = {"segments": names, "dead": {k: sorted(v) for k, v in dead.items() if v}, **maps}

