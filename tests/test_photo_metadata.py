@@ -9,7 +9,7 @@ from PIL import ExifTags, Image
 from app.services import engine as engine_module
 from indexer.builder import build_gallery
 from indexer.generations import load_index
-from tests.helpers import csrf_headers, make_app
+from tests.helpers import csrf_headers, database_id, database_urls, make_app
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 # name, source photo, camera (make, model), taken, EXIF orientation
@@ -97,11 +97,12 @@ def test_position_only_with_show_gps(photo_site, tmp_path, weights_path):
     assert search(shown, data, top_k="1").get_json()["results"][0]["meta"]["latitude"] == 48.858056
 
 
+@pytest.mark.parametrize("database", database_urls(), ids=database_id)
 @pytest.mark.parametrize("exact", [True, False], ids=["exact-among-matches", "backend-over-fetch"])
-def test_filters_apply_before_the_top_k(photo_site, tmp_path, weights_path, monkeypatch, exact):
+def test_filters_apply_before_the_top_k(photo_site, tmp_path, weights_path, monkeypatch, exact, database):
     if not exact:
         monkeypatch.setattr(engine_module, "EXACT_FILTERED", 0)
-    client = make_app(photo_site, tmp_path, weights_path).test_client()
+    client = make_app(photo_site, tmp_path, weights_path, database).test_client()
     data = (photo_site / "gallery" / "rocket.jpg").read_bytes()
     everything = search(client, data, top_k="3").get_json()["results"]
     assert everything[0]["path"] == "rocket.jpg"
