@@ -4,7 +4,7 @@ import io
 import shutil
 
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from indexer.builder import build_gallery
 from indexer.generations import load_index
@@ -18,11 +18,18 @@ from tests.helpers import (
 from tests.images import skimage_photo, sklearn_photo
 
 
-def encoded(path, fmt, scale=1.0):
+def encoded(path, fmt, scale=1.0, camera=None):
+    """A real photo in ``fmt``; with ``camera`` (make, model), EXIF naming it and a capture time."""
     image = Image.open(path).convert("RGB")
     image = image.resize((int(image.width * scale), int(image.height * scale)))
     buf = io.BytesIO()
-    image.save(buf, fmt, quality=80)
+    extra = {}
+    if camera is not None:
+        exif = Image.Exif()
+        exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = camera
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2024:06:30 17:45:00"
+        extra["exif"] = exif.tobytes()
+    image.save(buf, fmt, quality=80, **extra)
     return buf.getvalue()
 
 
@@ -31,8 +38,8 @@ def site(tmp_path_factory, weights_path):
     root = tmp_path_factory.mktemp("phone")
     gallery = root / "gallery"
     gallery.mkdir()
-    (gallery / "astronaut.heic").write_bytes(encoded(skimage_photo("astronaut.png"), "HEIF"))
-    (gallery / "coffee.avif").write_bytes(encoded(skimage_photo("coffee.png"), "AVIF"))
+    (gallery / "astronaut.heic").write_bytes(encoded(skimage_photo("astronaut.png"), "HEIF", camera=("Apple", "iPhone 15")))
+    (gallery / "coffee.avif").write_bytes(encoded(skimage_photo("coffee.png"), "AVIF", camera=("Google", "Pixel 8")))
     shutil.copy(sklearn_photo("china.jpg"), gallery)
     report = build_gallery(str(gallery), str(root / "index"), weights_path, progress=False)
     assert report.images == 3 and not report.skipped
@@ -47,7 +54,11 @@ def search(client, data, name):
 
 
 def test_heic_and_avif_build_search_and_thumbnail(site, tmp_path, weights_path):
-    assert sorted(load_index(str(site / "index")).paths) == ["astronaut.heic", "china.jpg", "coffee.avif"]
+    index = load_index(str(site / "index"))
+    assert sorted(index.paths) == ["astronaut.heic", "china.jpg", "coffee.avif"]
+    for path, camera in (("astronaut.heic", "Apple iPhone 15"), ("coffee.avif", "Google Pixel 8")):
+        meta = index.info(index.row_of_path(path))["meta"]  # EXIF is read from phone formats too
+        assert meta["camera"] == camera and meta["taken_at"] == "2024-06-30T17:45:00" and meta["time_source"] == "exif"
     client = make_app(site, tmp_path, weights_path).test_client()
     body = search(client, encoded(skimage_photo("astronaut.png"), "HEIF", 0.5), "phone.heic")
     assert body["results"][0]["path"] == "astronaut.heic" and body["query"]["format"] == "heic"
