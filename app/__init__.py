@@ -37,6 +37,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from .config import load_config
     from .extensions import csrf, db, limiter, login_manager, migrate
     from .services.engine import Engine
+    from .services.exploration import Exploration
 
     cfg = load_config(overrides)
     app = Flask(__name__, instance_path=cfg["INSTANCE_DIR"])
@@ -52,6 +53,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     app.extensions["engine"] = Engine(app.config)
+    app.extensions["exploration"] = Exploration(app.extensions["engine"])
 
     from . import commands, errors
     from .api import bp as api_bp

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
 from .services.engine import Engine
+from .services.exploration import Exploration
 from .services.search import Limits
 
 
@@ -36,6 +37,11 @@ def throttle(setting: str, **options):
 def engine() -> Engine:
     """This app's engine (one per process)."""
     return current_app.extensions["engine"]
+
+
+def exploration() -> Exploration:
+    """This app's duplicates, groups and map (``app.services.exploration``), one per process."""
+    return current_app.extensions["exploration"]
 
 
 def limits() -> Limits:

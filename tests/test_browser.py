@@ -378,3 +378,55 @@ def test_photo_details_and_filters_in_the_browser(tmp_path, weights_path, page):
         expect(page.locator(".gallery-card")).to_have_count(1)
         expect(page.locator(".gallery-card")).to_contain_text("cat.jpg")
         shot(page, "gallery-filtered")
+
+
+@pytest.fixture
+def planted_server(tmp_path, weights_path):
+    """A server over real photos with planted copies (tests/test_explore.py)."""
+    from indexer.builder import build_gallery
+    from tests.test_explore import planted
+    root = tmp_path / "planted"
+    planted(root)
+    build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False)
+    with live_server(make_app(root, tmp_path, weights_path)) as base:
+        yield base
+
+
+def test_duplicates_groups_and_map_pages(planted_server, page):
+    base = planted_server
+    sign_up_in_browser(page, base + "/auth/signup", "admin@example.com", "administrator password")
+    page.goto(base + "/")
+    page.click("text=Explore")
+    page.click(".dropdown-menu >> text=Duplicates")
+    expect(page.locator(".dup-group")).to_have_count(2, timeout=60000)
+    expect(page.locator(".dup-group").first.locator("img")).to_have_count(3)
+    assert page.locator(".dup-group img").first.evaluate("i => i.complete && i.naturalWidth > 0")
+    shot(page, "duplicates")
+    page.once("dialog", lambda d: d.accept())
+    page.locator(".keep-best").first.click()
+    expect(page.locator(".dup-group")).to_have_count(1, timeout=60000)
+
+    page.goto(base + "/groups")
+    expect(page.locator(".group-card").first).to_be_visible(timeout=60000)
+    shot(page, "groups")
+    page.locator(".group-card").first.click()
+    expect(page.locator("#group-items .gallery-card").first).to_be_visible()
+    page.locator("#group-items .gallery-card").first.click()
+    expect(page.locator(".result-card").first).to_be_visible(timeout=30000)
+
+    page.goto(base + "/map")
+    expect(page.locator("#map-canvas[data-visible]")).to_have_attribute("data-thumbs", "yes", timeout=60000)
+    page.wait_for_function("() => document.querySelector('#map-summary').textContent.includes('groups')",
+                           timeout=60000)
+    shot(page, "map")
+    box = page.locator("#map-canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 400)
+    page.mouse.wheel(0, -1200)
+    points = page.evaluate("() => points.map(p => [p.x, p.y])")
+    assert len(points) == 9
+    # Click the first picture where the page draws it.
+    x, y = page.evaluate("""() => { const r = document.querySelector('#map-canvas').getBoundingClientRect();
+        const [sx, sy] = toScreen(points[0], r); return [r.left + sx, r.top + sy]; }""")
+    page.mouse.click(x, y)
+    expect(page.locator(".result-card").first).to_be_visible(timeout=30000)

@@ -122,6 +122,10 @@ class Engine:
         """The current index generation."""
         return self._load()[0]
 
+    def current(self) -> tuple[GalleryIndex, VectorIndex]:
+        """The current index generation and the vector backend opened for it, as one consistent pair."""
+        return self._load()
+
     def index_age_seconds(self) -> float | None:
         location = current_dir(self.index_dir)
         return None if location is None else max(0.0, time.time() - os.path.getmtime(location))

@@ -1,4 +1,4 @@
-"""The pages: search, sketch, gallery and history. Their data comes from the JSON API."""
+"""The pages: search, sketch, gallery, duplicates, groups, map and history. Their data comes from the JSON API."""
 from __future__ import annotations
 
 import os
@@ -36,6 +36,21 @@ def sketch():
 @bp.get("/gallery")
 def gallery():
     return render_template("gallery.html", status=_status())
+
+
+@bp.get("/duplicates")
+def duplicates():
+    return render_template("duplicates.html", status=_status())
+
+
+@bp.get("/groups")
+def groups():
+    return render_template("groups.html", status=_status())
+
+
+@bp.get("/map")
+def gallery_map():
+    return render_template("map.html", status=_status())
 
 
 @bp.get("/history")

@@ -1,0 +1,96 @@
+"""GET /api/duplicates, /api/groups, /api/groups/<n> and /api/map: the whole gallery at once. Each is computed
+once per index generation in the background; until it is ready the answer is 202 with the progress."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flask import jsonify, request
+
+from ..extensions import exploration
+from ..services.errors import NotFound
+from ..services.exploration import FLOOR
+from . import bp
+from .fields import fraction, int_arg
+from .links import with_links
+
+MAP_POINTS = 20_000  # the most points one map answer carries (a deterministic sample beyond)
+
+
+def _computing(status: dict):
+    return jsonify(status), 202, {"Retry-After": "2"}
+
+
+def _page(items: list, per_page_default: int):
+    page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
+    per_page = int_arg(request.args.get("per_page"), "per_page", per_page_default, 1, 200)
+    return items[(page - 1) * per_page: page * per_page], {
+        "page": page, "per_page": per_page, "total": len(items), "pages": max(1, math.ceil(len(items) / per_page))}
+
+
+@bp.get("/duplicates")
+def duplicates():
+    """Groups of near-identical pictures at ``threshold`` (0.8 to 1, default 0.95), best-quality first."""
+    threshold = fraction(request.args.get("threshold"), "threshold", 0.95)
+    status, groups = exploration().duplicates(threshold)
+    if groups is None:
+        return _computing(status)
+    chunk, paging = _page(groups, 10)
+    return jsonify({**status, **paging, "threshold": threshold, "floor": FLOOR,
+                    "pictures": sum(len(g) for g in groups),
+                    "groups": [{"size": len(g), "items": [with_links(i) for i in g]} for g in chunk]})
+
+
+def _k():
+    value = request.args.get("k")
+    return None if value in (None, "") else int_arg(value, "k", 0, 1, 200)
+
+
+@bp.get("/groups")
+def groups():
+    """The gallery in ``k`` groups (default: chosen from its size), each with the pictures nearest its centre."""
+    explore = exploration()
+    status, found = explore.clusters(_k())
+    if found is None:
+        return _computing(status)
+    index = explore.engine.index()
+    cards = [{"n": n, "size": len(rows), "preview": [with_links(explore.item(index, r)) for r in rows[:8]]}
+             for n, rows in enumerate(found["order"]) if rows]
+    cards.sort(key=lambda c: -c["size"])
+    return jsonify({**status, "k": found["k"], "groups": cards, "pictures": len(index)})
+
+
+@bp.get("/groups/<int:n>")
+def group(n: int):
+    """The pictures of group ``n``, nearest its centre first."""
+    explore = exploration()
+    status, found = explore.clusters(_k())
+    if found is None:
+        return _computing(status)
+    if n >= len(found["order"]):
+        raise NotFound(f"There are {len(found['order'])} groups; group {n} does not exist.")
+    index = explore.engine.index()
+    chunk, paging = _page(found["order"][n], 48)
+    return jsonify({**status, **paging, "n": n, "k": found["k"],
+                    "items": [with_links(explore.item(index, r)) for r in chunk]})
+
+
+@bp.get("/map")
+def gallery_map():
+    """Every picture's place in 2-D (at most 20,000: a fixed sample beyond), with its group when known."""
+    explore = exploration()
+    status, points = explore.map()
+    clusters_status, found = explore.clusters(None)
+    if points is None:
+        return _computing(status)
+    index = explore.engine.index()
+    rows = np.arange(len(index))
+    if len(rows) > MAP_POINTS:
+        rows = np.sort(np.random.default_rng(0).choice(len(rows), MAP_POINTS, replace=False))
+    labels = found["labels"] if found is not None else None
+    paths = index.paths
+    return jsonify({**status, "total": len(index), "sampled": len(rows) < len(index),
+                    "groups": found["k"] if found is not None else None, "groups_state": clusters_status["state"],
+                    "points": [{"id": int(index.ids[r]), "path": paths[r], "x": round(float(points[r, 0]), 5),
+                                "y": round(float(points[r, 1]), 5),
+                                "group": int(labels[r]) if labels is not None else -1} for r in rows.tolist()]})

@@ -1,0 +1,120 @@
+"""Duplicates, groups and the map, on real photos with planted copies (re-encoded, resized, cropped)."""
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.builder import build_gallery
+from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges
+from indexer.generations import load_index
+from indexer.vector_index import NumpyIndex
+from tests.helpers import csrf_headers, make_app, sign_up
+from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+
+DISTINCT = [skimage_photo("chelsea.png"), skimage_photo("coffee.png"), skimage_photo("rocket.jpg"),
+            skimage_photo("astronaut.png"), sklearn_photo("china.jpg"), mvtb_photo("street.png"),
+            mvtb_photo("penguins.png"), mvtb_photo("church.png")]
+
+
+def planted(root):
+    """The distinct photos, plus copies of two of them: the expected duplicate groups."""
+    gallery = root / "gallery"
+    gallery.mkdir(parents=True)
+    for path in DISTINCT:
+        Image.open(path).convert("RGB").save(gallery / (path.rsplit("/", 1)[1].split(".")[0] + ".png"))
+    cat = Image.open(skimage_photo("chelsea.png")).convert("RGB")
+    cat.save(gallery / "cat-reencoded.jpg", quality=60)
+    cat.resize((cat.width // 2, cat.height // 2)).save(gallery / "cat-small.png")
+    church = Image.open(mvtb_photo("church.png")).convert("RGB")
+    w, h = church.size
+    church.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(gallery / "church-cropped.jpg", quality=90)
+    return [{"chelsea.png", "cat-reencoded.jpg", "cat-small.png"}, {"church.png", "church-cropped.jpg"}]
+
+
+@pytest.fixture(params=["numpy", "faiss"])
+def explored(request, tmp_path, weights_path):
+    root = tmp_path / "site"
+    expected = planted(root)
+    cfg = {"VECTOR_BACKEND": request.param}
+    build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False, backend=cfg)
+    app = make_app(root, tmp_path, weights_path, **cfg)
+    return app, app.test_client(), expected
+
+
+def ready(client, url):
+    """Poll a 202-until-computed endpoint; its final answer."""
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        r = client.get(url)
+        if r.status_code != 202:
+            assert r.status_code == 200, r.get_json()
+            return r.get_json()
+        assert r.headers["Retry-After"]
+        time.sleep(0.1)
+    pytest.fail(f"{url} never finished")
+
+
+def test_planted_duplicates_are_grouped_and_nothing_else(explored):
+    app, client, expected = explored
+    body = ready(client, "/api/duplicates")  # 0.95: these weights put distinct buildings at up to 0.90
+    found = [{i["path"] for i in g["items"]} for g in body["groups"]]
+    assert sorted(found, key=len) == sorted(expected, key=len)
+    cat = next(g for g in body["groups"] if g["size"] == 3)
+    assert cat["items"][0]["path"] == "chelsea.png"  # most pixels first
+    assert cat["items"][0]["meta"]["width"] > cat["items"][-1]["meta"]["width"] or \
+        cat["items"][0]["bytes"] >= cat["items"][-1]["bytes"]
+    stricter = ready(client, "/api/duplicates?threshold=0.99")  # the half-size copy (0.975) drops out
+    assert sorted([sorted(i["path"] for i in g["items"]) for g in stricter["groups"]]) == \
+        [["cat-reencoded.jpg", "chelsea.png"], ["church-cropped.jpg", "church.png"]]
+    assert client.get("/api/duplicates?threshold=0.2").status_code == 400
+
+
+def test_groups_are_stable_and_cover_the_gallery_and_the_map_places_everyone(explored, tmp_path, weights_path):
+    app, client, _ = explored
+    index = load_index(app.config["INDEX_DIR"])
+    body = ready(client, "/api/groups?k=3")
+    assert body["k"] == 3 and sum(g["size"] for g in body["groups"]) == len(index)
+    members = []
+    for card in body["groups"]:
+        listing = ready(client, f"/api/groups/{card['n']}?k=3&per_page=200")
+        assert listing["total"] == card["size"] and listing["items"][0]["id"] == card["preview"][0]["id"]
+        members.append({i["path"] for i in listing["items"]})
+    assert {"chelsea.png", "cat-reencoded.jpg", "cat-small.png"} <= next(m for m in members if "chelsea.png" in m)
+    again = make_app(Path(app.config["INDEX_DIR"]).parent, tmp_path / "again", weights_path,
+                     VECTOR_BACKEND=app.config["VECTOR_BACKEND"]).test_client()
+    assert [sorted(i["id"] for i in g["preview"]) for g in ready(again, "/api/groups?k=3")["groups"]] == \
+        [sorted(i["id"] for i in g["preview"]) for g in body["groups"]]  # the same seed, the same groups
+    assert client.get("/api/groups/99?k=3").status_code == 404
+    points = ready(client, "/api/map")["points"]
+    assert len(points) == len(index) and {p["id"] for p in points} == {int(i) for i in index.ids}
+    assert all(-1 <= p["x"] <= 1 and -1 <= p["y"] <= 1 for p in points)
+
+
+def test_keep_the_best_deletes_the_others_consistently(explored):
+    from tests.test_admin import assert_consistent
+    app, client, _ = explored
+    sign_up(client, "admin@example.com")
+    group = next(g for g in ready(client, "/api/duplicates")["groups"] if g["size"] == 3)
+    others = [i["id"] for i in group["items"][1:]]
+    r = client.delete("/api/admin/images", json={"ids": others}, headers=csrf_headers(client))
+    assert r.status_code == 200 and sorted(r.get_json()["deleted"]) == ["cat-reencoded.jpg", "cat-small.png"]
+    assert_consistent(app)
+    after = ready(client, "/api/duplicates")  # recomputed for the new generation
+    assert [{i["path"] for i in g["items"]} for g in after["groups"]] == [{"church.png", "church-cropped.jpg"}]
+
+
+def test_edges_and_groups_on_synthetic_vectors():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[7] = x[3]
+    x[9] = x[3] + 0.02 * rng.normal(size=64)
+    x[9] /= np.linalg.norm(x[9])
+    ids = np.arange(2000) * 7 + 1
+    a, b, s = neighbour_edges(x, ids, NumpyIndex(64, ids, x), k=5, floor=0.8)
+    assert duplicate_groups(len(x), a, b, s, 0.95) == [[3, 7, 9]]
+    assert len(a) < 10 * len(x)  # neighbour lists, not a similarity matrix
+    first = minibatch_kmeans(x, 8, seed=1)[1]
+    assert np.array_equal(first, minibatch_kmeans(x, 8, seed=1)[1]) and len(np.unique(first)) == 8
