@@ -200,7 +200,8 @@ class GalleryWatcher:
         write_json(os.path.join(self.cfg["INDEX_DIR"], STATUS), {
             "pid": os.getpid(), "heartbeat": time.time(), "loops": self.loops, "changes": self.changes,
             "pending": pending[:200], "pending_count": len(pending), "indexing": list(self.indexing),
-            "last_scan": self.last_scan, "scan_every": self.scan_every, "recent": self.recent})
+            "last_scan": self.last_scan, "scan_every": self.scan_every, "recent": self.recent},
+            durable=False)  # a status, rewritten twice a second: losing one to a crash costs nothing
 
     def run(self) -> None:
         """Watch until ``stop``: a start-up scan, then events and periodic scans."""
