@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from vector_index import real_embeddings, synthesize  # noqa: E402
+from vector_index import real_embeddings, rss_mb, synthesize  # noqa: E402
 
 from indexer.config import load_settings  # noqa: E402
 from indexer.explore import (  # noqa: E402
@@ -36,11 +36,7 @@ from indexer.explore import (  # noqa: E402
 
 
 def peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_mb("VmHWM")
 
 
 def one(task: str, n: int, base_path: str) -> dict:

@@ -33,10 +33,11 @@ from indexer.vector_index import NumpyIndex, open_backend  # noqa: E402
 NOISE_TERMS = 8
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory in MB (``VmHWM``: its peak so far)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 

@@ -84,6 +84,14 @@ function searchByGalleryId(id, topK) {
                   data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10), ...PhotoFilters.values() }) });
 }
 
+/* Search with a gallery picture and show the results below the page's content (gallery, groups, map). */
+function searchWithPicture(id) {
+  searchByGalleryId(id, 20).done((data) => {
+    Results.show(data);
+    document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
+  }).fail((xhr) => alert(apiErrorMessage(xhr)));
+}
+
 /* The photo-details filters (_photo_filters.html), where the page has them: their non-empty values, sent with
    searches and listings; the camera choices come from the gallery. */
 const PhotoFilters = {

@@ -17,17 +17,10 @@ function load(target) {
   gallery.load(target).fail((xhr) => $("#gallery").html(`<div class="alert alert-warning w-100">${escapeHtml(apiErrorMessage(xhr))}</div>`));
 }
 
-function search(id) {
-  searchByGalleryId(id, 20).done((data) => {
-    Results.show(data);
-    document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
-  }).fail((xhr) => alert(apiErrorMessage(xhr)));
-}
-
 $(function () {
   load(1);
   PhotoFilters.init(() => load(1));
   $("#filter").on("input", () => { clearTimeout(filterTimer); filterTimer = setTimeout(() => load(1), 250); });
-  $(document).on("click", ".gallery-card", function () { search($(this).data("id")); });
-  $(document).on("click", ".find-similar", function () { search($(this).data("id")); });
+  $(document).on("click", ".gallery-card", function () { searchWithPicture($(this).data("id")); });
+  $(document).on("click", ".find-similar", function () { searchWithPicture($(this).data("id")); });
 });

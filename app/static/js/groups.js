@@ -45,13 +45,6 @@ function openGroup(n, page) {
   }).fail((xhr) => alert(apiErrorMessage(xhr)));
 }
 
-function search(id) {
-  searchByGalleryId(id, 20).done((data) => {
-    Results.show(data);
-    document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
-  }).fail((xhr) => alert(apiErrorMessage(xhr)));
-}
-
 $(function () {
   if (!$("#group-cards").length) return;
   loadCards();
@@ -61,6 +54,6 @@ $(function () {
     openGroup($(this).data("n"), 1);
   });
   $("#group-close").on("click", () => $("#group-detail").prop("hidden", true));
-  $(document).on("click", "#group-items .gallery-card", function () { search($(this).data("id")); });
-  $(document).on("click", ".find-similar", function () { search($(this).data("id")); });
+  $(document).on("click", "#group-items .gallery-card", function () { searchWithPicture($(this).data("id")); });
+  $(document).on("click", ".find-similar", function () { searchWithPicture($(this).data("id")); });
 });

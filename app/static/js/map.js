@@ -83,13 +83,6 @@ function zoom(factor, cx, cy) {
   requestAnimationFrame(draw);
 }
 
-function search(id) {
-  searchByGalleryId(id, 20).done((data) => {
-    Results.show(data);
-    document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
-  }).fail((xhr) => alert(apiErrorMessage(xhr)));
-}
-
 function load() {
   clearTimeout(pending);
   $.ajax({ url: "/api/map" }).done((data, _, xhr) => {
@@ -137,7 +130,7 @@ $(function () {
     const click = drag && !drag.moved;
     drag = null;
     canvas.classList.remove("dragging");
-    if (click) { const p = nearest(e); if (p) search(p.id); }
+    if (click) { const p = nearest(e); if (p) searchWithPicture(p.id); }
   });
   canvas.addEventListener("pointerleave", () => { hovered = null; $("#map-tip").prop("hidden", true); requestAnimationFrame(draw); });
   canvas.addEventListener("wheel", (e) => {
@@ -149,6 +142,6 @@ $(function () {
   $("#zoom-out").on("click", () => zoom(1 / 1.6));
   $("#zoom-reset").on("click", () => { view.scale = 1; view.x = 0; view.y = 0; requestAnimationFrame(draw); });
   $(window).on("resize", () => requestAnimationFrame(draw));
-  $(document).on("click", ".find-similar", function () { search($(this).data("id")); });
+  $(document).on("click", ".find-similar", function () { searchWithPicture($(this).data("id")); });
   load();
 });
