@@ -2,7 +2,7 @@
 
     python benchmarks/colour_blend.py [--weights-to-try 0 0.1 0.2 0.3 0.5 0.8]
 
-- The near-duplicate benchmark (every demo original and its 18 edits: crops, JPEG, noise, text, picture in
+- The near-duplicate benchmark (every demo original and its 17 edits: crops, JPEG, noise, text, picture in
   picture, greyscale...): a copy should be found whatever happened to its colours.
 - A colour-dependent set made from the same originals: each photo in four hues (turned 0, 90, 180 and 270
   degrees round the colour circle), each hue in three light edits (crop, JPEG 50, half size). A query's

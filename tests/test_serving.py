@@ -72,6 +72,40 @@ def test_queue_refuses_what_waited_past_its_deadline(model):
     assert queue.stats()["waiting"] == 0 and queue.stats()["refused"] == 1
 
 
+def test_indexing_work_yields_to_searches_and_never_shares_their_batch(model):
+    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=0)
+    pixels = preprocess(PHOTOS[0])
+    order = []
+    gate = threading.Event()
+    blocker = threading.Thread(target=queue.call, args=(lambda m: gate.wait(5),))
+    blocker.start()
+    while queue.stats()["waiting"]:  # the dispatcher has taken the blocker and waits on the gate
+        time.sleep(0.01)
+
+    def submit(name, background):
+        vector, ran = queue.embed(pixels, background=background)
+        order.append((name, ran.batch_size))
+
+    threads = [threading.Thread(target=submit, args=(f"background-{i}", True)) for i in range(3)]
+    for t in threads:
+        t.start()
+    while queue.stats()["waiting"] < 3:
+        time.sleep(0.01)
+    searches = [threading.Thread(target=submit, args=(f"search-{i}", False)) for i in range(2)]
+    for t in searches:
+        t.start()
+    while queue.stats()["waiting"] < 5:
+        time.sleep(0.01)
+    gate.set()  # everything is queued: the backgrounds first, then the searches
+    for t in threads + searches + [blocker]:
+        t.join()
+    # The searches, queued last, ran first, together; each indexing image ran alone afterwards.
+    assert [name for name, _ in order[:2]] == ["search-0", "search-1"] or \
+        [name for name, _ in order[:2]] == ["search-1", "search-0"]
+    assert order[0][1] == order[1][1] == 2
+    assert all(size == 1 for name, size in order[2:]) and len(order) == 5
+
+
 def test_concurrent_searches_coalesce_and_equal_serial_answers(gallery_dirs, tmp_path, weights_path):
     app = make_app(gallery_dirs, tmp_path, weights_path, INFER_MAX_WAIT_MS=150)
     client = app.test_client()

@@ -160,7 +160,7 @@ class Engine:
     def embed_background(self, pixels: np.ndarray) -> np.ndarray:
         """Unit descriptors of preprocessed images for background indexing: one queue job per image, so that
         each rides in a search batch and a search never waits behind a whole batch of them."""
-        return np.stack([self.queue.embed(p)[0] for p in pixels])
+        return np.stack([self.queue.embed(p, background=True)[0] for p in pixels])
 
     def segment(self, image: Image.Image, point: tuple[float, float]) -> Segment:
         """The object under ``point`` in an RGB ``image``, run on the inference queue."""

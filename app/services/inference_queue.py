@@ -53,6 +53,7 @@ class Ran:
 class _Job:
     pixels: np.ndarray | None  # (3, H, W) to embed, batched with same-sized others
     call: Callable[[Dinov2], Any] | None  # any other model work, run alone
+    background: bool = False  # indexing work: runs alone, and only when no search is waiting
     enqueued: float = field(default_factory=time.perf_counter)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -105,9 +106,11 @@ class InferenceQueue:
             self._local.coming = False
             self._coming -= 1
 
-    def embed(self, pixels: np.ndarray) -> tuple[np.ndarray, Ran]:
-        """The unit descriptor of one preprocessed image (3, H, W), batched with whatever else is waiting."""
-        job = self._submit(_Job(np.ascontiguousarray(pixels, np.float32), None))
+    def embed(self, pixels: np.ndarray, background: bool = False) -> tuple[np.ndarray, Ran]:
+        """The unit descriptor of one preprocessed image (3, H, W), batched with whatever else is waiting; a
+        ``background`` image (indexing) runs alone and yields to every waiting search, so that a search
+        waits at most for one image of indexing in progress."""
+        job = self._submit(_Job(np.ascontiguousarray(pixels, np.float32), None, background))
         return job.result, job.ran
 
     def call(self, fn: Callable[[Dinov2], Any]) -> tuple[Any, Ran]:
@@ -146,30 +149,33 @@ class InferenceQueue:
     # --- dispatcher side ------------------------------------------------------------------------------
 
     def _take(self) -> list[_Job]:
-        """The next batch: the oldest job and, if it is an image, up to ``max_batch`` - 1 more of its size."""
+        """The next batch: the oldest search (or other foreground job) and, if it is an image, up to
+        ``max_batch`` - 1 more of its size; background jobs one at a time, when no search is waiting."""
         with self._cond:
             while not self._jobs:
                 self._cond.wait()
-            first = self._jobs[0]
-            if first.pixels is not None:
+            first = next((job for job in self._jobs if not job.background), self._jobs[0])
+            if first.pixels is not None and not first.background:
                 until = max(first.enqueued, self._last_done) + self.max_wait
                 while (len(self._jobs) < self.max_batch and (self._coming > 0 or self._last_batch > 1)
                        and (left := until - time.perf_counter()) > 0):
                     self._cond.wait(left)
+                first = next((job for job in self._jobs if not job.background), first)
             now = time.perf_counter()
             taken: list[_Job] = []
             kept: deque[_Job] = deque()
             while self._jobs:
                 job = self._jobs.popleft()
-                if now - job.enqueued > self.deadline:
+                if now - job.enqueued > self.deadline and not job.background:
                     self.refused += 1
                     job.error = Overloaded(f"The search waited more than {self.deadline:g} s for the model; "
                                            "try again shortly.", self.retry_after())
                     job.done.set()
-                elif not taken:
+                elif job is first:
                     taken.append(job)
-                elif (taken[0].pixels is not None and job.pixels is not None and len(taken) < self.max_batch
-                      and job.pixels.shape == taken[0].pixels.shape):
+                elif (taken and not first.background and first.pixels is not None and job.pixels is not None
+                      and not job.background and len(taken) < self.max_batch
+                      and job.pixels.shape == first.pixels.shape):
                     taken.append(job)
                 else:
                     kept.append(job)
