@@ -119,10 +119,9 @@ def pca_2d(x: np.ndarray, sample: int = 50_000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     fit = np.asarray(x[rng.choice(len(x), min(len(x), sample), replace=False)], np.float64)
     mean = fit.mean(axis=0)
-    _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
-    axes = axes[:2].astype(np.float32)
-    if len(axes) < 2:
-        axes = np.vstack([axes, np.zeros((2 - len(axes), x.shape[1]), np.float32)])
+    centred = fit - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # a D x D problem: memory does not grow with the sample
+    axes = vectors[:, ::-1][:, :2].T.astype(np.float32)
     points = np.concatenate([(np.asarray(x[s:s + 65536], np.float32) - mean.astype(np.float32)) @ axes.T
                              for s in range(0, len(x), 65536)])
     scale = np.abs(points).max(axis=0)
