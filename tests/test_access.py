@@ -12,7 +12,7 @@ from tests.helpers import csrf_headers, form_token, make_app, sign_in, sign_up
 from tests.images import skimage_photo
 
 PUBLIC = {"static", "auth.login", "auth.signup", "api.health", "api.csrf_token"}
-ARGS = {"path": "coffee.png", "name": "0" * 32 + ".jpg", "search_id": 1, "user_id": 1, "token": "x", "filename": "x"}
+ARGS = {"path": "coffee.png", "name": "0" * 32 + ".jpg", "search_id": 1, "user_id": 1, "token": "x", "filename": "x", "n": 0}
 
 
 @pytest.fixture
