@@ -1,7 +1,8 @@
 /* The groups page: a card per group with the pictures nearest its centre; opening one lists the group, and a
    click on a picture searches with it. */
 "use strict";
-let current = null;
+let current = null;  // the open group's number in the API
+let currentPlace = null;  // and on the page
 let pending = null;
 
 function k() { return $("#groups-k").val() || ""; }
@@ -20,20 +21,21 @@ function loadCards() {
     $("#groups-summary").text(`${data.groups.length} groups of ${data.pictures} pictures`);
     if (!k()) $("#groups-k").attr("placeholder", `auto (${data.k})`);
     const $cards = $("#group-cards").empty();
-    for (const group of data.groups) {
+    data.groups.forEach((group, place) => {  // largest first, numbered in that order
       const thumbs = group.preview.map((i) => `<img src="${escapeHtml(i.thumbnail_url)}" alt="${escapeHtml(i.path)}" loading="lazy">`).join("");
-      $cards.append(`<div class="col"><div class="card h-100 shadow-sm group-card" role="button" tabindex="0" data-n="${group.n}">
+      $cards.append(`<div class="col"><div class="card h-100 shadow-sm group-card" role="button" tabindex="0" data-n="${group.n}" data-place="${place + 1}">
           <div class="preview d-flex flex-wrap">${thumbs}</div>
-          <div class="card-body p-2 d-flex justify-content-between small"><span class="fw-semibold">Group ${group.n + 1}</span>
+          <div class="card-body p-2 d-flex justify-content-between small"><span class="fw-semibold">Group ${place + 1}</span>
             <span class="text-secondary">${group.size} ${group.size === 1 ? "picture" : "pictures"}</span></div></div></div>`);
-    }
+    });
   }).fail((xhr) => $("#group-cards").html(`<div class="alert alert-warning w-100">${escapeHtml(apiErrorMessage(xhr))}</div>`));
 }
 
-function openGroup(n, page) {
+function openGroup(n, page, place) {
   current = n;
+  if (place) currentPlace = place;
   $.getJSON(`/api/groups/${n}`, { k: k(), page: page || 1 }).done((data) => {
-    $("#group-title").text(`Group ${n + 1}: ${data.total} pictures, nearest its centre first`);
+    $("#group-title").text(`Group ${currentPlace}: ${data.total} pictures, nearest its centre first`);
     const $items = $("#group-items").empty();
     for (const item of data.items) {
       $items.append(`<div class="col"><div class="card gallery-card shadow-sm h-100" data-id="${item.id}" title="${escapeHtml(item.path)}">
@@ -51,7 +53,7 @@ $(function () {
   $("#groups-k").on("change", () => { $("#group-detail").prop("hidden", true); loadCards(); });
   $(document).on("click keydown", ".group-card", function (e) {
     if (e.type === "keydown" && e.key !== "Enter") return;
-    openGroup($(this).data("n"), 1);
+    openGroup($(this).data("n"), 1, $(this).data("place"));
   });
   $("#group-close").on("click", () => $("#group-detail").prop("hidden", true));
   $(document).on("click", "#group-items .gallery-card", function () { searchWithPicture($(this).data("id")); });
