@@ -28,7 +28,11 @@ from dinov2_numpy import load_model, preprocess  # noqa: E402
 from indexer.colour import colour_histograms  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
-from indexer.evaluate import benchmark_originals, make_near_duplicate_set  # noqa: E402
+from indexer.evaluate import (  # noqa: E402
+    average_precision,
+    benchmark_originals,
+    make_near_duplicate_set,
+)
 
 
 def hue_turned(image: Image.Image, degrees: int) -> Image.Image:
@@ -80,9 +84,8 @@ def ranked_metrics(features, colours, labels, weight: float) -> tuple[float, flo
         relevant = labels[order] == labels[i]
         if not relevant.any():
             continue
-        hits = np.flatnonzero(relevant)
         p1.append(relevant[0])
-        aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
+        aps.append(average_precision(relevant))
     return float(np.mean(p1)), float(np.mean(aps))
 
 

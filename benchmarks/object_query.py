@@ -21,9 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from app.services.segment import MAX_SIDE, segment  # noqa: E402
 from dinov2_numpy import load_model, load_rgb, normalize_rows, preprocess  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
-from indexer.evaluate import (
-    benchmark_originals,  # noqa: E402
-    make_near_duplicate_set,  # noqa: E402
+from indexer.evaluate import (  # noqa: E402
+    average_precision,
+    benchmark_originals,
+    make_near_duplicate_set,
 )
 
 
@@ -34,9 +35,8 @@ def metrics(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> tup
     p1, aps = [], []
     for i in range(len(labels)):
         relevant = (labels[order[i]] == labels[i])[:-1]
-        hits = np.flatnonzero(relevant)
         p1.append(relevant[0])
-        aps.append(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
+        aps.append(average_precision(relevant))
     return float(np.mean(p1)), float(np.mean(aps))
 
 

@@ -66,7 +66,8 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             elif index.row_of_path(path) is not None:
                 remove.append(path)  # gone again before it was read
             continue
-        old = index.files.get(path) if index.row_of_path(path) is not None else None
+        indexed_row = index.row_of_path(path)
+        old = index.info(indexed_row) if indexed_row is not None else None
         if old and old["size"] == found.size and old["mtime_ns"] == found.mtime_ns:
             continue  # unchanged
         try:
@@ -88,7 +89,8 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             if index.row_of_path(path) is not None:
                 remove.append(path)  # it was replaced by a copy of another picture
             continue
-        owner = index.path(index.row_of_id(image_id(path))) if index.row_of_id(image_id(path)) is not None else path
+        holder = index.row_of_id(image_id(path))
+        owner = index.path(holder) if holder is not None else path
         if owner != path:
             report.skipped[path] = f"its id equals that of {owner}; rename the file"
             continue

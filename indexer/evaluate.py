@@ -30,6 +30,12 @@ def labelled_images(source: str) -> list[tuple[str, str]]:
     return [(os.path.join(base, p), lab) for p, lab in zip(table["path"], table["label"])]
 
 
+def average_precision(relevant: np.ndarray) -> float:
+    """Average precision of one ranking, ``relevant`` marking the relevant places, best first."""
+    hits = np.flatnonzero(relevant)
+    return float(np.mean(np.arange(1, len(hits) + 1) / (hits + 1)))
+
+
 def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, float]:
     """Every image queries all the others; images whose label appears once are not used as queries."""
     labels_arr = np.asarray(labels)
@@ -44,8 +50,7 @@ def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, floa
             continue
         p1.append(relevant[0])
         p5.append(relevant[:5].mean())
-        hits = np.flatnonzero(relevant)
-        aps.append(np.mean(np.arange(1, total + 1) / (hits + 1)))
+        aps.append(average_precision(relevant))
         r10.append(relevant[:10].sum() / total)
     return {"queries": len(p1), "P@1": float(np.mean(p1)), "P@5": float(np.mean(p5)), "mAP": float(np.mean(aps)),
             "recall@10": float(np.mean(r10))}

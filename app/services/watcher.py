@@ -158,10 +158,12 @@ class GalleryWatcher:
 
     def step(self) -> None:
         """One turn: a scan when due, then one change of the paths that are ready."""
-        request = os.path.join(self.cfg["INDEX_DIR"], SCAN_REQUEST)
-        if time.monotonic() >= self._next_scan or os.path.exists(request):
-            if os.path.exists(request):
-                os.unlink(request)
+        try:
+            os.unlink(os.path.join(self.cfg["INDEX_DIR"], SCAN_REQUEST))
+            requested = True
+        except FileNotFoundError:
+            requested = False
+        if requested or time.monotonic() >= self._next_scan:
             self.scan()
         paths = self.ready()
         if paths:

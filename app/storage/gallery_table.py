@@ -27,17 +27,17 @@ def metadata_columns(meta: dict) -> dict:
 def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
     """Make the table hold exactly the index's pictures, with their content hash and size; with ``changed``
     (the paths one gallery change touched) only their rows are looked at."""
-    files = index.files
     if changed is None:
         rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
-        wanted = {int(i): p for i, p in zip(index.ids, index.paths)}
-    else:
+        files = index.files
+        wanted = {int(i): (p, files.get(p, {})) for i, p in zip(index.ids, index.paths)}
+    else:  # a change: its own rows only, so the cost does not grow with the gallery
         changed = list(changed)
         ids = [image_id(p) for p in changed]
         rows = {r.id: r for r in db.session.scalars(select(GalleryImage).where(GalleryImage.id.in_(ids)))}
-        wanted = {i: p for i, p in zip(ids, changed) if index.row_of_path(p) is not None}
-    for image_id_, path in wanted.items():
-        info = files.get(path, {})
+        found = {i: (p, index.row_of_path(p)) for i, p in zip(ids, changed)}
+        wanted = {i: (p, index.info(row)) for i, (p, row) in found.items() if row is not None}
+    for image_id_, (path, info) in wanted.items():
         values = {"path": path, "sha256": info.get("sha256", ""), "size": info.get("size", 0),
                   **metadata_columns(info.get("meta", {}))}
         row = rows.get(image_id_)
