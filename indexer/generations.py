@@ -123,16 +123,16 @@ class GalleryIndex:
 
     def row_of_id(self, image_id: int) -> int | None:
         """The row of a public id, or None."""
-        for k in range(len(self.segments) - 1, -1, -1):
-            row = self._live_row(k, self.segments[k].row_of_id.get(int(image_id)))
-            if row is not None:
-                return row
-        return None
+        return self._find("row_of_id", int(image_id))
 
     def row_of_path(self, path: str) -> int | None:
         """The row of a relative path, or None."""
+        return self._find("row_of_path", path)
+
+    def _find(self, lookup: str, key) -> int | None:
+        """The live row under ``key`` in the segments' ``lookup`` dicts, the newest segment first."""
         for k in range(len(self.segments) - 1, -1, -1):
-            row = self._live_row(k, self.segments[k].row_of_path.get(path))
+            row = self._live_row(k, getattr(self.segments[k], lookup).get(key))
             if row is not None:
                 return row
         return None
