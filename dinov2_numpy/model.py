@@ -1,6 +1,7 @@
 """The DINOv2 Vision Transformer: embeddings, a stack of blocks, a final LayerNorm."""
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,7 @@ from .config import Dinov2Config, config_from_state_dict, validate_state
 from .layers import Block, Embeddings
 from .ops import layer_norm
 from .parallel import can_shard, map_shards
-from .preprocess import ImageInput, preprocess
+from .preprocess import ImageInput
 from .weights.npz import load_npz
 
 
@@ -49,24 +50,30 @@ class Dinov2:
     def name(self) -> str:
         return str(self.metadata.get("model", "dinov2"))
 
-    def __call__(self, pixels: np.ndarray, intermediate_layers: Iterable[int] = ()) -> Dinov2Output:
+    def __call__(self, pixels: np.ndarray, intermediate_layers: Iterable[int] = (),
+                 depth: int | None = None) -> Dinov2Output:
         """Run the backbone on float32 ``pixels`` of shape (B, 3, H, W), H and W multiples of the patch size.
 
         ``intermediate_layers`` lists block indices (0-based, negative counts from the end) whose raw
-        outputs are returned in ``Dinov2Output.intermediate``.
+        outputs are returned in ``Dinov2Output.intermediate``. ``depth`` runs only the first ``depth``
+        blocks: the final LayerNorm then applies to block ``depth - 1``'s output, and the blocks after it
+        cost nothing.
         """
         pixels = np.asarray(pixels, dtype=np.float32)
         if pixels.ndim != 4:
             raise ValueError(f"pixels must have shape (B, 3, H, W), got {pixels.shape}")
         layers = self.config.num_layers
-        wanted = frozenset(i % layers for i in intermediate_layers if -layers <= i < layers)
+        depth = layers if depth is None else depth
+        if not 1 <= depth <= layers:
+            raise ValueError(f"depth must be between 1 and {layers}, got {depth}")
+        wanted = frozenset(i % layers for i in intermediate_layers if -layers <= i < layers) & frozenset(range(depth))
         batch = pixels.shape[0]
         if can_shard(batch):
-            parts = map_shards(lambda s: self._forward(pixels[s], wanted), batch)
+            parts = map_shards(lambda s: self._forward(pixels[s], wanted, depth), batch)
             hidden = np.concatenate([p[0] for p in parts])
             intermediate = {i: np.concatenate([p[1][i] for p in parts]) for i in wanted}
         else:
-            hidden, intermediate = self._forward(pixels, wanted)
+            hidden, intermediate = self._forward(pixels, wanted, depth)
         r = self.config.num_registers
         p = self.config.patch_size
         return Dinov2Output(
@@ -78,33 +85,36 @@ class Dinov2:
             intermediate=intermediate,
         )
 
-    def _forward(self, pixels: np.ndarray, wanted: frozenset[int]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    def _forward(self, pixels: np.ndarray, wanted: frozenset[int], depth: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         batch = pixels.shape[0]
         tokens = self.embeddings(pixels)
         n = tokens.shape[1]
         x = tokens.reshape(batch * n, -1)
         intermediate: dict[int, np.ndarray] = {}
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.blocks[:depth]):
             x = block(x, batch)
             if i in wanted:
                 intermediate[i] = x.reshape(batch, n, -1).copy()
         return layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1), intermediate
 
-    def embed(self, images: Sequence[ImageInput], batch_size: int = 8, **preprocess_options: Any) -> np.ndarray:
-        """L2-normalised cls embeddings (len(images), D) for PIL images, paths or encoded bytes.
+    def final_norm(self, tokens: np.ndarray) -> np.ndarray:
+        """The model's final LayerNorm applied to ``tokens`` (..., D), e.g. an intermediate block's output."""
+        return layer_norm(np.ascontiguousarray(tokens, np.float32), *self.norm, self.config.layer_norm_eps)
 
-        ``preprocess_options`` go to ``preprocess``; with ``dynamic=True`` images of different sizes are
-        run one at a time.
-        """
+    def embed(self, images: Sequence[ImageInput], batch_size: int = 8, descriptor: Any = None) -> np.ndarray:
+        """Unit descriptors (len(images), width) of PIL images, paths or encoded bytes, prepared and pooled
+        as ``descriptor`` says (``dinov2_numpy.descriptor``; by default the one stored with the weights).
+        Images that come out in different shapes (whole-image preprocessing) run in separate batches."""
+        from .descriptor import describe, descriptor_of, prepare
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        out = np.empty((len(images), self.dim), np.float32)
-        step = 1 if preprocess_options.get("dynamic") else batch_size
-        for start in range(0, len(images), step):
-            chunk = images[start:start + step]
-            pixels = np.stack([preprocess(im, **preprocess_options) for im in chunk])
-            out[start:start + len(chunk)] = self(pixels).cls_token
-        return normalize_rows(out)
+        descriptor = descriptor or descriptor_of(self)
+        parts = []
+        for start in range(0, len(images), batch_size):
+            pixels = [prepare(im, descriptor, self.config.patch_size) for im in images[start:start + batch_size]]
+            parts += [describe(self, np.stack(list(run)), descriptor)
+                      for _, run in itertools.groupby(pixels, key=lambda p: p.shape)]
+        return np.concatenate(parts) if parts else np.empty((0, descriptor.width(self)), np.float32)
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

