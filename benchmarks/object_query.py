@@ -54,7 +54,7 @@ def main() -> None:
             image = load_rgb(path)
             found = segment(model, image, image.width / 2, image.height / 2)
             x, y, w, h = found.bbox
-            crop.append(model(preprocess(image.crop((x, y, x + w, y + h)))[None]).cls_token[0])
+            crop.append(model.embed([image.crop((x, y, x + w, y + h))])[0])
             out = model(preprocess(image, dynamic=True, max_side=MAX_SIDE)[None])
             pooled.append(out.patch_tokens[0][found.mask.reshape(-1)].mean(0))
     print(f"{len(items)} queries, a click at the centre of each")

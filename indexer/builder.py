@@ -12,10 +12,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from dinov2_numpy import Dinov2, load_model
+from dinov2_numpy.descriptor import descriptor_of
 from dinov2_numpy.weights.convert import sha256_file
 
 from . import colour
-from .embedding import PREPROCESSING, embed_pixels, embed_stream
+from .embedding import descriptor_mismatch, embed_pixels, embed_stream
 from .exif import read_metadata
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
@@ -101,6 +102,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
     with contextlib.nullcontext() if lock_held else build_lock(index_dir):
         model = load_model(weights)
         fingerprint = model_fingerprint(model)
+        descriptor = descriptor_of(model)
+        width = descriptor.width(model)
         try:
             old = load_index(index_dir)
         except IndexFilesError:
@@ -108,10 +111,14 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                 raise
             old = None
         if old is not None and not rebuild:
-            if old.manifest.get("model") != fingerprint or old.manifest.get("preprocessing") != PREPROCESSING:
+            if old.manifest.get("model") != fingerprint:
                 built = old.manifest.get("model", {}).get("name", "another model")
-                raise BuildError(f"the index was built with {built} (or other preprocessing) and this run uses "
-                                 f"{fingerprint['name']}; features cannot be mixed: pass --rebuild to re-embed everything")
+                raise BuildError(f"the index was built with {built} and this run uses {fingerprint['name']}; "
+                                 "features cannot be mixed: pass --rebuild to re-embed everything")
+            mismatch = descriptor_mismatch(old.manifest, model)
+            if mismatch:
+                raise BuildError(mismatch.replace("rebuild it with 'python build_gallery.py --rebuild'",
+                                                  "pass --rebuild to re-embed everything"))
         old_files = {} if old is None or rebuild else old.files
         known: dict[str, np.ndarray] = {}
         # Descriptors and colours travel as one row (indexer.colour.with_colour); an index made before colours,
@@ -146,7 +153,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             else:
                 first_path[sha] = entry.path
 
-        work = WorkCache(index_dir, {"model": fingerprint, "preprocessing": PREPROCESSING, "colour": colour.VERSION})
+        work = WorkCache(index_dir, {"model": fingerprint, "descriptor": descriptor.to_dict(), "colour": colour.VERSION})
         resumed = work.load()
         todo = [(sha, os.path.join(images_dir, path)) for sha, path in first_path.items()
                 if sha not in known and sha not in resumed]
@@ -174,8 +181,8 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                           "meta": _metadata(images_dir, e, old_files.get(e.path), gps)} for e, sha in hashed}
         paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
         paths.sort()
-        rows = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, model.dim + colour.DIM))
-        features, colours = colour.split(rows, model.dim)
+        rows = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, width + colour.DIM))
+        features, colours = colour.split(rows, width)
         kept = set(paths)
         dup_ok = [(p, q) for p, q in report.duplicates if q in kept]
         report.duplicates = dup_ok
@@ -184,7 +191,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
             "ids": ID_SCHEME,
             "vector_backend": (backend or {}).get("VECTOR_BACKEND", "numpy"),
             "model": fingerprint,
-            "preprocessing": PREPROCESSING,
+            "descriptor": descriptor.to_dict(),
             "colour": colour.VERSION,
             "images_dir": os.path.abspath(images_dir),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -218,9 +225,9 @@ def _metadata(images_dir: str, entry: FileEntry, previous: dict | None, gps: boo
 def _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes, shard_size, bar):
     """The stream of embedded batches: local threads and the model, or shards on a Dask cluster."""
     if cluster is None or not todo:
-        yield embed_stream(colour.with_colour(embed or functools.partial(embed_pixels, model)), model.dim + colour.DIM,
-                           todo, batch_size, workers,
-                           max_pixels)
+        descriptor = descriptor_of(model)
+        yield embed_stream(colour.with_colour(embed or functools.partial(embed_pixels, model)),
+                           descriptor.width(model) + colour.DIM, todo, batch_size, workers, max_pixels, descriptor)
         return
     from .cluster import connect, embed_on_cluster, live_workers
     client, local = connect(cluster)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from dinov2_numpy.descriptor import Descriptor
 from dinov2_numpy.weights.convert import sha256_file
 
 from .colour import DIM, split, with_colour
@@ -101,7 +102,10 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     paths = [p for p, _ in moved]
     rows = [np.stack([v for _, v in moved])] if moved else []
     width = index.dim + DIM  # descriptor and colour histogram in one row (indexer.colour.with_colour)
-    for keys, features, failures in embed_stream(with_colour(embed), width, todo, batch_size, workers, max_pixels):
+    # New rows are prepared the way the index's rows were; the caller checks that ``embed`` describes alike.
+    prepared_as = Descriptor.from_dict(index.manifest.get("descriptor") or {})
+    for keys, features, failures in embed_stream(with_colour(embed), width, todo, batch_size, workers, max_pixels,
+                                                 prepared_as):
         paths += keys
         rows.append(features)
         for key, reason in failures:

@@ -48,19 +48,22 @@ def embed_shard(weights: str, items: list[tuple[str, str | bytes]], max_pixels: 
     """On a worker: ``(keys, unit features with their colour histograms, [(key, reason)])`` for
     ``(key, path or bytes)`` items, as the builder's own ``embed_stream`` gives them."""
     from dinov2_numpy import load_model
+    from dinov2_numpy.descriptor import descriptor_of
 
     from .colour import DIM, with_colour
     from .embedding import embed_pixels, embed_stream
     _undo_dask_malloc_settings()
     model = load_model(weights)
+    descriptor = descriptor_of(model)
+    width = descriptor.width(model) + DIM
     keys, parts, failures = [], [], []
-    stream = embed_stream(with_colour(lambda pixels: embed_pixels(model, pixels)), model.dim + DIM, items, batch_size,
-                          1, max_pixels)
+    stream = embed_stream(with_colour(lambda pixels: embed_pixels(model, pixels)), width, items, batch_size,
+                          1, max_pixels, descriptor)
     for batch_keys, features, batch_failures in stream:
         keys += batch_keys
         parts.append(features)
         failures += batch_failures
-    features = np.concatenate(parts) if parts else np.empty((0, model.dim + DIM), np.float32)
+    features = np.concatenate(parts) if parts else np.empty((0, width), np.float32)
     return keys, features, failures
 
 

@@ -1,30 +1,52 @@
 """From pixels to the unit vectors the index holds: the one place a picture becomes a feature."""
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from dinov2_numpy import Dinov2, ImageError, normalize_rows, preprocess
+from dinov2_numpy import Dinov2, ImageError
+from dinov2_numpy.descriptor import Descriptor, describe, descriptor_of, prepare
 
 from . import formats  # noqa: F401  (registers the phone-format plugins, also in cluster workers)
 
-# How every gallery picture and every query is prepared; recorded in each index manifest.
-PREPROCESSING = {"mode": "center-crop", "resize": 256, "crop": 224, "mean_std": "imagenet"}
-
 
 def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
-    """Unit descriptors (B, D) for preprocessed ``pixels`` (B, 3, H, W): the final cls token, L2-normalised."""
-    return normalize_rows(model(pixels).cls_token)
+    """Unit descriptors (B, width) for preprocessed ``pixels`` (B, 3, H, W), as the weights' descriptor says."""
+    return describe(model, pixels, descriptor_of(model))
+
+
+def embed_images(embed: Callable[[np.ndarray], np.ndarray], pixels: Sequence[np.ndarray]) -> np.ndarray:
+    """``embed`` over preprocessed images that may differ in shape (whole-image descriptors): each run of
+    one shape is one batch."""
+    runs = [np.stack(list(run)) for _, run in itertools.groupby(pixels, key=lambda p: p.shape)]
+    return np.concatenate([embed(run) for run in runs])
+
+
+def manifest_descriptor(manifest: dict, model: Dinov2) -> Descriptor:
+    """The descriptor an index was built with; indexes from before descriptors used the reference one."""
+    return Descriptor.from_dict(manifest.get("descriptor") or {}).resolved(model)
+
+
+def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
+    """Why an index cannot be searched or extended with ``model`` (None when it can)."""
+    built, wanted = manifest_descriptor(manifest, model), descriptor_of(model)
+    if built == wanted:
+        return None
+    return (f"the index was built with the descriptor '{built.label()}' and the weights now describe images with "
+            f"'{wanted.label()}'; features cannot be mixed: rebuild it with 'python build_gallery.py --rebuild'")
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
                  batch_size: int, workers: int,
-                 max_pixels: int | None) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
+                 max_pixels: int | None, descriptor: Descriptor = Descriptor()
+                 ) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
     """Embed ``(key, path)`` items in batches with ``embed`` (pixels to unit ``dim``-wide descriptors, e.g.
-    ``embed_pixels`` bound to a model); decoding runs ``workers`` threads ahead of the model.
+    ``embed_pixels`` bound to a model), preprocessed as ``descriptor`` says; decoding runs ``workers``
+    threads ahead of the model.
 
     Yields ``(keys, unit features, [(key, reason)])`` per batch; an item is a path or the file's bytes.
     """
@@ -40,7 +62,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             if item is None:
                 exhausted = True
                 return
-            pending.append((item, pool.submit(preprocess, item[1], max_pixels=max_pixels)))
+            pending.append((item, pool.submit(prepare, item[1], descriptor, max_pixels=max_pixels)))
 
     try:
         keys: list[str] = []
@@ -56,7 +78,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             except (ImageError, OSError) as e:
                 failures.append((key, str(e)))
             if len(keys) == batch_size or (not pending and (keys or failures)):
-                features = embed(np.stack(pixels)) if keys else np.empty((0, dim), np.float32)
+                features = embed_images(embed, pixels) if keys else np.empty((0, dim), np.float32)
                 yield keys, features, failures
                 keys, pixels, failures = [], [], []
     finally:

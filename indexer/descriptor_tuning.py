@@ -1,0 +1,147 @@
+"""Choosing a descriptor by evaluation: every candidate scored on labelled sets from one pass per image.
+
+Each image is run once per preprocessing with the outputs of every candidate block kept, so scoring a
+hundred candidates costs little more than embedding the sets once.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import time
+from dataclasses import replace
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dinov2_numpy import Dinov2
+from dinov2_numpy.descriptor import (
+    POOLINGS,
+    PREPROCESSINGS,
+    Descriptor,
+    descriptor_of,
+    pool,
+    prepare,
+    run,
+)
+from dinov2_numpy.weights.npz import load_npz, save_npz
+
+from .evaluate import retrieval_metrics
+from .reranking import evaluate_reranking
+
+LabelledSet = list[tuple[str, str]]
+
+
+def candidates(model: Dinov2) -> list[Descriptor]:
+    """Every block from the middle of the network on, with and without the final LayerNorm, every pooling
+    and both preprocessings."""
+    layers = model.config.num_layers
+    return [Descriptor(block, norm, pooling, prep)
+            for prep, block, norm, pooling in itertools.product(PREPROCESSINGS, range(layers // 2, layers),
+                                                                (True, False), POOLINGS)]
+
+
+def embed_candidates(model: Dinov2, paths: Sequence[str], descriptors: Sequence[Descriptor],
+                     batch_size: int = 8, progress: Callable[[int], None] | None = None) -> dict[Descriptor, np.ndarray]:
+    """Unit features (len(paths), width) of every descriptor. Centre crops run in batches; whole images,
+    whose shapes differ, one at a time."""
+    out: dict[Descriptor, list[np.ndarray]] = {d: [] for d in descriptors}
+    for prep in PREPROCESSINGS:
+        group = [d for d in descriptors if d.preprocessing == prep]
+        if not group:
+            continue
+        step = batch_size if prep == "center-crop" else 1
+        for start in range(0, len(paths), step):
+            pixels = np.stack([prepare(p, group[0], model.config.patch_size) for p in paths[start:start + step]])
+            output = run(model, pixels, group)
+            for d in group:
+                out[d].append(pool(model, output, d))
+            if progress is not None:
+                progress(len(pixels))
+    return {d: np.concatenate(parts) for d, parts in out.items()}
+
+
+def evaluate_candidates(model: Dinov2, sets: dict[str, LabelledSet], descriptors: Sequence[Descriptor],
+                        progress: Callable[[int], None] | None = None
+                        ) -> tuple[pd.DataFrame, dict[str, dict[Descriptor, np.ndarray]]]:
+    """One row per descriptor: P@1, mAP and recall@10 on each set (columns ``<set> P@1`` ...), and the
+    mean mAP over the sets; and every set's features by descriptor."""
+    rows: dict[Descriptor, dict] = {d: {"descriptor": d.label()} for d in descriptors}
+    features: dict[str, dict[Descriptor, np.ndarray]] = {}
+    for name, items in sets.items():
+        features[name] = embed_candidates(model, [p for p, _ in items], descriptors, progress=progress)
+        labels = [label for _, label in items]
+        for d in descriptors:
+            m = retrieval_metrics(features[name][d], labels)
+            rows[d].update({f"{name} P@1": m["P@1"], f"{name} mAP": m["mAP"], f"{name} R@10": m["recall@10"]})
+    table = pd.DataFrame([rows[d] for d in descriptors], index=list(descriptors))
+    table["mean mAP"] = table[[f"{name} mAP" for name in sets]].mean(axis=1)
+    return table, features
+
+
+def reranking_table(sets: dict[str, LabelledSet], features: dict[str, dict[Descriptor, np.ndarray]],
+                    descriptors: Sequence[Descriptor]) -> pd.DataFrame:
+    """For each of ``descriptors`` (centre-crop ones), every re-ranking option's P@1 and mAP on each set;
+    the two-view query pairs the crop with the same descriptor on the whole image."""
+    rows = []
+    for d in dict.fromkeys(descriptors):
+        whole = replace(d, preprocessing="whole")
+        per_set = {name: evaluate_reranking(features[name][d], features[name].get(whole), [lab for _, lab in items])
+                   for name, items in sets.items()}
+        for option in next(iter(per_set.values())):
+            row = {"descriptor": d.label(), "re-ranking": option}
+            for name, results in per_set.items():
+                row.update({f"{name} P@1": results[option]["P@1"], f"{name} mAP": results[option]["mAP"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# Candidates this close to the best mean mAP count as tied; the cheapest of them wins.
+TIE = 0.005
+
+
+def choose(table: pd.DataFrame, baseline: Descriptor, sets: Sequence[str], model: Dinov2) -> Descriptor:
+    """Among candidates whose P@1 is no lower than ``baseline``'s on any set (the baseline always
+    qualifies), the best mean mAP; within ``TIE`` of it, the narrowest vector, then the earliest block
+    (the shortest forward pass), then the best mean mAP."""
+    ok = np.ones(len(table), bool)
+    for name in sets:
+        ok &= table[f"{name} P@1"].to_numpy() >= table.loc[[baseline], f"{name} P@1"].iloc[0] - 1e-9
+    eligible = table[ok]
+    tied = eligible[eligible["mean mAP"] >= eligible["mean mAP"].max() - TIE]
+    return min(tied.index, key=lambda d: (d.width(model), d.block, -tied.loc[[d], "mean mAP"].iloc[0]))
+
+
+def reference_descriptor(model: Dinov2) -> Descriptor:
+    """The reference choice, resolved for ``model``: last block, final LayerNorm, cls, centre crop."""
+    return Descriptor().resolved(model)
+
+
+def current_descriptor(model: Dinov2) -> Descriptor:
+    """The descriptor the weights carry now."""
+    return descriptor_of(model)
+
+
+def embedding_ms(model: Dinov2, descriptors: Sequence[Descriptor], batch: int = 8, repeat: int = 3) -> list[float]:
+    """Per-image milliseconds of a forward pass and pooling for each descriptor, measured in turn in the
+    same run (best of ``repeat``), on a batch of random centre-crop-sized pixels."""
+    pixels = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    best = [float("inf")] * len(descriptors)
+    for _ in range(repeat):
+        for i, d in enumerate(descriptors):
+            start = time.perf_counter()
+            pool(model, run(model, pixels, [d]), d)
+            best[i] = min(best[i], (time.perf_counter() - start) / batch * 1e3)
+    return best
+
+
+def write_descriptor(weights: str, descriptor: Descriptor) -> str:
+    """Store ``descriptor`` in the metadata of ``weights`` (a new file renamed over it); the previous file
+    is kept beside it as ``<name>.before-tune.npz`` the first time. Returns the backup's path."""
+    backup = os.path.splitext(weights)[0] + ".before-tune.npz"
+    if not os.path.exists(backup):
+        shutil.copy2(weights, backup)
+    state, metadata = load_npz(weights)
+    save_npz(weights, state, dict(metadata, descriptor=descriptor.to_dict()))
+    return backup
