@@ -3,6 +3,7 @@
     python -m app.cli search photo.jpg [more.jpg | folder ...] [--top-k 5] [--json | --jsonl] [--grid out.png]
     python -m app.cli evaluate LABELLED_FOLDER_OR_CSV
     python -m app.cli near-dup-benchmark [--originals N] [--out DIR]
+    python -m app.cli tune-descriptor [LABELLED_FOLDER_OR_CSV ...] [--write]
 """
 from __future__ import annotations
 
@@ -120,6 +121,58 @@ def cmd_near_dup(args, cfg) -> int:
     return 0
 
 
+def cmd_tune_descriptor(args, cfg) -> int:
+    from dinov2_numpy import load_model
+    from indexer import descriptor_tuning as tuning
+    from indexer.evaluate import (
+        benchmark_originals,
+        labelled_images,
+        make_near_duplicate_set,
+        make_scene_set,
+    )
+    weights = args.weights or cfg["WEIGHTS"]
+    tmp = tempfile.gettempdir()
+    sets = {"near-dup": make_near_duplicate_set(benchmark_originals(args.originals),
+                                                os.path.join(tmp, "search-by-image-near-dup"))}
+    if not args.no_scenes:
+        sets["scenes"] = make_scene_set(os.path.join(tmp, "search-by-image-scenes"))
+    for source in args.sources:
+        sets[os.path.splitext(os.path.basename(os.path.normpath(source)))[0]] = labelled_images(source)
+    for name, items in sets.items():
+        if len({label for _, label in items}) == len(items):
+            print(f"error: the set '{name}' has no label shared by two images, so nothing to evaluate", file=sys.stderr)
+            return 2
+    model = load_model(weights)
+    reference, current = tuning.reference_descriptor(model), tuning.current_descriptor(model)
+    candidates = tuning.candidates(model)
+    print(f"model {model.name}: {len(candidates)} candidate descriptors on "
+          + ", ".join(f"{name} ({len(items)} images)" for name, items in sets.items()), flush=True)
+    table, features = tuning.evaluate_candidates(model, sets, candidates)
+    best = tuning.choose(table, reference, list(sets), model)
+    marks = {reference: "reference", current: "current", best: "best"}
+    if len({reference, current, best}) < 3:
+        marks = {d: " / ".join(m for e, m in [(reference, "reference"), (current, "current"), (best, "best")] if e == d)
+                 for d in (reference, current, best)}
+    shown = table.sort_values("mean mAP", ascending=False).copy()
+    shown.insert(0, "", [marks.get(d, "") for d in shown.index])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if best.preprocessing == "center-crop":
+        print("\nre-ranking (leave-one-out, the same sets):")
+        print(tuning.reranking_table(sets, features, [reference, best]).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
+    ms = tuning.embedding_ms(model, [reference, best])
+    print(f"embedding time, batch 8: reference {ms[0]:.1f} ms/img, best {ms[1]:.1f} ms/img (same run)")
+    print(f"best: {best.label()}")
+    if args.write:
+        if best == current:
+            print(f"{weights} already uses it; nothing written")
+        else:
+            backup = tuning.write_descriptor(weights, best)
+            print(f"wrote it to {weights} (the previous file is kept as {backup}); rebuild the index with "
+                  "'python build_gallery.py --rebuild'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = load_config()
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__,
@@ -137,13 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("near-dup-benchmark", help="evaluate on near-duplicates made from the demo photos")
     n.add_argument("--originals", type=int, help="use only the first N originals")
     n.add_argument("--out", help="where to write the edited images")
+    t = sub.add_parser("tune-descriptor", help="score candidate descriptors on the near-duplicate benchmark, the "
+                                               "scene set and labelled sets; --write stores the best in the weights")
+    t.add_argument("sources", nargs="*", help="labelled folders (one sub-folder per label) or path,label CSVs")
+    t.add_argument("--write", action="store_true", help="store the best descriptor in the weights file")
+    t.add_argument("--weights", help="the weights file (default: the configured WEIGHTS)")
+    t.add_argument("--originals", type=int, help="use only the first N near-duplicate originals")
+    t.add_argument("--no-scenes", action="store_true", help="leave out the built-in scene set")
     args = parser.parse_args(argv)
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")
     from dinov2_numpy import WeightsError
 
     from .services.errors import ServiceError
-    commands = {"search": cmd_search, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup}
+    commands = {"search": cmd_search, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup,
+                "tune-descriptor": cmd_tune_descriptor}
     try:
         return commands[args.command](args, cfg)
     except (ServiceError, WeightsError, ValueError, OSError) as e:

