@@ -38,7 +38,7 @@ def _info(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from .bench import run_benchmark
     run_benchmark(args.weights, args.onnx, batch_sizes=args.batch_sizes, repeat=args.repeat,
-                  memory=not args.no_memory)
+                  memory=not args.no_memory, profile=not args.no_profile, vit_b=not args.no_vit_b)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     b.add_argument("--repeat", type=int, default=5)
     b.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    b.add_argument("--no-profile", action="store_true", help="skip the single-threaded profile")
+    b.add_argument("--no-vit-b", action="store_true", help="skip ViT-B/14 (random weights; needs torch and transformers)")
     b.set_defaults(func=_bench)
     return parser
 

@@ -18,6 +18,12 @@ _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 
 
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b``. Every matrix product of the forward pass goes through here (looked up as ``ops.matmul``),
+    so that ``bench --profile`` can time them apart from the rest."""
+    return np.matmul(a, b, out=out)
+
+
 def _flat(x: np.ndarray) -> np.ndarray:
     """A flat view of ``x``, which must be C-contiguous so that in-place kernels write through."""
     if not x.flags.c_contiguous:

@@ -5,6 +5,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .. import ops
 from ..config import Dinov2Config
 from .linear import Linear
 
@@ -42,11 +43,11 @@ class Attention:
         for b in range(batch):
             for h0 in range(0, self.heads, group):
                 hs = slice(h0, h0 + group)
-                scores = np.matmul(q[b, hs], k[b, hs].transpose(0, 2, 1))
+                scores = ops.matmul(q[b, hs], k[b, hs].transpose(0, 2, 1))
                 # Softmax with the division moved after the product: n x head_dim divisions, not n x n.
                 scores -= scores.max(axis=-1, keepdims=True)
                 np.exp(scores, out=scores)
                 total = scores.sum(axis=-1, keepdims=True)
-                out = np.matmul(scores, v[b, hs], out=context[b, hs])
+                out = ops.matmul(scores, v[b, hs], out=context[b, hs])
                 out /= total
         return self.out(context.transpose(0, 2, 1, 3).reshape(rows, dim))

@@ -6,6 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .. import ops
 from ..config import Dinov2Config
 from ..interpolate import resize_grid
 
@@ -54,7 +55,7 @@ class Embeddings:
             raise ValueError(f"image sides must be positive multiples of {p}, got {h}x{w}")
         rows, cols = h // p, w // p
         patches = pixels.reshape(b, c, rows, p, cols, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * rows * cols, c * p * p)
-        tokens = patches @ self.proj_t
+        tokens = ops.matmul(patches, self.proj_t)
         tokens += self.proj_b
         tokens = tokens.reshape(b, rows * cols, -1)
         tokens += self.position_embeddings(rows, cols)

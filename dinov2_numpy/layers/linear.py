@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
+
 
 class Linear:
     """``y = x @ W.T + b`` with ``W`` kept as a contiguous (in, out) float32 copy, which runs markedly
@@ -32,6 +34,6 @@ class Linear:
         return self.weight_t.shape[1]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.weight_t
+        y = ops.matmul(x, self.weight_t)
         y += self.bias
         return y
