@@ -117,8 +117,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
                                  "features cannot be mixed: pass --rebuild to re-embed everything")
             mismatch = descriptor_mismatch(old.manifest, model)
             if mismatch:
-                raise BuildError(mismatch.replace("rebuild it with 'python build_gallery.py --rebuild'",
-                                                  "pass --rebuild to re-embed everything"))
+                raise BuildError(mismatch)
         old_files = {} if old is None or rebuild else old.files
         known: dict[str, np.ndarray] = {}
         # Descriptors and colours travel as one row (indexer.colour.with_colour); an index made before colours,

@@ -36,8 +36,8 @@ def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
     built, wanted = manifest_descriptor(manifest, model), descriptor_of(model)
     if built == wanted:
         return None
-    return (f"the index was built with the descriptor '{built.label()}' and the weights now describe images with "
-            f"'{wanted.label()}'; features cannot be mixed: rebuild it with 'python build_gallery.py --rebuild'")
+    return (f"The index was built with the descriptor '{built.label()}' and the weights now describe images with "
+            f"'{wanted.label()}'; features cannot be mixed: rebuild it with 'python build_gallery.py --rebuild'.")
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],

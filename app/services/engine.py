@@ -140,7 +140,7 @@ class Engine:
         # NotReady before any work when the weights are missing, or describe pictures unlike the index's.
         mismatch = descriptor_mismatch(self.index().manifest, self.model)
         if mismatch:
-            raise NotReady(mismatch[0].upper() + mismatch[1:] + ".")
+            raise NotReady(mismatch)
         timings: dict[str, float] = {}
         found = None
         t = time.perf_counter()

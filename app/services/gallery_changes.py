@@ -80,14 +80,17 @@ def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=(), work
     """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
     the model is loaded here."""
     if add:
-        model = load_model(cfg["WEIGHTS"])
-        index = load_index(cfg["INDEX_DIR"])
-        mismatch = index is not None and descriptor_mismatch(index.manifest, model)
-        if mismatch:
-            raise NotReady(mismatch[0].upper() + mismatch[1:] + ".")
-        embed = embed or functools.partial(embed_pixels, model)
+        _refuse_another_descriptor(cfg, load_index(cfg["INDEX_DIR"]))
+        embed = embed or functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
     return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
                         batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
+
+
+def _refuse_another_descriptor(cfg: Mapping[str, Any], index) -> None:
+    """NotReady when the weights describe pictures otherwise than ``index`` did: new rows would not compare."""
+    mismatch = index is not None and descriptor_mismatch(index.manifest, load_model(cfg["WEIGHTS"]))
+    if mismatch:
+        raise NotReady(mismatch)
 
 
 def compact_if_due(cfg: Mapping[str, Any], on_done: Callable[[], None] | None = None) -> bool:
@@ -118,6 +121,7 @@ def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]], embe
     the batch are reported, not added. Returns {"added": [paths], "duplicates": [{name, same_as}]}."""
     with holding_index(cfg):
         index = load_index(cfg["INDEX_DIR"])
+        _refuse_another_descriptor(cfg, index)  # before any file is written
         known: dict[str, str] = {}
         staged, duplicates = [], []
         staging = os.path.join(cfg["GALLERY_DIR"], STAGING)
