@@ -12,9 +12,8 @@ import numpy as np
 from .config import Dinov2Config, config_from_state_dict, validate_state
 from .layers import Block, Embeddings
 from .ops import layer_norm
-from .parallel import WORKERS, can_run_together, can_shard, map_shards, run_together
+from .parallel import can_shard, map_shards
 from .preprocess import ImageInput
-from .split import Shared, can_split, shares
 from .weights.npz import load_npz
 
 
@@ -73,8 +72,6 @@ class Dinov2:
             parts = map_shards(lambda s: self._forward(pixels[s], wanted, depth), batch)
             hidden = np.concatenate([p[0] for p in parts])
             intermediate = {i: np.concatenate([p[1][i] for p in parts]) for i in wanted}
-        elif can_run_together() and can_split(self.config, WORKERS):
-            hidden, intermediate = self._forward_split(pixels, wanted, depth)
         else:
             hidden, intermediate = self._forward(pixels, wanted, depth)
         r = self.config.num_registers
@@ -98,26 +95,6 @@ class Dinov2:
             x = block(x, batch)
             if i in wanted:
                 intermediate[i] = x.reshape(batch, n, -1).copy()
-        return layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1), intermediate
-
-    def _forward_split(self, pixels: np.ndarray, wanted: frozenset[int], depth: int
-                       ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """``_forward`` on every core at once, each thread with a share of the heads and features
-        (``dinov2_numpy.split``)."""
-        tokens = self.embeddings(pixels)
-        batch, n, dim = tokens.shape
-        x = tokens.reshape(batch * n, dim)
-        shared = Shared.allocate(batch * n, self.config)
-        parts = shares(self.config, WORKERS)
-        intermediate: dict[int, np.ndarray] = {}
-
-        def run(i: int, barrier) -> None:
-            for j, block in enumerate(self.blocks[:depth]):
-                block.share(x, batch, parts[i], shared, barrier)
-                if i == 0 and j in wanted:  # no thread writes x again before this thread reaches the barrier
-                    intermediate[j] = x.reshape(batch, n, dim).copy()
-
-        run_together(run)
         return layer_norm(x, *self.norm, self.config.layer_norm_eps).reshape(batch, n, -1), intermediate
 
     def final_norm(self, tokens: np.ndarray) -> np.ndarray:

@@ -45,39 +45,8 @@ def single_threaded_blas() -> Iterator[None]:
 
 
 def can_shard(batch: int) -> bool:
-    """Whether a batch this size is worth splitting across threads by image."""
-    return can_run_together() and batch > 1
-
-
-def run_together(fn: Callable[[int, threading.Barrier], None]) -> None:
-    """Call ``fn(i, barrier)`` for i in ``range(WORKERS)`` at once, one thread each with single-threaded
-    BLAS; ``barrier.wait()`` returns when every call has reached it. An exception in one call breaks the
-    barrier for the others, and the first one raised is raised here."""
-    barrier = threading.Barrier(WORKERS)
-
-    def guarded(i: int) -> None:
-        try:
-            fn(i, barrier)
-        except BaseException:
-            barrier.abort()
-            raise
-
-    with single_threaded_blas():
-        futures = [_pool.submit(guarded, i) for i in range(1, WORKERS)]
-        errors = []
-        try:
-            guarded(0)
-        except BaseException as error:
-            errors.append(error)
-        errors += [f.exception() for f in futures if f.exception() is not None]
-    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
-    if errors:
-        raise (real or errors)[0]
-
-
-def can_run_together() -> bool:
-    """Whether there are several threads to run one pass on."""
-    return _pool is not None and _controller is not None
+    """Whether a batch this size is worth splitting across threads."""
+    return _pool is not None and _controller is not None and batch > 1
 
 
 def map_shards(fn: Callable[[slice], T], batch: int) -> list[T]:

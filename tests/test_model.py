@@ -11,35 +11,6 @@ from dinov2_numpy.descriptor import Descriptor
 from tests.images import skimage_photo
 
 
-def test_one_image_split_across_threads_equals_the_pass_on_one_thread(model):
-    """Batch 1 runs on every core by heads and features (dinov2_numpy.split); the result is the serial
-    pass's, intermediate blocks included."""
-    from dinov2_numpy import parallel
-    assert parallel.can_run_together(), "these machines have several cores"
-    pixels = preprocess(skimage_photo("coffee.png"))[None]
-    split = model(pixels, intermediate_layers=[4])
-    serial, intermediate = model._forward(pixels, frozenset([4]), model.config.num_layers)
-    assert np.abs(split.last_hidden_state - serial).max() <= 1e-5
-    assert np.abs(split.intermediate[4] - intermediate[4]).max() <= 1e-5
-
-
-def test_a_failure_in_one_share_is_raised_and_leaves_no_thread_waiting(model, monkeypatch):
-    from dinov2_numpy.layers.block import Block
-    original = Block.share
-
-    def failing(self, x, batch, part, shared, barrier):
-        if part.heads.start > 0:
-            raise MemoryError("no room for this share")
-        original(self, x, batch, part, shared, barrier)
-
-    monkeypatch.setattr(Block, "share", failing)
-    pixels = np.zeros((1, 3, 224, 224), np.float32)
-    with pytest.raises(MemoryError, match="no room"):
-        model(pixels)
-    monkeypatch.setattr(Block, "share", original)
-    assert model(pixels).last_hidden_state.shape == (1, 257, 384)  # the pool's threads are free again
-
-
 def test_concurrent_calls_agree_with_serial(model):
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal((b, 3, 224, 224), dtype=np.float32) for b in (1, 3, 2, 1)]

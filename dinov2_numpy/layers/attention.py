@@ -46,23 +46,6 @@ class Attention:
                 _attend(q[b, hs], k[b, hs].transpose(0, 2, 1), v[b, hs], out=context[b, hs])
         return self.out(context.transpose(0, 2, 1, 3).reshape(rows, dim))
 
-    def heads_context(self, x: np.ndarray, batch: int, heads: range, qkv: np.ndarray, context: np.ndarray) -> None:
-        """One thread's share of attention: the queries, keys and values of ``heads`` for every row of the
-        normalised ``x`` (batch * tokens, D), written to their columns of ``qkv`` (rows, 3D), and those
-        heads' output to their columns of ``context`` (rows, D). BLAS reads and writes a head's columns in
-        place through the leading dimension, so no head is ever copied."""
-        d, width = self.head_dim, self.heads * self.head_dim
-        own = slice(heads.start * d, heads.stop * d)
-        for start in (0, width, 2 * width):  # q, k and v of these heads
-            cols = slice(start + own.start, start + own.stop)
-            self.qkv.columns(x, cols, out=qkv[:, cols])
-        n = len(x) // batch
-        for b in range(batch):
-            rows = slice(b * n, (b + 1) * n)
-            for h in heads:
-                q, k, v = (qkv[rows, start + h * d:start + (h + 1) * d] for start in (0, width, 2 * width))
-                _attend(q, k.T, v, out=context[rows, h * d:(h + 1) * d])
-
 
 def _attend(q: np.ndarray, k_t: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
     """``softmax(q k^T) v`` into ``out``, for one head or a stack of them. The division comes after the

@@ -6,8 +6,7 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Dinov2Config
-from ..ops import gelu_, standardize
-from ..split import Share, Shared
+from ..ops import standardize
 from .attention import Attention
 from .mlp import Mlp, SwiGLUFFN
 
@@ -30,18 +29,3 @@ class Block:
         x += self.attn(standardize(x, self.eps), batch)
         x += self.mlp(standardize(x, self.eps))
         return x
-
-    def share(self, x: np.ndarray, batch: int, part: Share, shared: Shared, barrier) -> None:
-        """One thread's share of the block on every token row: the heads and output features of ``part``
-        (``dinov2_numpy.split``). The threads meet at ``barrier`` wherever the next step reads features
-        another thread wrote: before the output projection, each LayerNorm, and the second MLP product."""
-        # Each thread normalises every row itself: cheaper than a barrier, and each product needs them all.
-        self.attn.heads_context(standardize(x, self.eps), batch, part.heads, shared.qkv, shared.context)
-        barrier.wait()
-        x[:, part.features] += self.attn.out.columns(shared.context, part.features)
-        barrier.wait()
-        hidden = self.mlp.fc1.columns(standardize(x, self.eps), part.hidden)
-        shared.hidden[:, part.hidden] = gelu_(hidden)
-        barrier.wait()
-        x[:, part.features] += self.mlp.fc2.columns(shared.hidden, part.features)
-        barrier.wait()

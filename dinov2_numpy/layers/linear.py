@@ -33,12 +33,6 @@ class Linear:
     def out_features(self) -> int:
         return self.weight_t.shape[1]
 
-    def columns(self, x: np.ndarray, cols: slice, out: np.ndarray | None = None) -> np.ndarray:
-        """Output features ``cols`` only, ``(x @ W.T + b)[:, cols]``: one thread's share of the layer."""
-        y = ops.matmul(x, self.weight_t[:, cols], out=out)
-        y += self.bias[cols]
-        return y
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = ops.matmul(x, self.weight_t)
         y += self.bias
