@@ -123,6 +123,7 @@ def cmd_near_dup(args, cfg) -> int:
 
 def cmd_tune_descriptor(args, cfg) -> int:
     from dinov2_numpy import load_model
+    from dinov2_numpy.descriptor import descriptor_of
     from indexer import descriptor_tuning as tuning
     from indexer.evaluate import (
         benchmark_originals,
@@ -143,16 +144,18 @@ def cmd_tune_descriptor(args, cfg) -> int:
             print(f"error: the set '{name}' has no label shared by two images, so nothing to evaluate", file=sys.stderr)
             return 2
     model = load_model(weights)
-    reference, current = tuning.reference_descriptor(model), tuning.current_descriptor(model)
+    reference, current = tuning.reference_descriptor(model), descriptor_of(model)
     candidates = tuning.candidates(model)
     print(f"model {model.name}: {len(candidates)} candidate descriptors on "
           + ", ".join(f"{name} ({len(items)} images)" for name, items in sets.items()), flush=True)
-    table, features = tuning.evaluate_candidates(model, sets, candidates)
+    from tqdm import tqdm
+    embeddings = len({d.preprocessing for d in candidates}) * sum(len(items) for items in sets.values())
+    with tqdm(total=embeddings, unit="img", desc="embedding", file=sys.stderr) as bar:
+        table, features = tuning.evaluate_candidates(model, sets, candidates, progress=bar.update)
     best = tuning.choose(table, reference, list(sets), model)
-    marks = {reference: "reference", current: "current", best: "best"}
-    if len({reference, current, best}) < 3:
-        marks = {d: " / ".join(m for e, m in [(reference, "reference"), (current, "current"), (best, "best")] if e == d)
-                 for d in (reference, current, best)}
+    marks: dict = {}
+    for d, mark in ((reference, "reference"), (current, "current"), (best, "best")):
+        marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
     shown = table.sort_values("mean mAP", ascending=False).copy()
     shown.insert(0, "", [marks.get(d, "") for d in shown.index])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

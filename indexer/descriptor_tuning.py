@@ -20,7 +20,6 @@ from dinov2_numpy.descriptor import (
     POOLINGS,
     PREPROCESSINGS,
     Descriptor,
-    descriptor_of,
     pool,
     prepare,
     run,
@@ -116,11 +115,6 @@ def choose(table: pd.DataFrame, baseline: Descriptor, sets: Sequence[str], model
 def reference_descriptor(model: Dinov2) -> Descriptor:
     """The reference choice, resolved for ``model``: last block, final LayerNorm, cls, centre crop."""
     return Descriptor().resolved(model)
-
-
-def current_descriptor(model: Dinov2) -> Descriptor:
-    """The descriptor the weights carry now."""
-    return descriptor_of(model)
 
 
 def embedding_ms(model: Dinov2, descriptors: Sequence[Descriptor], batch: int = 8, repeat: int = 3) -> list[float]:
