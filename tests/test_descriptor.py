@@ -129,6 +129,9 @@ def test_the_app_refuses_searches_and_uploads_on_an_index_with_another_descripto
     assert response.status_code == 503
     body = json.loads(response.data)
     assert "descriptor" in body["error"]["message"] and "--rebuild" in body["error"]["message"]
+    health = client.get("/api/health")
+    assert health.status_code == 503 and "descriptor" in health.get_json()["problem"]
+    assert health.get_json()["descriptor"] == TUNED.label() and health.get_json()["dim"] == 768
     sign_up(client)  # the first account administers
     with open(sklearn_photo("china.jpg"), "rb") as f:
         response = client.post("/api/admin/images", data={"images": [(f, "china.jpg")]}, headers=csrf_headers(client))

@@ -23,11 +23,15 @@ def health():
     eng = engine()
     body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
     try:
-        body.update(model_loaded=True, model=eng.model.name, dim=eng.model.dim)
+        described = eng.descriptor
+        body.update(model_loaded=True, model=eng.model.name, dim=described.width(eng.model), descriptor=described.label())
     except NotReady as e:
         body.update(status="not_ready", problem=e.message)
     try:
         body.update(gallery_size=len(eng.index()), index_age_seconds=round(eng.index_age_seconds() or 0, 1))
+        problem = body["model_loaded"] and eng.descriptor_problem()
+        if problem:
+            body.update(status="not_ready", problem=problem)
     except NotReady as e:
         body.update(status="not_ready", problem=body.get("problem") or e.message)
     body["queue"] = eng.queue.stats()

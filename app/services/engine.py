@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dinov2_numpy import Dinov2, load_model
-from dinov2_numpy.descriptor import descriptor_of, prepare
+from dinov2_numpy.descriptor import Descriptor, descriptor_of, prepare
 from indexer.colour import colour_histograms
 from indexer.embedding import descriptor_mismatch, embed_pixels
 from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
@@ -133,14 +133,22 @@ class Engine:
         location = current_dir(self.index_dir)
         return None if location is None else max(0.0, time.time() - os.path.getmtime(location))
 
+    @property
+    def descriptor(self) -> Descriptor:
+        """How the weights describe pictures (``dinov2_numpy.descriptor``)."""
+        return descriptor_of(self.model)
+
+    def descriptor_problem(self) -> str | None:
+        """Why a new picture cannot be described like the index's (the weights' descriptor changed), or None."""
+        return descriptor_mismatch(self.index().manifest, self.model)
+
     def embed_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
                     point: tuple[float, float] | None = None) -> Embedding:
         """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
         ``point`` (x, y), with the stage timings (``queue`` is the wait for the model)."""
-        # NotReady before any work when the weights are missing, or describe pictures unlike the index's.
-        mismatch = descriptor_mismatch(self.index().manifest, self.model)
-        if mismatch:
-            raise NotReady(mismatch)
+        problem = self.descriptor_problem()  # NotReady before any work when there are no weights or no index
+        if problem:
+            raise NotReady(problem)
         timings: dict[str, float] = {}
         found = None
         t = time.perf_counter()
@@ -152,7 +160,7 @@ class Engine:
             image = image.crop((x, y, x + w, y + h))
             timings["segment"] = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-        pixels = prepare(image, descriptor_of(self.model))
+        pixels = prepare(image, self.descriptor)
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
         vector, ran = self.queue.embed(pixels)
         timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
