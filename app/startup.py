@@ -65,7 +65,7 @@ def prepare(app: Flask) -> None:
         if found["unindexed"] or found["missing"]:
             app.logger.warning("start-up: %d image file(s) not indexed, %d indexed file(s) missing; "
                                "run 'python build_gallery.py'", len(found["unindexed"]), len(found["missing"]))
-    except (Busy, BuildError, IndexFilesError, OSError, ValueError) as e:
+    except (Busy, NotReady, BuildError, IndexFilesError, OSError, ValueError) as e:
         app.logger.warning("start-up recovery skipped: %s", e)
     try:
         sync_gallery_table(app)

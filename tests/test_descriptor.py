@@ -165,3 +165,26 @@ def test_query_expansion_ranks_by_the_expanded_query(gallery_dirs, tmp_path, wei
     assert hits[0].score < 1.0
     with pytest.raises(ValueError, match="RERANK"):
         Engine({**settings, "RERANK": "dba"})
+
+
+def test_the_folder_watcher_waits_instead_of_mixing_descriptors(weights_copy, tmp_path):
+    import time
+
+    from tests.helpers import make_app
+    root = tmp_path / "site"
+    gallery = photos(root / "gallery", [skimage_photo("chelsea.png"), skimage_photo("coffee.png")])
+    build_gallery(str(gallery), str(root / "index"), weights_copy, progress=False)
+    write_descriptor(weights_copy, TUNED)
+    app = make_app(root, tmp_path, weights_copy, WATCH_GALLERY=True, WATCH_SETTLE_SECONDS=0.2)
+    supervisor = app.extensions["gallery_watch"]
+    try:
+        shutil.copy(sklearn_photo("china.jpg"), gallery / "china.jpg")
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not (supervisor.watcher and supervisor.watcher._refused):
+            time.sleep(0.1)
+        watcher = supervisor.watcher
+        assert "descriptor" in watcher._refused and supervisor.restarts == 0  # refused, not crashed
+        assert "china.jpg" in watcher.pending
+        assert load_index(str(root / "index")).paths == ["chelsea.png", "coffee.png"]
+    finally:
+        supervisor.stop()

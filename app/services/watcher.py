@@ -28,7 +28,7 @@ from indexer.atomic import write_json
 from indexer.generations import load_index
 from indexer.scan import is_candidate
 
-from .errors import Busy
+from .errors import Busy, NotReady
 from .gallery_changes import Embed, drift, index_paths
 
 STATUS = ".watch.json"
@@ -66,6 +66,7 @@ class GalleryWatcher:
         self.recent: list[dict] = []  # the last changes, newest first
         self._next_scan = 0.0
         self._last_status = 0.0
+        self._refused = ""  # the last reason the index refused changes, logged once
 
     # --- events (watchdog's thread) ---------------------------------------------------------------------
 
@@ -175,6 +176,10 @@ class GalleryWatcher:
                 report = index_paths(self.cfg, add=add, remove=remove, embed=self.embed, workers=1)
             except Busy:  # an upload or a rebuild holds the index: the paths stay pending
                 report = None
+            except NotReady as e:  # e.g. the weights describe pictures otherwise: pending until a rebuild
+                if e.message != self._refused:
+                    log.warning("the gallery watcher cannot index changes: %s", e.message)
+                self._refused, report = e.message, None
             finally:
                 self.indexing = []
             if report is not None:
