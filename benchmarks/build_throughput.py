@@ -22,17 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dinov2_numpy import load_model, preprocess  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
-from indexer.evaluate import benchmark_originals  # noqa: E402
+from indexer.evaluate import distinct_photos  # noqa: E402
 
 
 def make_photos(folder: str, count: int) -> None:
     """``count`` distinct JPEG photos (real photos, each in a different crop) of typical camera-export size."""
-    originals = [Image.open(p).convert("RGB") for p in benchmark_originals()]
-    for i in range(count):
-        image = originals[i % len(originals)]
-        k = i // len(originals)
-        image = image.crop((k, k, image.width - k, image.height - k)).resize((1024, 768), Image.BICUBIC)
-        image.save(os.path.join(folder, f"photo{i:04d}.jpg"), quality=90)
+    for i, image in enumerate(distinct_photos(count)):
+        image.resize((1024, 768), Image.BICUBIC).save(os.path.join(folder, f"photo{i:04d}.jpg"), quality=90)
 
 
 def main() -> None:

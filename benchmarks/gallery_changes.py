@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +41,7 @@ from indexer.builder import build_lock  # noqa: E402
 from indexer.changes import compact  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
-from indexer.evaluate import benchmark_originals  # noqa: E402
+from indexer.evaluate import distinct_photos  # noqa: E402
 from indexer.generations import GalleryIndex, load_index, save_index  # noqa: E402
 from indexer.ids import SCHEME, image_id, image_ids  # noqa: E402
 from indexer.vector_index import (  # noqa: E402
@@ -55,13 +54,8 @@ from indexer.vector_index import (  # noqa: E402
 
 def real_photos(count: int) -> list[bytes]:
     """``count`` distinct JPEGs: the demo originals, then crops of them."""
-    originals = [Image.open(p).convert("RGB") for p in benchmark_originals()]
     out = []
-    for i in range(count):
-        image = originals[i % len(originals)]
-        cut = (i // len(originals)) * 7
-        if cut:
-            image = image.crop((cut, cut, image.width - cut, image.height - cut))
+    for image in distinct_photos(count, step=7):
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())

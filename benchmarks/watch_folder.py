@@ -32,7 +32,7 @@ from serve_load import HOST, Client, multipart, server_env, start_server  # noqa
 
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
-from indexer.evaluate import benchmark_gallery, benchmark_originals  # noqa: E402
+from indexer.evaluate import benchmark_gallery, distinct_photos  # noqa: E402
 
 DEADLINE = 1800.0
 
@@ -40,13 +40,10 @@ DEADLINE = 1800.0
 def card_dump(folder: str, count: int) -> list[str]:
     """``count`` distinct real JPEGs (crops of the benchmark's original photos, none in the gallery)."""
     os.makedirs(folder, exist_ok=True)
-    originals = [Image.open(p).convert("RGB") for p in benchmark_originals()]
     out = []
-    for i in range(count):
-        image = originals[i % len(originals)]
-        cut = 2 + (i // len(originals)) * 3
+    for i, image in enumerate(distinct_photos(count, first_cut=2, step=3)):
         path = os.path.join(folder, f"DSC_{i:04d}.jpg")
-        image.crop((cut, cut, image.width - cut, image.height - cut)).save(path, quality=90)
+        image.save(path, quality=90)
         out.append(path)
     return out
 

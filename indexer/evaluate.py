@@ -158,6 +158,18 @@ def benchmark_originals(limit: int | None = None, folder: str | None = None,
     return [os.path.join(folder, "demo", n) for n in names]
 
 
+def distinct_photos(count: int, first_cut: int = 0, step: int = 1) -> list[Image.Image]:
+    """``count`` distinct real photos for tests and benchmarks: the benchmark's originals, round after round,
+    with ``first_cut`` pixels cropped from each side and ``step`` more in every further round."""
+    originals = [Image.open(p).convert("RGB") for p in benchmark_originals()]
+    out = []
+    for i in range(count):
+        image = originals[i % len(originals)]
+        cut = first_cut + (i // len(originals)) * step
+        out.append(image.crop((cut, cut, image.width - cut, image.height - cut)))
+    return out
+
+
 def benchmark_gallery(folder: str, count: int) -> list[str]:
     """A gallery of ``count`` real photos in ``folder/gallery`` (the near-duplicate benchmark's originals and
     their edits, as distinct files), for the load and build benchmarks; returns the source photos' paths."""

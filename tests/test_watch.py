@@ -8,10 +8,9 @@ import shutil
 import time
 
 import pytest
-from PIL import Image
 
 from app.startup import start_watching
-from indexer.evaluate import benchmark_originals
+from indexer.evaluate import distinct_photos
 from indexer.generations import load_index
 from tests.helpers import csrf_headers, make_app, sign_up
 
@@ -20,13 +19,10 @@ DEADLINE = 240  # seconds: far beyond what the slowest machine needs; a hang fai
 
 def photos(count: int, salt: int = 0) -> list[bytes]:
     """``count`` distinct real JPEGs (the demo originals, then crops of them: no two alike)."""
-    originals = [Image.open(p).convert("RGB") for p in benchmark_originals()]
     out = []
-    for i in range(count):
-        image = originals[i % len(originals)]
-        cut = 3 + (i // len(originals)) * 5 + salt
+    for image in distinct_photos(count, first_cut=3 + salt, step=5):
         buf = io.BytesIO()
-        image.crop((cut, cut, image.width - cut, image.height - cut)).save(buf, "JPEG", quality=88)
+        image.save(buf, "JPEG", quality=88)
         out.append(buf.getvalue())
     return out
 
