@@ -7,8 +7,9 @@ picks another by evaluation.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -105,6 +106,12 @@ def pool(model: Dinov2, output: Dinov2Output, descriptor: Descriptor) -> np.ndar
     if d.pooling == "mean":
         return mean
     return normalize_rows(np.concatenate([normalize_rows(tokens[:, 0]), mean], axis=1))
+
+
+def by_shape(embed: Callable[[np.ndarray], np.ndarray], pixels: Sequence[np.ndarray]) -> np.ndarray:
+    """``embed`` over preprocessed images (3, H, W) that may differ in shape (whole-image preprocessing):
+    each run of one shape is one batch; rows come back in input order."""
+    return np.concatenate([embed(np.stack(list(run))) for _, run in itertools.groupby(pixels, key=lambda p: p.shape)])
 
 
 def describe(model: Dinov2, pixels: np.ndarray, descriptor: Descriptor) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The DINOv2 Vision Transformer: embeddings, a stack of blocks, a final LayerNorm."""
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -105,15 +104,13 @@ class Dinov2:
         """Unit descriptors (len(images), width) of PIL images, paths or encoded bytes, prepared and pooled
         as ``descriptor`` says (``dinov2_numpy.descriptor``; by default the one stored with the weights).
         Images that come out in different shapes (whole-image preprocessing) run in separate batches."""
-        from .descriptor import describe, descriptor_of, prepare
+        from .descriptor import by_shape, describe, descriptor_of, prepare
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         descriptor = descriptor or descriptor_of(self)
-        parts = []
-        for start in range(0, len(images), batch_size):
-            pixels = [prepare(im, descriptor, self.config.patch_size) for im in images[start:start + batch_size]]
-            parts += [describe(self, np.stack(list(run)), descriptor)
-                      for _, run in itertools.groupby(pixels, key=lambda p: p.shape)]
+        parts = [by_shape(lambda pixels: describe(self, pixels, descriptor),
+                          [prepare(im, descriptor, self.config.patch_size) for im in images[start:start + batch_size]])
+                 for start in range(0, len(images), batch_size)]
         return np.concatenate(parts) if parts else np.empty((0, descriptor.width(self)), np.float32)
 
 

@@ -161,7 +161,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: 
         failed: set[str] = set()
         from tqdm import tqdm
         with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar, \
-                _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes,
+                _embedder(cluster, todo, weights, model, descriptor, embed, batch_size, workers, max_pixels, ship_bytes,
                           shard_size, bar) as stream:
             for keys, features, failures in stream:
                 if keys:
@@ -221,10 +221,10 @@ def _metadata(images_dir: str, entry: FileEntry, previous: dict | None, gps: boo
 
 
 @contextlib.contextmanager
-def _embedder(cluster, todo, weights, model, embed, batch_size, workers, max_pixels, ship_bytes, shard_size, bar):
+def _embedder(cluster, todo, weights, model, descriptor, embed, batch_size, workers, max_pixels, ship_bytes, shard_size,
+              bar):
     """The stream of embedded batches: local threads and the model, or shards on a Dask cluster."""
     if cluster is None or not todo:
-        descriptor = descriptor_of(model)
         yield embed_stream(colour.with_colour(embed or functools.partial(embed_pixels, model)),
                            descriptor.width(model) + colour.DIM, todo, batch_size, workers, max_pixels, descriptor)
         return

@@ -10,11 +10,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from dinov2_numpy.descriptor import Descriptor
 from dinov2_numpy.weights.convert import sha256_file
 
 from .colour import DIM, split, with_colour
-from .embedding import embed_stream
+from .embedding import embed_stream, manifest_descriptor
 from .exif import read_metadata
 from .generations import (
     GalleryIndex,
@@ -103,7 +102,7 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     rows = [np.stack([v for _, v in moved])] if moved else []
     width = index.dim + DIM  # descriptor and colour histogram in one row (indexer.colour.with_colour)
     # New rows are prepared the way the index's rows were; the caller checks that ``embed`` describes alike.
-    prepared_as = Descriptor.from_dict(index.manifest.get("descriptor") or {})
+    prepared_as = manifest_descriptor(index.manifest)
     for keys, features, failures in embed_stream(with_colour(embed), width, todo, batch_size, workers, max_pixels,
                                                  prepared_as):
         paths += keys

@@ -1,15 +1,20 @@
 """From pixels to the unit vectors the index holds: the one place a picture becomes a feature."""
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from dinov2_numpy import Dinov2, ImageError
-from dinov2_numpy.descriptor import Descriptor, describe, descriptor_of, prepare
+from dinov2_numpy.descriptor import (
+    Descriptor,
+    by_shape,
+    describe,
+    descriptor_of,
+    prepare,
+)
 
 from . import formats  # noqa: F401  (registers the phone-format plugins, also in cluster workers)
 
@@ -19,21 +24,14 @@ def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
     return describe(model, pixels, descriptor_of(model))
 
 
-def embed_images(embed: Callable[[np.ndarray], np.ndarray], pixels: Sequence[np.ndarray]) -> np.ndarray:
-    """``embed`` over preprocessed images that may differ in shape (whole-image descriptors): each run of
-    one shape is one batch."""
-    runs = [np.stack(list(run)) for _, run in itertools.groupby(pixels, key=lambda p: p.shape)]
-    return np.concatenate([embed(run) for run in runs])
-
-
-def manifest_descriptor(manifest: dict, model: Dinov2) -> Descriptor:
+def manifest_descriptor(manifest: dict) -> Descriptor:
     """The descriptor an index was built with; indexes from before descriptors used the reference one."""
-    return Descriptor.from_dict(manifest.get("descriptor") or {}).resolved(model)
+    return Descriptor.from_dict(manifest.get("descriptor") or {})
 
 
 def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
     """Why an index cannot be searched or extended with ``model`` (None when it can)."""
-    built, wanted = manifest_descriptor(manifest, model), descriptor_of(model)
+    built, wanted = manifest_descriptor(manifest).resolved(model), descriptor_of(model)
     if built == wanted:
         return None
     return (f"The index was built with the descriptor '{built.label()}' and the weights now describe images with "
@@ -78,7 +76,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             except (ImageError, OSError) as e:
                 failures.append((key, str(e)))
             if len(keys) == batch_size or (not pending and (keys or failures)):
-                features = embed_images(embed, pixels) if keys else np.empty((0, dim), np.float32)
+                features = by_shape(embed, pixels) if keys else np.empty((0, dim), np.float32)
                 yield keys, features, failures
                 keys, pixels, failures = [], [], []
     finally:

@@ -30,8 +30,9 @@ def qe_scores(features: np.ndarray, n: int, alpha: float) -> np.ndarray:
     """Leave-one-out scores with α-QE: each image's query is expanded with its ``n`` nearest others."""
     sims = features @ features.T
     top = _top(sims, n)
-    weights = np.clip(np.take_along_axis(sims, top, 1), 0, None) ** alpha
-    expanded = normalize_rows(features + np.einsum("in,ind->id", weights, features[top]))
+    # The app's own expansion, query by query, so that the table scores what RERANK=qe ships.
+    expanded = np.stack([alpha_query_expansion(features[i], features[top[i]], sims[i, top[i]], alpha)
+                         for i in range(len(features))])
     return expanded @ features.T
 
 
