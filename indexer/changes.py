@@ -77,8 +77,7 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             continue
         same = seen.get(sha) or index.path_of_sha(sha)
         if same is not None and same in leaving and same != path:  # a rename: keep its descriptor
-            files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha,
-                           "meta": read_metadata(os.path.join(images_dir, path), gps=gps)}
+            files[path] = _file_info(images_dir, found, sha, gps)
             row = index.row_of_path(same)
             kept = index.colours_of([row])
             moved.append((path, np.concatenate([index.vector(row), kept[0] if kept is not None else np.zeros(DIM)])))
@@ -95,8 +94,7 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
             report.skipped[path] = f"its id equals that of {owner}; rename the file"
             continue
         seen[sha] = path
-        files[path] = {"size": found.size, "mtime_ns": found.mtime_ns, "sha256": sha,
-                           "meta": read_metadata(os.path.join(images_dir, path), gps=gps)}
+        files[path] = _file_info(images_dir, found, sha, gps)
         todo.append((path, os.path.join(images_dir, path)))
     paths = [p for p, _ in moved]
     rows = [np.stack([v for _, v in moved])] if moved else []
@@ -124,6 +122,12 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     return report
 
 
+def _file_info(images_dir: str, entry: FileEntry, sha: str, gps: bool) -> dict:
+    """What the index keeps of an indexed file: size, mtime, content hash and its photo metadata."""
+    return {"size": entry.size, "mtime_ns": entry.mtime_ns, "sha256": sha,
+            "meta": read_metadata(os.path.join(images_dir, entry.path), gps=gps)}
+
+
 def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | None:
     """Fold the current generation's segments and dead rows into one base; returns the new folder, or None
     when there was nothing to fold. Descriptors are copied, never recomputed."""
@@ -137,6 +141,3 @@ def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | N
     compacted = GalleryIndex.single(features, paths, manifest, index.colours_of(order))
     return save_index(index_dir, compacted, extra=lambda folder: build_for_generation(
         dict(backend or {}), folder, paths, features, fresh=set()))
-
-
-

@@ -42,6 +42,15 @@ class Job:
         return {"state": "failed" if self.error else "ready" if self.finished.is_set() else "computing",
                 "done": self.done, "total": self.total, "error": self.error}
 
+    def progress(self, done: int, total: int) -> None:
+        """What the computation reports as it goes."""
+        self.done, self.total = done, total
+
+    def answer(self) -> tuple[dict, Any]:
+        """``(status, result)``, the result None until the job finished without error."""
+        ready = self.finished.is_set() and not self.error
+        return self.status(), self.result if ready else None
+
 
 class Exploration:
     """Thread-safe; one per process, beside the engine."""
@@ -86,20 +95,19 @@ class Exploration:
             raise InvalidInput(f"'threshold' must be between {FLOOR} and 1.")
 
         def work(index: GalleryIndex, backend, job: Job):
-            def progress(done: int, total: int) -> None:
-                job.done, job.total = done, total
-            return neighbour_edges(index.features, index.ids, backend, NEIGHBOURS, FLOOR, progress=progress)
+            return neighbour_edges(index.features, index.ids, backend, NEIGHBOURS, FLOOR, progress=job.progress)
 
         job, index = self._job("edges", work)
-        if not job.finished.is_set() or job.error:
-            return job.status(), None
-        a, b, scores = job.result
+        status, edges = job.answer()
+        if edges is None:
+            return status, None
+        a, b, scores = edges
         groups = []
         for rows in duplicate_groups(len(index), a, b, scores, threshold):
             items = [self.item(index, r) for r in rows]
             items.sort(key=lambda i: (-(i["meta"].get("width", 0) * i["meta"].get("height", 0)), -i["bytes"], i["path"]))
             groups.append(items)
-        return job.status(), groups
+        return status, groups
 
     # --- groups -----------------------------------------------------------------------------------------
 
@@ -112,9 +120,7 @@ class Exploration:
             raise InvalidInput(f"'k' must be from 1 to {MAX_K}.")
 
         def work(index: GalleryIndex, backend, job: Job):
-            def progress(done: int, total: int) -> None:
-                job.done, job.total = done, total
-            centres, labels = minibatch_kmeans(index.features, min(k, len(index)), seed=0, progress=progress)
+            centres, labels = minibatch_kmeans(index.features, min(k, len(index)), seed=0, progress=job.progress)
             order = []
             for c in range(len(centres)):
                 rows = np.flatnonzero(labels == c)
@@ -122,10 +128,7 @@ class Exploration:
                 order.append(rows[np.argsort(-closeness, kind="stable")].tolist())
             return {"k": len(centres), "labels": labels, "order": order}
 
-        job, _ = self._job(f"groups-{k}", work)
-        if not job.finished.is_set() or job.error:
-            return job.status(), None
-        return job.status(), job.result
+        return self._job(f"groups-{k}", work)[0].answer()
 
     # --- map --------------------------------------------------------------------------------------------
 
@@ -135,10 +138,7 @@ class Exploration:
             job.total = 1
             return pca_2d(index.features)
 
-        job, _ = self._job("map", work)
-        if not job.finished.is_set() or job.error:
-            return job.status(), None
-        return job.status(), job.result
+        return self._job("map", work)[0].answer()
 
     def item(self, index: GalleryIndex, row: int) -> dict:
         """A picture as the pages show it: id, path, file size and its metadata."""
