@@ -2,7 +2,8 @@
 
     python benchmarks/build_throughput.py [--images N] [--batch-size 8]
 
-Model-only: the forward pass on already-preprocessed tensors. Build: build_gallery.py's full pipeline
+Model-only: the weights' descriptor (the forward pass up to its block, and its pooling) on already-preprocessed
+tensors, the same work the build does per picture. Build: build_gallery.py's full pipeline
 (hashing, decoding and preprocessing in threads overlapped with inference, writing the index) on real JPEG
 photos. Prints images/s for both and their ratio.
 """
@@ -19,9 +20,11 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dinov2_numpy import load_model, preprocess  # noqa: E402
+from dinov2_numpy import load_model  # noqa: E402
+from dinov2_numpy.descriptor import descriptor_of, prepare  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
+from indexer.embedding import embed_pixels  # noqa: E402
 from indexer.evaluate import distinct_photos  # noqa: E402
 
 
@@ -43,11 +46,12 @@ def main() -> None:
         os.makedirs(gallery)
         make_photos(gallery, args.images)
         names = sorted(os.listdir(gallery))
-        pixels = np.stack([preprocess(os.path.join(gallery, n)) for n in names[: args.batch_size]])
-        model(pixels)
+        descriptor = descriptor_of(model)
+        pixels = np.stack([prepare(os.path.join(gallery, n), descriptor) for n in names[: args.batch_size]])
+        embed_pixels(model, pixels)
         start = time.perf_counter()
         for _ in range(0, args.images, args.batch_size):
-            model(pixels)
+            embed_pixels(model, pixels)
         model_rate = args.images / (time.perf_counter() - start)
         start = time.perf_counter()
         report = build_gallery(gallery, os.path.join(tmp, "index"), weights, batch_size=args.batch_size, progress=False)
