@@ -4,8 +4,9 @@ object's patch tokens? Measured on the near-duplicate benchmark.
     python benchmarks/object_query.py [--originals 12]
 
 Every image of the near-duplicate set is a query, with a click at its centre (where these photos' subjects
-are). The gallery holds the cls embeddings of all other images, as the app's index does. Prints P@1 and mAP
-for both query vectors, and for the whole image as the reference.
+are). The gallery holds the weights' descriptors of all other images, as the app's index does; the pooled
+query averages the object's patch tokens from the descriptor's block. Prints P@1 and mAP for both query
+vectors, and for the whole image as the reference.
 """
 from __future__ import annotations
 
@@ -20,24 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from app.services.segment import MAX_SIDE, segment  # noqa: E402
 from dinov2_numpy import load_model, load_rgb, normalize_rows, preprocess  # noqa: E402
+from dinov2_numpy.descriptor import descriptor_of, run  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.evaluate import (  # noqa: E402
-    average_precision,
     benchmark_originals,
     make_near_duplicate_set,
+    ranking_metrics,
 )
-
-
-def metrics(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    sims = queries @ gallery.T
-    np.fill_diagonal(sims, -np.inf)
-    order = np.argsort(-sims, axis=1)
-    p1, aps = [], []
-    for i in range(len(labels)):
-        relevant = (labels[order[i]] == labels[i])[:-1]
-        p1.append(relevant[0])
-        aps.append(average_precision(relevant))
-    return float(np.mean(p1)), float(np.mean(aps))
 
 
 def main() -> None:
@@ -45,6 +35,7 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=12)
     args = parser.parse_args()
     model = load_model(load_settings()["WEIGHTS"])
+    descriptor = descriptor_of(model)
     with tempfile.TemporaryDirectory() as tmp:
         items = make_near_duplicate_set(benchmark_originals(limit=args.originals), tmp)
         labels = np.array([label for _, label in items])
@@ -55,13 +46,17 @@ def main() -> None:
             found = segment(model, image, image.width / 2, image.height / 2)
             x, y, w, h = found.bbox
             crop.append(model.embed([image.crop((x, y, x + w, y + h))])[0])
-            out = model(preprocess(image, dynamic=True, max_side=MAX_SIDE)[None])
-            pooled.append(out.patch_tokens[0][found.mask.reshape(-1)].mean(0))
+            out = run(model, preprocess(image, dynamic=True, max_side=MAX_SIDE)[None], [descriptor])
+            tokens = out.intermediate[descriptor.block]
+            if descriptor.final_norm:
+                tokens = model.final_norm(tokens)
+            patches = tokens[0, 1 + model.config.num_registers:]
+            pooled.append(patches[found.mask.reshape(-1)].mean(0))
     print(f"{len(items)} queries, a click at the centre of each")
     for name, q in (("whole image (reference)", gallery), ("re-embedded object crop", normalize_rows(np.array(crop))),
                     ("pooled object patch tokens", normalize_rows(np.array(pooled)))):
-        p1, m = metrics(q, gallery, labels)
-        print(f"{name:28s} P@1 {p1:.3f}  mAP {m:.3f}")
+        found = ranking_metrics(q @ gallery.T, labels)
+        print(f"{name:28s} P@1 {found['P@1']:.3f}  mAP {found['mAP']:.3f}")
 
 
 if __name__ == "__main__":
