@@ -24,7 +24,8 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from app.services.engine import RERANK_POOL  # noqa: E402
-from dinov2_numpy import load_model, preprocess  # noqa: E402
+from dinov2_numpy import load_model  # noqa: E402
+from dinov2_numpy.descriptor import descriptor_of, prepare  # noqa: E402
 from indexer.colour import colour_histograms  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
@@ -61,8 +62,9 @@ def colour_set(originals: list[str], folder: str) -> list[tuple[str, str]]:
 
 def describe(model, items: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     features, colours = [], []
+    descriptor = descriptor_of(model)  # prepared as the app prepares them, colours from the same pixels
     for start in range(0, len(items), 16):
-        pixels = np.stack([preprocess(p) for p, _ in items[start:start + 16]])
+        pixels = np.stack([prepare(p, descriptor) for p, _ in items[start:start + 16]])
         features.append(embed_pixels(model, pixels))
         colours.append(colour_histograms(pixels))
     return np.concatenate(features), np.concatenate(colours), np.array([label for _, label in items])
