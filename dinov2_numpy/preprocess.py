@@ -21,6 +21,7 @@ ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 # No resized image may hold more pixels than this, whatever the input's aspect ratio: the reference processor
 # would stretch a 1 x 8000 picture to 256 x 2,048,000 before its centre crop.
 MAX_RESIZED_PIXELS = 4 * 1024 * 1024
+EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(ValueError):
@@ -67,7 +68,8 @@ def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: EXIF orientation applied, transparency composited over white, 16-bit and
     float greyscale scaled to 8 bits, every other mode converted by PIL."""
-    image = ImageOps.exif_transpose(image) or image
+    if image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):  # exif_transpose copies even when upright
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(image, dtype=np.float64)
@@ -80,9 +82,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
         mode = "L"
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha or (mode in ("L", "RGB") and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        # Pasted through its own alpha onto white: the same pixels as compositing RGBA images, at a third of the
+        # memory (no RGBA background and composite of a 50-megapixel picture).
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
     return image if mode == "RGB" else image.convert("RGB")
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from dinov2_numpy import Dinov2, ImageError
+from dinov2_numpy import Dinov2
 from dinov2_numpy.descriptor import (
     Descriptor,
     by_shape,
@@ -16,7 +16,7 @@ from dinov2_numpy.descriptor import (
     prepare,
 )
 
-from . import formats  # noqa: F401  (registers the phone-format plugins, also in cluster workers)
+from .decode import decode
 
 
 def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
@@ -36,6 +36,12 @@ def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
         return None
     return (f"The index was built with the descriptor '{built.label()}' and the weights now describe images with "
             f"'{wanted.label()}'; features cannot be mixed: rebuild it with 'python build_gallery.py --rebuild'.")
+
+
+def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None) -> np.ndarray:
+    """A gallery file (its path or its bytes) decoded through the one boundary and prepared as ``descriptor``
+    says: model input (3, H, W), or ``ImageError``."""
+    return prepare(decode(source, max_pixels).image, descriptor)
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
@@ -60,7 +66,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             if item is None:
                 exhausted = True
                 return
-            pending.append((item, pool.submit(prepare, item[1], descriptor, max_pixels=max_pixels)))
+            pending.append((item, pool.submit(prepare_file, item[1], descriptor, max_pixels)))
 
     try:
         keys: list[str] = []
@@ -73,8 +79,8 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             try:
                 pixels.append(future.result())
                 keys.append(key)
-            except (ImageError, OSError) as e:
-                failures.append((key, str(e)))
+            except Exception as e:  # noqa: BLE001  (one bad file never stops a build: it is skipped, with why)
+                failures.append((key, str(e) or type(e).__name__))
             if len(keys) == batch_size or (not pending and (keys or failures)):
                 features = by_shape(embed, pixels) if keys else np.empty((0, dim), np.float32)
                 yield keys, features, failures

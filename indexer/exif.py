@@ -101,6 +101,6 @@ def read_metadata(path: str, gps: bool = False) -> dict[str, Any]:
         try:
             meta.update(taken_at=dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0).isoformat(),
                         time_source="file")
-        except OSError:
+        except (OSError, ValueError, OverflowError):  # a file time past year 9999 (64-bit file systems)
             pass
     return meta

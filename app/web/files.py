@@ -9,8 +9,9 @@ from flask import Blueprint, abort, current_app, send_from_directory
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from dinov2_numpy import ImageError, load_rgb
+from dinov2_numpy import ImageError
 from indexer.atomic import atomic_write
+from indexer.decode import decode, header_size
 from indexer.formats import STORED_EXTENSIONS
 from indexer.scan import inside
 
@@ -24,14 +25,16 @@ _UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(" + "|".join(sorted(STORED_EXTENSION
 
 
 def _indexed(path: str) -> str:
-    """``path`` if the current index holds it and it still lies inside the gallery folder (a symlink changed
-    to lead elsewhere is not followed), else 404."""
+    """``path`` if the current index holds it and it is still a regular file inside the gallery folder (a
+    symlink changed to lead elsewhere is not followed; a FIFO put in its place would hang the reader), else
+    404."""
     try:
         index = engine().index()
     except NotReady:
         abort(404)
     gallery = current_app.config["GALLERY_DIR"]
-    if index.row_of_path(path) is None or not inside(gallery, os.path.join(gallery, path)):
+    full = os.path.join(gallery, path)
+    if index.row_of_path(path) is None or not inside(gallery, full) or not os.path.isfile(full):
         abort(404)
     return path
 
@@ -54,10 +57,13 @@ def thumbnail(path: str):
     target = os.path.join(folder, name)
     if not os.path.exists(target):
         try:
-            thumb = load_rgb(source)  # upright, 8-bit, transparency over white: as the model sees it
+            width, height, _ = header_size(source)
+            with current_app.extensions["pixel_budget"].hold(width * height):
+                # upright, 8-bit, transparency over white: as the model sees it
+                thumb = decode(source, current_app.config["MAX_IMAGE_PIXELS"]).image
+                thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
         except ImageError:
             abort(404)
-        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
         atomic_write(target, lambda f: thumb.save(f, "JPEG", quality=85), durable=False)
     return send_from_directory(folder, name, max_age=86400)
 
