@@ -38,6 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from .extensions import csrf, db, limiter, login_manager, migrate
     from .services.engine import Engine
     from .services.exploration import Exploration
+    from .services.pixel_budget import PixelBudget
 
     cfg = load_config(overrides)
     app = Flask(__name__, instance_path=cfg["INSTANCE_DIR"])
@@ -54,6 +55,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     app.extensions["engine"] = Engine(app.config)
     app.extensions["exploration"] = Exploration(app.extensions["engine"])
+    app.extensions["pixel_budget"] = PixelBudget(max(app.config["PIXEL_BUDGET"], app.config["MAX_IMAGE_PIXELS"]))
 
     from . import commands, errors
     from .api import bp as api_bp

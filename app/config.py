@@ -21,6 +21,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     cfg.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or None)  # None: a random key kept in INSTANCE_DIR
     cfg.setdefault("MAX_CONTENT_LENGTH", env_int("MAX_UPLOAD_BYTES", 16 * 1024 * 1024))
+    # Decoded pixels in flight across the process (app.services.pixel_budget): room for two of the largest
+    # pictures at once, about 1 GB of pixel memory; requests beyond it wait a moment, then get a 503.
+    cfg.setdefault("PIXEL_BUDGET", env_int("PIXEL_BUDGET", 2 * cfg["MAX_IMAGE_PIXELS"]))
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tokens live as long as the session
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)

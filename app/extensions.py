@@ -48,4 +48,5 @@ def limits() -> Limits:
     """What one query may cost, from this app's settings."""
     cfg = current_app.config
     return Limits(max_pixels=cfg["MAX_IMAGE_PIXELS"], max_bytes=cfg["MAX_CONTENT_LENGTH"],
-                  fetch_seconds=cfg["URL_FETCH_TIMEOUT"], fetch_allow=tuple(cfg["URL_FETCH_ALLOW"]))
+                  fetch_seconds=cfg["URL_FETCH_TIMEOUT"], fetch_allow=tuple(cfg["URL_FETCH_ALLOW"]),
+                  budget=current_app.extensions["pixel_budget"])

@@ -1,29 +1,45 @@
 """Turning bytes from a stranger into a picture the model may see, or a clear refusal."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from PIL import Image
 
 from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage
-from dinov2_numpy.preprocess import open_image, to_rgb
+from indexer.decode import decode as decode_picture
+from indexer.decode import header_size
 from indexer.formats import HUMAN_LIST, extension_of
 
 from .errors import InvalidInput, Unprocessable, UnsupportedMedia
+from .pixel_budget import PixelBudget
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
-    """Validated upright RGB image and the extension its format is stored under."""
+@contextlib.contextmanager
+def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> Iterator[tuple[Image.Image, str]]:
+    """The validated upright RGB image of ``data`` and the extension its format is stored under, its pixels
+    reserved in ``budget`` for the body of the ``with`` (the request's whole use of the picture)."""
     try:
-        image = open_image(data, max_pixels=max_pixels)
+        width, height, pil_format = header_size(data)
+        ext = extension_of(pil_format)
+        if ext is None:
+            raise UnsupportedMedia(f"{pil_format} images are not accepted; use {HUMAN_LIST}.")
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"{width}x{height}")
+        with budget.hold(width * height) if budget is not None else contextlib.nullcontext():
+            yield decode_picture(data, max_pixels=max_pixels).image, ext
     except NotAnImage:
         raise UnsupportedMedia(f"The file is not a readable image (accepted: {HUMAN_LIST}).") from None
     except ImageTooLarge:
         raise Unprocessable(f"The image has more than {max_pixels:,} pixels.", "image_too_large") from None
     except ImageError as e:
         raise Unprocessable(f"The image could not be decoded: {e}", "undecodable_image") from None
-    ext = extension_of(image.format)
-    if ext is None:
-        raise UnsupportedMedia(f"{image.format} images are not accepted; use {HUMAN_LIST}.")
-    return to_rgb(image), ext
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """Validated upright RGB image and the extension its format is stored under (no pixel budget)."""
+    with decoded(data, max_pixels) as found:
+        return found
 
 
 def crop_region(image: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:

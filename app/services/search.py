@@ -3,9 +3,11 @@ timings. Plain Python: the caller supplies the engine and the limits, and shows 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from PIL import Image
 
@@ -13,9 +15,11 @@ from indexer.fetch import fetch_image
 
 from .engine import Engine
 from .errors import InvalidInput
-from .images import decode, is_blank
+from .images import decoded, is_blank
+from .pixel_budget import PixelBudget
 
 DEFAULT_THRESHOLD = 0.5  # relative to the best score, as the page's slider starts
+SKETCH_MAX_PIXELS = 4_000_000  # the page's canvas is 560 x 420; no drawing needs the photo limit
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Limits:
     max_bytes: int
     fetch_seconds: float = 10.0
     fetch_allow: tuple[str, ...] = ()
+    budget: PixelBudget | None = None  # decoded pixels in flight across the process
 
 
 @dataclass
@@ -48,8 +53,10 @@ class Decoded:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def load_picture(query: Query, limits: Limits) -> Decoded:
-    """Fetch (for a URL) and decode the query's picture into ``query.data``'s validated RGB image."""
+@contextlib.contextmanager
+def load_picture(query: Query, limits: Limits) -> Iterator[Decoded]:
+    """Fetch (for a URL) and decode the query's picture into ``query.data``'s validated RGB image, its pixels
+    held in the process's pixel budget for the body of the ``with``."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if query.mode == "url":
@@ -57,11 +64,12 @@ def load_picture(query: Query, limits: Limits) -> Decoded:
                                  guard=True, allow_networks=limits.fetch_allow).data
         timings["fetch"] = (time.perf_counter() - start) * 1e3
     t = time.perf_counter()
-    image, ext = decode(query.data, limits.max_pixels)
-    if query.mode == "sketch" and is_blank(image):
-        raise InvalidInput("The drawing is empty: draw something, then search.", "empty_drawing")
-    timings["decode"] = (time.perf_counter() - t) * 1e3
-    return Decoded(image, ext, timings)
+    max_pixels = min(limits.max_pixels, SKETCH_MAX_PIXELS) if query.mode == "sketch" else limits.max_pixels
+    with decoded(query.data, max_pixels, limits.budget) as (image, ext):
+        if query.mode == "sketch" and is_blank(image):
+            raise InvalidInput("The drawing is empty: draw something, then search.", "empty_drawing")
+        timings["decode"] = (time.perf_counter() - t) * 1e3
+        yield Decoded(image, ext, timings)
 
 
 def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
@@ -79,15 +87,15 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
         vector, colour = engine.vector_of(query.gallery_id)
         timings = {"lookup": (time.perf_counter() - start) * 1e3}
     else:
-        picture = load_picture(query, limits)
-        embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
-        image_size, extension = list(picture.image.size), picture.extension
+        with load_picture(query, limits) as picture:
+            embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
+            image_size, extension = list(picture.image.size), picture.extension
+            if query.mode == "url":  # the page shows this instead of loading the address itself
+                preview = preview_data_url(picture.image)
         vector, colour, batch_size = embedded.vector, embedded.colour, embedded.batch_size
         timings = {**picture.timings_ms, **embedded.timings_ms}
         if embedded.segment is not None:
             segment_json = embedded.segment.json()
-        if query.mode == "url":  # the page shows this instead of loading the address itself
-            preview = preview_data_url(picture.image)
     t = time.perf_counter()
     hits = engine.search(vector, top_k, allowed, colour, colour_weight)
     timings["search"] = (time.perf_counter() - t) * 1e3
@@ -113,8 +121,8 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
 def run_segment(engine: Engine, query: Query, limits: Limits) -> dict:
     """The object under ``query.point`` (mask and box), without searching."""
     start = time.perf_counter()
-    picture = load_picture(query, limits)
-    found = engine.segment(picture.image, query.point)
+    with load_picture(query, limits) as picture:
+        found = engine.segment(picture.image, query.point)
     return dict(found.json(), image_size=list(picture.image.size),
                 elapsed_ms=round((time.perf_counter() - start) * 1e3, 1))
 

@@ -1,0 +1,84 @@
+"""A process-wide budget on decoded pixels in flight, so that memory stays bounded across requests.
+
+One request may decode a picture of up to ``MAX_IMAGE_PIXELS``, but a few dozen such requests at once would
+hold tens of gigabytes: the queue's admission bounds searches, not their size. Each request therefore
+reserves its picture's pixel count (read from the header, before decoding) and gives it back when it is done;
+beyond the budget a request waits briefly, then gets ``Overloaded`` (503 with Retry-After).
+
+After a burst, glibc keeps freed memory in its heaps and arenas, so the worker's RSS would stay at its peak;
+when the last large reservation ends, ``malloc_trim`` hands it back to the system.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import threading
+import time
+from typing import Iterator
+
+from .inference_queue import Overloaded
+
+TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large makes the release trim the heap once idle
+
+
+class PixelBudget:
+    """Thread-safe; ``limit`` pixels may be decoded at once, a request waits at most ``wait_s`` for room."""
+
+    def __init__(self, limit: int, wait_s: float = 5.0) -> None:
+        self.limit, self.wait_s = limit, wait_s
+        self.in_flight = 0
+        self.peak = 0
+        self.refused = 0
+        self._large_since_trim = False
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        """Reserve ``pixels`` for the body of the ``with``; Overloaded if there is no room within ``wait_s``."""
+        pixels = max(0, min(int(pixels), self.limit))  # one picture never needs more than the whole budget
+        deadline = time.monotonic() + self.wait_s
+        with self._cond:
+            while self.in_flight + pixels > self.limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.refused += 1
+                    raise Overloaded(f"The server is decoding {self.in_flight:,} pixels of other pictures; "
+                                     "try again shortly.", retry_after=2)
+                self._cond.wait(left)
+            self.in_flight += pixels
+            self.peak = max(self.peak, self.in_flight)
+            self._large_since_trim |= pixels >= TRIM_AFTER_PIXELS
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_flight -= pixels
+                trim = self.in_flight == 0 and self._large_since_trim
+                if trim:
+                    self._large_since_trim = False
+                self._cond.notify_all()
+            if trim:
+                release_free_memory()
+
+    def stats(self) -> dict:
+        """Counters for the health check."""
+        with self._cond:
+            return {"limit": self.limit, "in_flight": self.in_flight, "peak": self.peak, "refused": self.refused}
+
+
+@functools.cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc's ``malloc_trim``; nothing elsewhere)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
