@@ -1,5 +1,6 @@
 """GET /api/duplicates, /api/groups, /api/groups/<n> and /api/map: the whole gallery at once. Each is computed
-once per index generation in the background; until it is ready the answer is 202 with the progress."""
+once per index generation in the background; until it is ready the answer is 202 with the progress. Throttled
+like searches: each new question starts work over the whole gallery."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,11 @@ import math
 import numpy as np
 from flask import jsonify, request
 
-from ..extensions import exploration
+from ..extensions import exploration, throttle
 from ..services.errors import NotFound
-from ..services.exploration import FLOOR
+from ..services.exploration import FLOOR, MAX_K, MIN_K
 from . import bp
+from .search import client_key
 from .fields import fraction, int_arg
 from .links import with_links
 
@@ -29,6 +31,7 @@ def _page(items: list, per_page_default: int):
 
 
 @bp.get("/duplicates")
+@throttle("SEARCH_LIMIT", key_func=client_key)
 def duplicates():
     """Groups of near-identical pictures at ``threshold`` (0.8 to 1, default 0.95), best-quality first."""
     threshold = fraction(request.args.get("threshold"), "threshold", 0.95)
@@ -43,17 +46,17 @@ def duplicates():
 
 def _k():
     value = request.args.get("k")
-    return None if value in (None, "") else int_arg(value, "k", 0, 1, 200)
+    return None if value in (None, "") else int_arg(value, "k", 0, MIN_K, MAX_K)
 
 
 @bp.get("/groups")
+@throttle("SEARCH_LIMIT", key_func=client_key)
 def groups():
     """The gallery in ``k`` groups (default: chosen from its size), each with the pictures nearest its centre."""
     explore = exploration()
-    status, found = explore.clusters(_k())
+    status, found, index = explore.clusters(_k())
     if found is None:
         return _computing(status)
-    index = explore.engine.index()
     cards = [{"n": n, "size": len(rows), "preview": [with_links(explore.item(index, r)) for r in rows[:8]]}
              for n, rows in enumerate(found["order"]) if rows]
     cards.sort(key=lambda c: -c["size"])
@@ -61,29 +64,31 @@ def groups():
 
 
 @bp.get("/groups/<int:n>")
+@throttle("SEARCH_LIMIT", key_func=client_key)
 def group(n: int):
     """The pictures of group ``n``, nearest its centre first."""
     explore = exploration()
-    status, found = explore.clusters(_k())
+    status, found, index = explore.clusters(_k())
     if found is None:
         return _computing(status)
     if n >= len(found["order"]):
         raise NotFound(f"There are {len(found['order'])} groups; group {n} does not exist.")
-    index = explore.engine.index()
     chunk, paging = _page(found["order"][n], 48)
     return jsonify({**status, **paging, "n": n, "k": found["k"],
                     "items": [with_links(explore.item(index, r)) for r in chunk]})
 
 
 @bp.get("/map")
+@throttle("SEARCH_LIMIT", key_func=client_key)
 def gallery_map():
     """Every picture's place in 2-D (at most 20,000: a fixed sample beyond), with its group when known."""
     explore = exploration()
-    status, points = explore.map()
-    clusters_status, found = explore.clusters(None)
+    status, points, index = explore.map()
+    clusters_status, found, grouped = explore.clusters(None)
     if points is None:
         return _computing(status)
-    index = explore.engine.index()
+    if grouped.location != index.location:  # the index changed between the two answers
+        clusters_status, found = {"state": "computing"}, None
     rows = np.arange(len(index))
     if len(rows) > MAP_POINTS:
         rows = np.sort(np.random.default_rng(0).choice(len(rows), MAP_POINTS, replace=False))

@@ -21,13 +21,13 @@ from .fields import (
 from .links import with_links
 
 
-def _client_key() -> str:
+def client_key() -> str:
     """Searches are throttled per account when signed in, else per address."""
     return f"user:{current_user.id}" if current_user.is_authenticated else f"addr:{request.remote_addr}"
 
 
 @bp.post("/search")
-@throttle("SEARCH_LIMIT", key_func=_client_key)
+@throttle("SEARCH_LIMIT", key_func=client_key)
 def search():
     """Search with an uploaded, pasted, drawn, fetched or gallery picture; signed-in users' searches go to
     their history."""

