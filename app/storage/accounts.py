@@ -1,6 +1,7 @@
-"""Accounts and sign-ins: creating an account (the first becomes the administrator, race-free; later ones as
-the sign-up policy allows), checking a password in the same time whether or not the account exists, one
-revocable token per sign-in, invitations, and what administrators and users change about accounts."""
+"""Accounts and sign-ins: creating an account (the first ever becomes the administrator, race-free, and that
+claim is never freed again; later ones as the sign-up policy allows), checking a password in the same time
+whether or not the account exists, one revocable token per sign-in, invitations, and what administrators and
+users change about accounts."""
 from __future__ import annotations
 
 import os
@@ -124,8 +125,7 @@ def delete_account(user_id: int, upload_dir: str) -> None:
     _refuse_losing_last_admin(user)
     names = db.session.scalars(select(Search.query_file).where(Search.user_id == user.id,
                                                                Search.query_file.is_not(None))).all()
-    db.session.execute(delete(FirstAccount).where(FirstAccount.user_id == user.id))
-    db.session.delete(user)
+    db.session.delete(user)  # the first-account claim stays: deleting accounts never frees it for a sign-up
     db.session.commit()
     for name in names:
         try:
@@ -139,7 +139,7 @@ def update_account(user_id: int, *, is_admin: bool | None = None, disabled: bool
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound(f"No account {user_id}.")
-    if (is_admin is False or disabled) and user.is_admin:
+    if is_admin is False or disabled:
         _refuse_losing_last_admin(user)
     if is_admin is not None:
         user.is_admin = is_admin
@@ -152,11 +152,17 @@ def update_account(user_id: int, *, is_admin: bool | None = None, disabled: bool
 
 
 def _refuse_losing_last_admin(user: User) -> None:
-    if user.is_admin and not user.disabled:
-        others = db.session.scalar(select(func.count(User.id)).where(User.is_admin.is_(True), User.disabled.is_(False),
-                                                                      User.id != user.id))
-        if not others:
-            raise InvalidInput("This is the last administrator; promote another account first.", "last_admin")
+    """InvalidInput if ``user`` is the last active administrator. The check and the caller's change happen in
+    one transaction that holds the administrators' rows (and, on SQLite, the database's write lock), so that
+    two administrators demoting each other at the same moment cannot both succeed: the second sees the
+    first's change."""
+    db.session.commit()  # a fresh transaction: its first statement takes the lock, its reads come after it
+    db.session.execute(update(FirstAccount).where(FirstAccount.id == 1).values(id=FirstAccount.id))
+    admins = db.session.scalars(select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+                                .order_by(User.id).with_for_update()).all()
+    if user.id in admins and len(admins) == 1:
+        db.session.rollback()
+        raise InvalidInput("This is the last administrator; promote another account first.", "last_admin")
 
 
 def list_accounts() -> list[dict]:

@@ -59,10 +59,11 @@ class LoginSession(db.Model):
 
 class FirstAccount(db.Model):
     """At most one row, claimed by the first account to sign up: whoever inserts it is the administrator, so
-    simultaneous first sign-ups cannot make two."""
+    simultaneous first sign-ups cannot make two. The row outlives that account (no foreign key): were it
+    freed, the next sign-up would become an administrator. Changes to administrators lock it."""
     __tablename__ = "first_account"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Search(db.Model):

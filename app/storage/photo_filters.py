@@ -4,7 +4,7 @@ that match; the search then ranks among those only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
 from sqlalchemy import func, select
 
@@ -36,7 +36,9 @@ def allowed_ids(f: PhotoFilter) -> set[int]:
     if f.taken_after is not None:
         query = query.where(GalleryImage.taken_at >= datetime.combine(f.taken_after, time.min))
     if f.taken_before is not None:
-        query = query.where(GalleryImage.taken_at < datetime.combine(f.taken_before + timedelta(days=1), time.min))
+        # the whole day, to its last second (capture times are whole seconds); the day after 9999-12-31 does
+        # not exist, so no "before the next day"
+        query = query.where(GalleryImage.taken_at <= datetime.combine(f.taken_before, time(23, 59, 59)))
     if f.camera is not None:
         query = query.where(func.lower(GalleryImage.camera) == f.camera.lower())
     if f.orientation is not None:
