@@ -6,6 +6,9 @@ changes through the same locked, segment-appending path as uploads (``gallery_ch
   changes, not 500.
 - A file still being written (created or modified, not yet closed) waits for its close, or for ``stale``
   seconds without any event (a writer that died); its size and time must also hold still over ``settle``.
+  Files in a folder that appeared within ``stale`` seconds (a copied folder) are complete once their size
+  and time hold still: inotify watches a new folder only after it exists, so the "closed" events of files
+  copied into it early are lost, while later "created" events still arrive.
 - A full scan at start and every ``scan_every`` seconds (and on request) catches what inotify misses: network
   shares, changes made while the app was down.
 - Files that cannot be indexed are recorded once with the reason (``GalleryIndex.skipped``) and not retried
@@ -67,6 +70,7 @@ class GalleryWatcher:
         self._next_scan = 0.0
         self._last_status = 0.0
         self._refused = ""  # the last reason the index refused changes, logged once
+        self._new_folders: dict[str, float] = {}  # folders created lately -> when (monotonic)
 
     # --- events (watchdog's thread) ---------------------------------------------------------------------
 
@@ -97,6 +101,7 @@ class GalleryWatcher:
             if kind == "deleted" or kind == "moved":
                 self._forget_below(rels[0])
             if kind in ("created", "moved") and rels[-1] is not None:
+                self._new_folders[rels[-1]] = time.monotonic()
                 self._walk(os.path.join(self.gallery, rels[-1]))
             return
         if kind == "moved":
@@ -108,7 +113,17 @@ class GalleryWatcher:
         rel = rels[0]
         if rel is None or not is_candidate(rel) or kind in ("opened", "closed_no_write"):
             return
-        self.note(rel, kind in ("created", "modified"))
+        self.note(rel, kind in ("created", "modified") and not self._in_new_folder(rel))
+
+    def _in_new_folder(self, rel: str) -> bool:
+        """Whether ``rel`` lies below a folder created less than ``stale`` seconds ago."""
+        now = time.monotonic()
+        for folder, since in list(self._new_folders.items()):
+            if now - since >= self.stale:
+                self._new_folders.pop(folder, None)
+            elif rel.startswith(folder + "/"):
+                return True
+        return False
 
     def _walk(self, folder: str) -> None:
         for root, dirs, files in os.walk(folder):

@@ -5,6 +5,10 @@ Private mode: everything needs a signed-in account except the sign-in and sign-u
 Content-Security-Policy (scripts, styles and everything else only from this server; no inline code), no
 framing, no MIME sniffing and a same-origin referrer; cookies are marked Secure when the request came over
 HTTPS (directly, or through a trusted proxy that says so).
+
+Caching: JSON answers and users' own query pictures are never stored by a browser or a proxy (``no-store``);
+in private mode gallery pictures and thumbnails may be kept by the browser only (``private``), never by a
+shared cache.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
            "Referrer-Policy": "same-origin"}
+GALLERY_FILES = frozenset({"files.gallery_file", "files.thumbnail"})
 
 
 def is_private() -> bool:
@@ -37,6 +42,11 @@ def _require_sign_in():
 def _harden(response):
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.path.startswith("/api/") or request.endpoint == "files.upload_file":
+        response.headers["Cache-Control"] = "no-store"
+    elif request.endpoint in GALLERY_FILES and is_private():
+        response.cache_control.public = False
+        response.cache_control.private = True
     return response
 
 
