@@ -17,10 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.services.errors import ServiceError
+from app.services.errors import Unprocessable, UnsupportedMedia
 from app.services.images import decode
 from dinov2_numpy import preprocess
+from indexer import formats
 from tests.helpers import csrf_headers
+from tests.images import skimage_photo
 
 # The deadline bounds each example's time (hundreds of times what a request normally takes): a hang fails.
 settings.register_profile("default", max_examples=30, deadline=20_000, derandomize=True,
@@ -112,16 +114,88 @@ def encoded_images(draw):
     return data if cut is None else data[:cut]
 
 
-@given(data=st.one_of(encoded_images(), st.binary(max_size=500)))
-def test_decoder_gives_a_model_input_or_a_clear_refusal_in_bounded_memory(data):
+def decoded_within_bounds(data: bytes) -> bool:
+    """Decode ``data`` as an upload is decoded: True for a picture the model can take, False for one of the
+    product's own refusals (415 or 422); either way within a bounded amount of memory. Any other exception
+    (a decoder's own error escaping) fails the test."""
     tracemalloc.start()
     try:
         image, _ = decode(data, max_pixels=50_000_000)
         pixels = preprocess(image)
-    except ServiceError:
-        return
+    except (UnsupportedMedia, Unprocessable):
+        return False
     finally:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
+        assert peak < 64 * 2**20, peak  # Python and NumPy allocations for one picture, whatever its shape
     assert pixels.shape == (3, 224, 224) and np.isfinite(pixels).all()
-    assert peak < 64 * 2**20, peak  # Python and NumPy allocations for one picture, whatever its shape
+    return True
+
+
+@given(data=st.one_of(encoded_images(), st.binary(max_size=500)))
+def test_decoder_gives_a_model_input_or_a_clear_refusal_in_bounded_memory(data):
+    decoded_within_bounds(data)
+
+
+def _real_files() -> dict[str, bytes]:
+    """A real photo (a crop of scikit-image's cat, small so that each example decodes fast), encoded in every
+    format the product accepts, animated GIF and multi-page TIFF included."""
+    photo = Image.open(skimage_photo("chelsea.png")).convert("RGB").crop((100, 40, 196, 112))
+    out = {}
+    for pil_format in ("JPEG", "PNG", "TIFF", "WEBP", "GIF", "BMP", "HEIF", "AVIF"):
+        buf = io.BytesIO()
+        extra = {"save_all": True, "append_images": [photo.rotate(90)]} if pil_format in ("GIF", "TIFF") else {}
+        photo.save(buf, pil_format, **extra)
+        out[pil_format] = buf.getvalue()
+    return out
+
+
+REAL_FILES = _real_files()
+
+
+def test_intact_files_of_every_accepted_format_are_accepted():
+    assert {f for f in formats.FORMATS if f != "MPO"} == set(REAL_FILES)
+    for pil_format, data in REAL_FILES.items():
+        image, ext = decode(data, max_pixels=50_000_000)
+        assert image.size == (96, 72) and ext == formats.FORMATS[pil_format][0], pil_format
+        assert decoded_within_bounds(data), pil_format
+
+
+@st.composite
+def mutated_files(draw):
+    """A real file of an accepted format with a few bytes flipped, inserted, overwritten or cut off: what a
+    damaged card, a broken download or a fuzzer sends."""
+    data = bytearray(REAL_FILES[draw(st.sampled_from(sorted(REAL_FILES)))])
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        kind = draw(st.sampled_from(["flip", "insert", "overwrite", "truncate"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "overwrite":
+            chunk = draw(st.binary(min_size=1, max_size=8))
+            data[at:at + len(chunk)] = chunk
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+@given(data=mutated_files())
+def test_mutated_real_files_of_every_format_are_decoded_or_refused(data):
+    decoded_within_bounds(data)
+
+
+def test_searching_with_mutated_files_never_answers_500(client):
+    import random
+    rng = random.Random(0)
+    for pil_format, data in sorted(REAL_FILES.items()):
+        for cut in (8, 21, len(data) // 2, len(data) - 1):
+            r = client.post("/api/search", data={"image": (io.BytesIO(data[:cut]), "q.bin")},
+                            headers=csrf_headers(client), content_type="multipart/form-data")
+            check_contract(r)
+        flipped = bytearray(data)
+        for _ in range(8):
+            flipped[rng.randrange(len(flipped))] ^= 0xFF
+        check_contract(client.post("/api/search", data={"image": (io.BytesIO(bytes(flipped)), "q.bin")},
+                                   headers=csrf_headers(client), content_type="multipart/form-data"))
