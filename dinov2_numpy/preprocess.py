@@ -11,10 +11,11 @@ import os
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+ORIENTATION = ExifTags.Base.Orientation
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
@@ -66,7 +67,10 @@ def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: EXIF orientation applied, transparency composited over white, 16-bit and
-    float greyscale scaled to 8 bits, every other mode converted by PIL."""
+    float greyscale scaled to 8 bits, every other mode converted by PIL. A picture that is already all that (one
+    this returned) comes back as it is, not copied: the app converts a query once and preprocesses it later."""
+    if image.mode == "RGB" and "transparency" not in image.info and image.getexif().get(ORIENTATION, 1) == 1:
+        return image
     image = ImageOps.exif_transpose(image) or image
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
