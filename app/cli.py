@@ -88,14 +88,19 @@ def write_grid(results: list[dict], gallery_dir: str, out: str, cell: int = 160)
     sheet.save(out)
 
 
+def _model(cfg):
+    """The model, through the engine (NotReady when the weights are missing or unreadable)."""
+    from .services.engine import Engine
+    return Engine(cfg).model
+
+
 def cmd_evaluate(args, cfg) -> int:
-    from dinov2_numpy import load_model
     from indexer.evaluate import labelled_images, retrieval_metrics
     items = labelled_images(args.source)
     if len(items) < 2:
         print("error: need at least two labelled images", file=sys.stderr)
         return 2
-    model = load_model(cfg["WEIGHTS"])
+    model = _model(cfg)
     features = model.embed([p for p, _ in items], batch_size=cfg["BATCH_SIZE"])
     print_metrics(retrieval_metrics(features, [label for _, label in items]), model.name, len(items))
     return 0
@@ -107,7 +112,6 @@ def print_metrics(metrics: dict, model_name: str, images: int) -> None:
 
 
 def cmd_near_dup(args, cfg) -> int:
-    from dinov2_numpy import load_model
     from indexer.evaluate import (
         benchmark_originals,
         make_near_duplicate_set,
@@ -115,35 +119,22 @@ def cmd_near_dup(args, cfg) -> int:
     )
     out = args.out or os.path.join(tempfile.gettempdir(), "search-by-image-near-dup")
     items = make_near_duplicate_set(benchmark_originals(args.originals), out)
-    model = load_model(cfg["WEIGHTS"])
+    model = _model(cfg)
     features = model.embed([p for p, _ in items], batch_size=cfg["BATCH_SIZE"])
     print_metrics(retrieval_metrics(features, [label for _, label in items]), model.name, len(items))
     return 0
 
 
 def cmd_tune_descriptor(args, cfg) -> int:
-    from dinov2_numpy import load_model
     from dinov2_numpy.descriptor import descriptor_of
     from indexer import descriptor_tuning as tuning
-    from indexer.evaluate import (
-        benchmark_originals,
-        labelled_images,
-        make_near_duplicate_set,
-        make_scene_set,
-    )
     weights = args.weights or cfg["WEIGHTS"]
-    tmp = tempfile.gettempdir()
-    sets = {"near-dup": make_near_duplicate_set(benchmark_originals(args.originals),
-                                                os.path.join(tmp, "search-by-image-near-dup"))}
-    if not args.no_scenes:
-        sets["scenes"] = make_scene_set(os.path.join(tmp, "search-by-image-scenes"))
-    for source in args.sources:
-        sets[os.path.splitext(os.path.basename(os.path.normpath(source)))[0]] = labelled_images(source)
+    sets = _tuning_sets(args)
     for name, items in sets.items():
         if len({label for _, label in items}) == len(items):
             print(f"error: the set '{name}' has no label shared by two images, so nothing to evaluate", file=sys.stderr)
             return 2
-    model = load_model(weights)
+    model = _model({**cfg, "WEIGHTS": weights})
     reference, current = tuning.reference_descriptor(model), descriptor_of(model)
     candidates = tuning.candidates(model)
     print(f"model {model.name}: {len(candidates)} candidate descriptors on "
@@ -153,6 +144,40 @@ def cmd_tune_descriptor(args, cfg) -> int:
     with tqdm(total=embeddings, unit="img", desc="embedding", file=sys.stderr) as bar:
         table, features = tuning.evaluate_candidates(model, sets, candidates, progress=bar.update)
     best = tuning.choose(table, reference, list(sets), model)
+    _print_tuning(table, features, sets, model, reference, current, best)
+    if args.write:
+        if best == current:
+            print(f"{weights} already uses it; nothing written")
+        else:
+            backup = tuning.write_descriptor(weights, best)
+            print(f"wrote it to {weights} (the previous file is kept as {backup}); rebuild the index with "
+                  "'python build_gallery.py --rebuild'")
+    return 0
+
+
+def _tuning_sets(args) -> dict[str, list]:
+    """The evaluation sets of ``tune-descriptor``: near-duplicates, the scene set unless left out, and the
+    labelled sets named on the command line."""
+    from indexer.evaluate import (
+        benchmark_originals,
+        labelled_images,
+        make_near_duplicate_set,
+        make_scene_set,
+    )
+    tmp = tempfile.gettempdir()
+    sets = {"near-dup": make_near_duplicate_set(benchmark_originals(args.originals),
+                                                os.path.join(tmp, "search-by-image-near-dup"))}
+    if not args.no_scenes:
+        sets["scenes"] = make_scene_set(os.path.join(tmp, "search-by-image-scenes"))
+    for source in args.sources:
+        sets[os.path.splitext(os.path.basename(os.path.normpath(source)))[0]] = labelled_images(source)
+    return sets
+
+
+def _print_tuning(table, features, sets, model, reference, current, best) -> None:
+    """The candidates' table (reference, current and best marked), the re-ranking table for a centre-crop
+    winner, the embedding times and the choice."""
+    from indexer import descriptor_tuning as tuning
     marks: dict = {}
     for d, mark in ((reference, "reference"), (current, "current"), (best, "best")):
         marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
@@ -166,14 +191,6 @@ def cmd_tune_descriptor(args, cfg) -> int:
     ms = tuning.embedding_ms(model, [reference, best])
     print(f"embedding time, batch 8: reference {ms[0]:.1f} ms/img, best {ms[1]:.1f} ms/img (same run)")
     print(f"best: {best.label()}")
-    if args.write:
-        if best == current:
-            print(f"{weights} already uses it; nothing written")
-        else:
-            backup = tuning.write_descriptor(weights, best)
-            print(f"wrote it to {weights} (the previous file is kept as {backup}); rebuild the index with "
-                  "'python build_gallery.py --rebuild'")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,9 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("WATCH_GALLERY", os.environ.get("WATCH_GALLERY", "0") not in ("0", "false", "no", ""))
     cfg.setdefault("WATCH_SCAN_SECONDS", float(os.environ.get("WATCH_SCAN_SECONDS", 3600)))
     cfg.setdefault("WATCH_SETTLE_SECONDS", float(os.environ.get("WATCH_SETTLE_SECONDS", 1)))
+    # Fault injection for the crash-consistency tests (tests/test_admin.py), set only by them: the point of a
+    # gallery change (app.services.gallery_changes) where the process dies as kill -9 would.
+    cfg.setdefault("CRASH_AT", None)
     # Re-ranking after the first search: "none", or "qe" (α-query expansion with the 3 nearest, which raised
     # mAP on both evaluation sets without costing P@1; see the README). Scores then measure the expanded query.
     cfg.setdefault("RERANK", os.environ.get("RERANK", "none").lower())

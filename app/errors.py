@@ -20,14 +20,13 @@ from .services.errors import (
     InvalidInput,
     NotFound,
     NotReady,
+    Overloaded,
     ServiceError,
-    TooLarge,
     Unprocessable,
     UnsupportedMedia,
 )
-from .services.inference_queue import Overloaded
 
-STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, TooLarge: 413, UnsupportedMedia: 415, Unprocessable: 422,
+STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, UnsupportedMedia: 415, Unprocessable: 422,
           NotReady: 503}
 # A fetched URL's failure: (status, code).
 FETCH_STATUS = {FetchBadURL: (400, "invalid_field"), FetchRefused: (400, "url_not_allowed"),

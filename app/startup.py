@@ -3,6 +3,7 @@ index that disagree, and bring the gallery table in step with the index. ``wsgi.
 kept out of ``create_app`` so that tests, migrations and tools get an app without side effects."""
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterable
 
@@ -31,20 +32,21 @@ def sync_gallery_table(app: Flask, changed: Iterable[str] | None = None) -> None
             db.session.rollback()
 
 
+def after_change(app: Flask, paths: list[str]) -> None:
+    """What follows every gallery change (an upload, a delete, the folder watcher's): the table rows of the
+    changed paths, and a compaction when enough changes piled up."""
+    sync_gallery_table(app, paths)
+    compact_if_due(app.extensions["engine"])
+
+
 def start_watching(app: Flask) -> WatchSupervisor:
     """The folder watcher's supervisor for this worker (one of them watches; see ``app.services.watcher``)."""
-    from .extensions import engine
     cfg = app.config
-
-    def after_change(paths: list[str]) -> None:
-        sync_gallery_table(app, paths)
-        compact_if_due(cfg)
+    engine = app.extensions["engine"]
 
     def make() -> GalleryWatcher:
-        with app.app_context():
-            embed = engine().embed_background
-        return GalleryWatcher(cfg, embed, after_change, settle=cfg["WATCH_SETTLE_SECONDS"],
-                              scan_every=cfg["WATCH_SCAN_SECONDS"])
+        return GalleryWatcher(engine, engine.embed_background, functools.partial(after_change, app),
+                              settle=cfg["WATCH_SETTLE_SECONDS"], scan_every=cfg["WATCH_SCAN_SECONDS"])
 
     supervisor = WatchSupervisor(make, cfg["INDEX_DIR"]).start()
     app.extensions["gallery_watch"] = supervisor
@@ -55,13 +57,14 @@ def prepare(app: Flask) -> None:
     """Recover, report drift and sync the gallery table, then start following the gallery folder when
     ``WATCH_GALLERY`` is on; problems are logged, never fatal."""
     cfg = app.config
+    engine = app.extensions["engine"]
     try:
         if not os.path.exists(cfg["WEIGHTS"]):
             raise BuildError("no model weights yet")
-        done = recover(cfg)
+        done = recover(engine)
         if done:
             app.logger.warning("start-up: %s", done)
-        found = drift(cfg)
+        found = drift(engine)
         if found["unindexed"] or found["missing"]:
             app.logger.warning("start-up: %d image file(s) not indexed, %d indexed file(s) missing; "
                                "run 'python build_gallery.py'", len(found["unindexed"]), len(found["missing"]))

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vector_index import query_stats, real_embeddings, synthesize  # noqa: E402
 
+from app.services.engine import Engine  # noqa: E402
 from app.services.gallery_changes import add_images, delete_images  # noqa: E402
 from dinov2_numpy import load_model  # noqa: E402
 from indexer.builder import build_lock  # noqa: E402
@@ -161,13 +162,14 @@ def main() -> None:
                 steady.close()
                 fresh.close()
             reload_seconds(cfg)  # the first load reads the base; later ones find it cached
-            adds = [change_seconds(lambda: add_images(cfg, [(f"p{i}.jpg", photos[100 + i], "jpg")], embed))
+            changes = Engine(cfg)
+            adds = [change_seconds(lambda: add_images(changes, [(f"p{i}.jpg", photos[100 + i], "jpg")], embed))
                     for i in range(args.repeats)]
             add1, add1_rest = statistics.median(a for a, _ in adds), statistics.median(r for _, r in adds)
             add100, add100_rest = change_seconds(
-                lambda: add_images(cfg, [(f"q{i}.jpg", b, "jpg") for i, b in enumerate(photos[:100])], embed))
+                lambda: add_images(changes, [(f"q{i}.jpg", b, "jpg") for i, b in enumerate(photos[:100])], embed))
             victims = [image_id(f"synthetic/{i:07d}.jpg") for i in range(args.repeats)]
-            del1 = statistics.median(timed(lambda: delete_images(cfg, [v])) for v in victims)
+            del1 = statistics.median(timed(lambda: delete_images(changes, [v])) for v in victims)
             reload = statistics.median(reload_seconds(cfg) for _ in range(args.repeats))
             with build_lock(cfg["INDEX_DIR"]):
                 folded = timed(lambda: compact(cfg["INDEX_DIR"], cfg))

@@ -11,17 +11,17 @@ import os
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+ORIENTATION = ExifTags.Base.Orientation
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
 # No resized image may hold more pixels than this, whatever the input's aspect ratio: the reference processor
 # would stretch a 1 x 8000 picture to 256 x 2,048,000 before its centre crop.
 MAX_RESIZED_PIXELS = 4 * 1024 * 1024
-EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(ValueError):
@@ -67,8 +67,12 @@ def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: EXIF orientation applied, transparency composited over white, 16-bit and
-    float greyscale scaled to 8 bits, every other mode converted by PIL."""
-    if image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):  # exif_transpose copies even when upright
+    float greyscale scaled to 8 bits, every other mode converted by PIL. A picture that is already all that (one
+    this returned) comes back as it is, not copied: the app converts a query once and preprocesses it later."""
+    orientation = image.getexif().get(ORIENTATION, 1)
+    if image.mode == "RGB" and "transparency" not in image.info and orientation == 1:
+        return image
+    if orientation in range(2, 9):  # exif_transpose copies even an upright picture
         image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):

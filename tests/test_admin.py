@@ -123,7 +123,7 @@ sys.path.insert(0, {root!r})
 from pathlib import Path
 from tests.helpers import csrf_headers, make_app, sign_up
 from indexer.generations import load_index
-app = make_app(Path({site!r}), Path({tmp!r}), {weights!r})
+app = make_app(Path({site!r}), Path({tmp!r}), {weights!r}, CRASH_AT={point!r})
 client = app.test_client()
 sign_up(client, "root@example.com")
 op = {op!r}
@@ -142,9 +142,8 @@ print("the operation finished without crashing")
 def test_crash_mid_change_is_repaired_at_startup(site, tmp_path, weights_path, op, point):
     photos = [skimage_photo("retina.jpg"), skimage_photo("hubble_deep_field.jpg"), sklearn_photo("flower.jpg")]
     script = CRASH_SCRIPT.format(root=ROOT, site=str(site), tmp=str(tmp_path), weights=weights_path, op=op,
-                                 photos=photos)
-    env = dict(os.environ, SEARCH_CRASH_AT=point)
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+                                 photos=photos, point=point)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 137, result.stdout + result.stderr  # died mid-change, like kill -9
     assert os.path.exists(site / "index" / "admin-journal.json")
     app = make_app(site, tmp_path, weights_path)  # restart: the startup check finishes the change

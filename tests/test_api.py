@@ -153,6 +153,35 @@ def test_history_requires_sign_in_and_records_searches(client, app):
     assert client.delete(f"/api/history/{search_id}", headers=csrf_headers(client)).status_code == 404
 
 
+def test_history_page_costs_the_same_queries_whatever_its_length(client, app):
+    from sqlalchemy import event
+    sign_up(client)
+    ids = [i["id"] for i in client.get("/api/gallery?per_page=4").get_json()["items"]]
+
+    def history_queries() -> tuple[int, list]:
+        statements = []
+
+        def listen(connection, cursor, statement, *rest):
+            statements.append(statement)
+
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", listen)
+            try:
+                items = client.get("/api/history").get_json()["items"]
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listen)
+        return len(statements), items
+
+    client.post("/api/search", json={"gallery_id": ids[0]}, headers=csrf_headers(client))
+    one, _ = history_queries()
+    for i in ids[1:]:
+        client.post("/api/search", json={"gallery_id": i}, headers=csrf_headers(client))
+    four, items = history_queries()
+    assert four == one  # not one more query per history row
+    assert [item["gallery_id"] for item in items] == ids[::-1]
+    assert all(item["filename"] and item["query_url"] for item in items)
+
+
 def test_history_is_private(app):
     alice, bob = app.test_client(), app.test_client()
     sign_up(alice, "alice@example.com")

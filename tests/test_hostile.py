@@ -621,7 +621,7 @@ def test_r3_4_six_huge_pictures_at_once_stay_within_the_pixel_budget(site, tmp_p
 
 
 def test_r3_4_the_pixel_budget_makes_requests_wait_then_refuses():
-    from app.services.inference_queue import Overloaded
+    from app.services.errors import Overloaded
     from app.services.pixel_budget import PixelBudget
     budget = PixelBudget(100, wait_s=0.2)
     with budget.hold(60):
@@ -723,10 +723,11 @@ def test_r3_7_private_mode_keeps_pictures_out_of_shared_caches(gallery_dirs, tmp
 def test_r3_8_files_of_a_new_folder_are_ready_once_they_hold_still(site, tmp_path, weights_path):
     from types import SimpleNamespace
 
+    from app.services.engine import Engine
     from app.services.watcher import GalleryWatcher
     gallery = site / "gallery"
-    watcher = GalleryWatcher({"GALLERY_DIR": str(gallery), "INDEX_DIR": str(site / "index")}, embed=None,
-                             settle=0.2, stale=120)
+    engine = Engine({"GALLERY_DIR": str(gallery), "INDEX_DIR": str(site / "index"), "WEIGHTS": weights_path})
+    watcher = GalleryWatcher(engine, embed=None, settle=0.2, stale=120)
     (gallery / "copied").mkdir()
     shutil.copy(sklearn_photo("flower.jpg"), gallery / "copied" / "flower.jpg")
     shutil.copy(skimage_photo("coffee.png"), gallery / "elsewhere.png")

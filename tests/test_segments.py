@@ -171,13 +171,14 @@ def test_compaction_starts_by_itself_once_changes_pile_up(built, model, weights_
     gallery, index_dir = built
     build_gallery(str(gallery), str(index_dir), weights_path, progress=False)
     monkeypatch.setattr(generations, "COMPACT_SEGMENTS", 1)
-    cfg = {"INDEX_DIR": str(index_dir), "GALLERY_DIR": str(gallery), "VECTOR_BACKEND": "numpy"}
+    engine = Engine({"INDEX_DIR": str(index_dir), "GALLERY_DIR": str(gallery), "VECTOR_BACKEND": "numpy",
+                     "WEIGHTS": weights_path})
     for p in (skimage_photo("astronaut.png"), skimage_photo("rocket.jpg")):
         shutil.copy(p, gallery)
-        assert not compact_if_due(cfg)  # one segment is below the threshold
+        assert not compact_if_due(engine)  # one segment is below the threshold
         change(model, gallery, index_dir, add=[os.path.basename(p)])
     done = []
-    assert compact_if_due(cfg, on_done=lambda: done.append(True))
+    assert compact_if_due(engine, on_done=lambda: done.append(True))
     deadline = time.monotonic() + 60
     while not done and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from app.extensions import engine
-from app.services.inference_queue import InferenceQueue, Overloaded
+from app.services.errors import Overloaded
+from app.services.inference_queue import InferenceQueue
 from dinov2_numpy import preprocess
 from indexer.embedding import embed_pixels
 from tests.helpers import csrf_headers, live_server, make_app
@@ -48,7 +49,7 @@ def same_answer(got, want):
 
 
 def test_queue_batches_and_batched_equals_single(model):
-    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=300)
+    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=300, limit=32, deadline_s=10)
     pixels = [preprocess(p) for p in PHOTOS[:6]]
     single = [embed_pixels(model, p[None])[0] for p in pixels]
     with ThreadPoolExecutor(6) as pool:
@@ -59,7 +60,7 @@ def test_queue_batches_and_batched_equals_single(model):
 
 
 def test_queue_refuses_what_waited_past_its_deadline(model):
-    queue = InferenceQueue(lambda: model, max_wait_ms=0, deadline_s=0.2)
+    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=0, limit=32, deadline_s=0.2)
     blocker = threading.Thread(target=queue.call, args=(lambda m: time.sleep(0.6),))
     blocker.start()
     time.sleep(0.1)  # the dispatcher is now busy for half a second
@@ -73,7 +74,7 @@ def test_queue_refuses_what_waited_past_its_deadline(model):
 
 
 def test_indexing_work_yields_to_searches_and_never_shares_their_batch(model):
-    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=0)
+    queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=0, limit=32, deadline_s=10)
     pixels = preprocess(PHOTOS[0])
     order = []
     gate = threading.Event()

@@ -4,33 +4,18 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from flask_login import current_user
 
-from indexer.generations import load_index
 from indexer.ids import image_id
 
 from ..extensions import engine
 from ..services.errors import InvalidInput, ServiceError
-from ..services.gallery_changes import (
-    add_images,
-    compact_if_due,
-    delete_images,
-    drift,
-    rebuild_status,
-    start_rebuild,
-)
+from ..services.gallery_changes import add_images, delete_images, drift, rebuild_status, start_rebuild
 from ..services.images import decode
 from ..services.watcher import request_scan, watch_status
-from ..startup import sync_gallery_table
+from ..startup import after_change, sync_gallery_table
 from ..storage import audit
 from ..web.roles import admin_required
 from . import bp
 from .fields import body_fields, flag
-
-
-def _after_change(paths: list[str]) -> None:
-    """The table rows of the changed paths, and a compaction when enough changes piled up."""
-    app = current_app._get_current_object()
-    sync_gallery_table(app, paths)
-    compact_if_due(app.config)
 
 
 @bp.post("/admin/images")
@@ -50,9 +35,9 @@ def admin_upload():
             rejected.append({"filename": file.filename, "error": e.message, "code": e.code})
             continue
         items.append((file.filename or "image", data, ext))
-    result = add_images(current_app.config, items, engine().embed_batch) if items else {"added": [], "duplicates": []}
+    result = add_images(engine(), items, engine().embed_batch) if items else {"added": [], "duplicates": []}
     if result["added"]:
-        _after_change(result["added"])
+        after_change(current_app._get_current_object(), result["added"])
         audit.record("gallery_upload", current_user, paths=result["added"])
     added = [{"path": p, "id": image_id(p)} for p in result["added"]]
     status = 201 if added else (422 if rejected and not result["duplicates"] else 200)
@@ -66,8 +51,8 @@ def admin_delete():
     ids = fields.get("ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise InvalidInput("Send JSON {\"ids\": [gallery image ids]}.")
-    deleted = delete_images(current_app.config, ids, engine().embed_batch)
-    _after_change(deleted)
+    deleted = delete_images(engine(), ids, engine().embed_batch)
+    after_change(current_app._get_current_object(), deleted)
     audit.record("gallery_delete", current_user, paths=deleted)
     return jsonify({"deleted": deleted})
 
@@ -78,7 +63,7 @@ def admin_rebuild():
     fields, _ = body_fields()
     full = flag(fields.get("full"), "full")
     app = current_app._get_current_object()
-    start_rebuild(app.config, full=full, on_published=lambda: sync_gallery_table(app), embed=engine().embed_batch)
+    start_rebuild(engine(), full=full, on_published=lambda: sync_gallery_table(app), embed=engine().embed_batch)
     audit.record("rebuild_started", current_user, full=full)
     return jsonify({"started": True, "full": full}), 202
 
@@ -89,12 +74,12 @@ def admin_status():
     """The rebuild, the folder watcher (pending, indexing, its last scan), the files that could not be
     indexed, and, unless ``?drift=0``, a scan of the folder against the index."""
     cfg = current_app.config
-    index = load_index(cfg["INDEX_DIR"])
+    index = engine().latest_index()
     failed = [{"path": p, "reason": r} for p, r in sorted((index.skipped if index is not None else {}).items())]
-    body = {"rebuild": rebuild_status(cfg), "watch": watch_status(cfg["INDEX_DIR"], cfg["WATCH_GALLERY"]),
+    body = {"rebuild": rebuild_status(engine()), "watch": watch_status(cfg["INDEX_DIR"], cfg["WATCH_GALLERY"]),
             "failed": failed}
     if request.args.get("drift") != "0":
-        body["drift"] = drift(cfg)
+        body["drift"] = drift(engine())
     return jsonify(body)
 
 

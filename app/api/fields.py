@@ -113,23 +113,27 @@ def image_query(fields, files) -> Query:
         return Query("upload", data=data, original_name=os.path.basename(file.filename or ""), **extra)
     for key, mode in (("image_base64", "base64"), ("sketch_base64", "sketch")):
         if fields.get(key):
-            raw = fields[key]
-            match = _DATA_URL.match(raw) if isinstance(raw, str) else None
-            payload = match.group(1) if match else raw
-            try:
-                data = base64.b64decode(payload, validate=True) if isinstance(payload, str) else b""
-            except (binascii.Error, ValueError):
-                data = b""
-            if not data:
-                raise InvalidInput(f"'{key}' must be a base64 image or a data:image/...;base64 URL.")
             name = fields.get("filename") if isinstance(fields.get("filename"), str) else None
-            return Query(mode, data=data, original_name=name, **extra)
+            return Query(mode, data=_base64_image(fields[key], key), original_name=name, **extra)
     if fields.get("url"):
         if not isinstance(fields["url"], str) or len(fields["url"]) > 2048:
             raise InvalidInput("'url' must be an http or https URL of at most 2048 characters.")
         return Query("url", url=fields["url"].strip(), **extra)
     raise InvalidInput("Send an 'image' file, or JSON with 'image_base64', 'sketch_base64', 'url' or 'gallery_id'.",
                        "missing_field")
+
+
+def _base64_image(raw, key: str) -> bytes:
+    """The bytes of the field ``key``: base64 text, or a data:image/...;base64 URL."""
+    match = _DATA_URL.match(raw) if isinstance(raw, str) else None
+    payload = match.group(1) if match else raw
+    try:
+        data = base64.b64decode(payload, validate=True) if isinstance(payload, str) else b""
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
+        raise InvalidInput(f"'{key}' must be a base64 image or a data:image/...;base64 URL.")
+    return data
 
 
 def body_fields():

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import math
-import os
 
 from flask import current_app, jsonify, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from ..errors import ApiError
-from ..extensions import db
 from ..services.errors import NotFound
-from ..storage.models import GalleryImage, Search
+from ..storage.history import delete_search, history_page
+from ..storage.models import Search
 from . import bp
 from .fields import int_arg
 
@@ -26,22 +24,19 @@ def history():
     _require_login()
     page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
     per_page = int_arg(request.args.get("per_page"), "per_page", 10, 1, 100)
-    where = Search.user_id == current_user.id
-    total = db.session.scalar(select(func.count(Search.id)).where(where))
-    rows = db.session.scalars(select(Search).where(where).order_by(Search.created_at.desc(), Search.id.desc())
-                              .offset((page - 1) * per_page).limit(per_page)).all()
-    return jsonify({"items": [search_json(s) for s in rows], "page": page, "per_page": per_page, "total": total,
-                    "pages": max(1, math.ceil(total / per_page))})
+    found = history_page(current_user.id, page, per_page)
+    return jsonify({"items": [search_json(s, found.gallery_paths) for s in found.searches], "page": page,
+                    "per_page": per_page, "total": found.total, "pages": max(1, math.ceil(found.total / per_page))})
 
 
-def search_json(s: Search) -> dict:
+def search_json(s: Search, gallery_paths: dict[int, str]) -> dict:
+    """One history entry as the page shows it; ``gallery_paths`` maps gallery ids to their current paths."""
     filename, query_url = s.original_name, None
     if s.query_file:
         query_url = url_for("files.upload_file", name=s.query_file)
-    elif s.gallery_image_id:
-        row = db.session.get(GalleryImage, s.gallery_image_id)
-        if row is not None:
-            filename, query_url = row.path, url_for("files.thumbnail", path=row.path)
+    elif s.gallery_image_id in gallery_paths:
+        filename = gallery_paths[s.gallery_image_id]
+        query_url = url_for("files.thumbnail", path=filename)
     return {"id": s.id, "created_at": s.created_at.isoformat(), "mode": s.mode, "filename": filename,
             "gallery_id": s.gallery_image_id, "top_k": s.top_k, "total_ms": round(s.total_ms, 1),
             "query_url": query_url,
@@ -51,14 +46,6 @@ def search_json(s: Search) -> dict:
 @bp.delete("/history/<int(max=2147483647):search_id>")
 def delete_history(search_id: int):
     _require_login()
-    s = db.session.get(Search, search_id)
-    if s is None or s.user_id != current_user.id:
+    if not delete_search(current_user.id, search_id, current_app.config["UPLOAD_DIR"]):
         raise NotFound(f"No search {search_id} in your history.")
-    if s.query_file:
-        try:
-            os.unlink(os.path.join(current_app.config["UPLOAD_DIR"], s.query_file))
-        except FileNotFoundError:
-            pass
-    db.session.delete(s)
-    db.session.commit()
     return jsonify({"deleted": search_id})

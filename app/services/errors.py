@@ -33,12 +33,6 @@ class Busy(ServiceError):
     code = "busy"
 
 
-class TooLarge(ServiceError):
-    """The input is larger than the configured limit."""
-
-    code = "request_entity_too_large"
-
-
 class UnsupportedMedia(ServiceError):
     """The input is not an image of an accepted format."""
 
@@ -55,3 +49,14 @@ class NotReady(ServiceError):
     """The weights or the gallery index are missing or unreadable; the message says which command makes them."""
 
     code = "not_ready"
+
+
+class Overloaded(ServiceError):
+    """Too much model work is waiting (``inference_queue``); ``retry_after`` seconds is a fair guess at when to
+    try again."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

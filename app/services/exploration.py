@@ -28,8 +28,7 @@ from indexer.explore import (
 from indexer.generations import GalleryIndex
 
 from .engine import Engine
-from .errors import InvalidInput
-from .inference_queue import Overloaded
+from .errors import InvalidInput, Overloaded
 
 NEIGHBOURS = 10  # per picture, for duplicate groups
 FLOOR = 0.8  # the lowest duplicate threshold offered; edges below it are not kept

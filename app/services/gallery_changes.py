@@ -6,11 +6,13 @@ switches generations atomically (a change appends a small segment, ``indexer.cha
 grow with the gallery); database rows follow the index. At start-up ``recover`` replays an unfinished
 journal, so a crash leaves either the old gallery or the new one. Segments are folded together by a
 compaction in the background once there are enough of them.
+
+Every function takes the engine (``app.services.engine``): its settings say where the gallery and the index
+are, and it is the one door to the model and the index.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -22,14 +24,13 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from dinov2_numpy import load_model
 from indexer.atomic import atomic_write, write_json
 from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.changes import compact, update_paths
-from indexer.embedding import descriptor_mismatch, embed_pixels
-from indexer.generations import load_index
+from indexer.generations import GalleryIndex
 from indexer.scan import scan
 
+from .engine import Engine
 from .errors import Busy, NotFound, NotReady
 
 JOURNAL = "admin-journal.json"
@@ -38,9 +39,9 @@ STAGING = ".staging"
 UPLOADS = "uploads"
 
 
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash-consistency tests: die here, as kill -9 would."""
-    if os.environ.get("SEARCH_CRASH_AT") == name:
+def _crash_point(cfg: Mapping[str, Any], name: str) -> None:
+    """Fault injection for the crash-consistency tests (the setting ``CRASH_AT``): die here, as kill -9 would."""
+    if cfg["CRASH_AT"] == name:
         os._exit(137)
 
 
@@ -63,8 +64,9 @@ def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
         yield
 
 
-def _build(cfg: Mapping[str, Any], embed: Embed | None = None, **kwargs):
+def _build(engine: Engine, embed: Embed | None = None, **kwargs):
     """Build while the caller holds the lock (``holding_index``)."""
+    cfg = engine.settings
     return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
                          max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
                          embed=embed, lock_held=True, **kwargs)
@@ -76,30 +78,31 @@ def safe_name(original: str, sha: str, ext: str) -> str:
     return f"{UPLOADS}/{stem or 'image'}-{sha[:10]}.{ext}"
 
 
-def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=(), workers: int = 2):
+def _update(engine: Engine, embed: Embed | None, add=(), remove=(), workers: int = 2):
     """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
-    the model is loaded here."""
+    through the engine's inference queue."""
+    cfg = engine.settings
     if add:
-        _refuse_another_descriptor(cfg, load_index(cfg["INDEX_DIR"]))
-        embed = embed or functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
+        _refuse_another_descriptor(engine, engine.latest_index())
+        embed = embed or engine.embed_batch
     return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
                         batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
 
 
-def _refuse_another_descriptor(cfg: Mapping[str, Any], index) -> None:
+def _refuse_another_descriptor(engine: Engine, index: GalleryIndex | None) -> None:
     """NotReady when the weights describe pictures otherwise than ``index`` did: new rows would not compare."""
-    mismatch = index is not None and descriptor_mismatch(index.manifest, load_model(cfg["WEIGHTS"]))
+    mismatch = index is not None and engine.descriptor_problem(index)
     if mismatch:
         raise NotReady(mismatch)
 
 
-def compact_if_due(cfg: Mapping[str, Any], on_done: Callable[[], None] | None = None) -> bool:
+def compact_if_due(engine: Engine, on_done: Callable[[], None] | None = None) -> bool:
     """Start folding the segments in a background thread when enough changes piled up (and nothing holds the
     index); returns whether it started."""
-    index = load_index(cfg["INDEX_DIR"])
+    index = engine.latest_index()
     if index is None or not index.needs_compaction():
         return False
-    cfg = dict(cfg)
+    cfg = engine.settings
     held = contextlib.ExitStack()
     try:
         held.enter_context(holding_index(cfg))
@@ -116,12 +119,13 @@ def compact_if_due(cfg: Mapping[str, Any], on_done: Callable[[], None] | None = 
     return True
 
 
-def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]], embed: Embed | None = None) -> dict:
+def add_images(engine: Engine, items: list[tuple[str, bytes, str]], embed: Embed | None = None) -> dict:
     """Add validated ``(original name, data, extension)`` images; duplicates of indexed or earlier images in
     the batch are reported, not added. Returns {"added": [paths], "duplicates": [{name, same_as}]}."""
+    cfg = engine.settings
     with holding_index(cfg):
-        index = load_index(cfg["INDEX_DIR"])
-        _refuse_another_descriptor(cfg, index)  # before any file is written
+        index = engine.latest_index()
+        _refuse_another_descriptor(engine, index)  # before any file is written
         known: dict[str, str] = {}
         staged, duplicates = [], []
         staging = os.path.join(cfg["GALLERY_DIR"], STAGING)
@@ -138,11 +142,12 @@ def add_images(cfg: Mapping[str, Any], items: list[tuple[str, bytes, str]], embe
             staged.append({"staged": os.path.basename(temp), "final": final})
         if staged:
             write_json(_journal_path(cfg), {"op": "add", "files": staged})
-            _finish_add(cfg, staged, embed)
+            _finish_add(engine, staged, embed)
     return {"added": [s["final"] for s in staged], "duplicates": duplicates}
 
 
-def _finish_add(cfg: Mapping[str, Any], staged: list[dict], embed: Embed | None = None) -> None:
+def _finish_add(engine: Engine, staged: list[dict], embed: Embed | None = None) -> None:
+    cfg = engine.settings
     gallery = cfg["GALLERY_DIR"]
     for i, item in enumerate(staged):
         source = os.path.join(gallery, STAGING, item["staged"])
@@ -151,30 +156,32 @@ def _finish_add(cfg: Mapping[str, Any], staged: list[dict], embed: Embed | None 
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(source, target)
         if i == 0:
-            _crash_point("add-moved-one")
-    _update(cfg, embed, add=[item["final"] for item in staged])
-    _crash_point("add-built")
+            _crash_point(cfg, "add-moved-one")
+    _update(engine, embed, add=[item["final"] for item in staged])
+    _crash_point(cfg, "add-built")
     os.unlink(_journal_path(cfg))
 
 
-def delete_images(cfg: Mapping[str, Any], ids: list[int], embed: Embed | None = None) -> list[str]:
+def delete_images(engine: Engine, ids: list[int], embed: Embed | None = None) -> list[str]:
     """Remove indexed images by public id: first from a new index generation, then their files. NotFound
     (and nothing deleted) if any id is not in the index. Returns the deleted paths."""
+    cfg = engine.settings
     with holding_index(cfg):
-        index = load_index(cfg["INDEX_DIR"])
+        index = engine.latest_index()
         rows = [index.row_of_id(i) for i in dict.fromkeys(ids)] if index is not None else [None]
         if any(r is None for r in rows):
             raise NotFound("Some of these gallery images do not exist.")
         paths = [index.path(r) for r in rows]
         if paths:
             write_json(_journal_path(cfg), {"op": "delete", "paths": paths})
-            _finish_delete(cfg, paths, embed)
+            _finish_delete(engine, paths, embed)
     return paths
 
 
-def _finish_delete(cfg: Mapping[str, Any], paths: list[str], embed: Embed | None = None) -> None:
-    _update(cfg, embed, remove=paths)
-    _crash_point("delete-built")
+def _finish_delete(engine: Engine, paths: list[str], embed: Embed | None = None) -> None:
+    cfg = engine.settings
+    _update(engine, embed, remove=paths)
+    _crash_point(cfg, "delete-built")
     gallery = os.path.abspath(cfg["GALLERY_DIR"])
     for path in paths:
         full = os.path.normpath(os.path.join(gallery, path))
@@ -184,8 +191,9 @@ def _finish_delete(cfg: Mapping[str, Any], paths: list[str], embed: Embed | None
     os.unlink(_journal_path(cfg))
 
 
-def recover(cfg: Mapping[str, Any]) -> str | None:
+def recover(engine: Engine) -> str | None:
     """Finish a change a crash interrupted; returns what was done, or None."""
+    cfg = engine.settings
     try:
         with open(_journal_path(cfg)) as f:
             journal = json.load(f)
@@ -198,10 +206,10 @@ def recover(cfg: Mapping[str, Any]) -> str | None:
     if journal and journal.get("op") in ("add", "delete"):
         with holding_index(cfg):
             if journal["op"] == "add":
-                _finish_add(cfg, journal["files"])
+                _finish_add(engine, journal["files"])
                 done = f"finished adding {len(journal['files'])} image(s)"
             else:
-                _finish_delete(cfg, journal["paths"])
+                _finish_delete(engine, journal["paths"])
                 done = f"finished deleting {len(journal['paths'])} image(s)"
     _clear_stale_staging(os.path.join(cfg["GALLERY_DIR"], STAGING))
     return done
@@ -223,12 +231,12 @@ def _clear_stale_staging(folder: str, age: float = 3600.0) -> None:
             pass
 
 
-def drift(cfg: Mapping[str, Any]) -> dict:
+def drift(engine: Engine) -> dict:
     """Image files the index lacks (changes made outside the app), indexed files whose size or time changed
     since, indexed paths whose file is gone, and the files left out with the reason (these are not drift: a
     rebuild would skip them again)."""
-    index = load_index(cfg["INDEX_DIR"])
-    entries, _ = scan(cfg["GALLERY_DIR"])
+    index = engine.latest_index()
+    entries, _ = scan(engine.settings["GALLERY_DIR"])
     files = {e.path for e in entries}
     manifest = index.manifest if index is not None else {}
     skipped = manifest.get("skipped", {})
@@ -241,16 +249,17 @@ def drift(cfg: Mapping[str, Any]) -> dict:
             "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]}
 
 
-def index_paths(cfg: Mapping[str, Any], add=(), remove=(), embed: Embed | None = None, workers: int = 2):
+def index_paths(engine: Engine, add=(), remove=(), embed: Embed | None = None, workers: int = 2):
     """Index files already in the gallery folder and drop deleted ones (the folder watcher's change), under
     the same lock as uploads; Busy while another change or a rebuild holds the index."""
-    with holding_index(cfg):
-        return _update(cfg, embed, add=add, remove=remove, workers=workers)
+    with holding_index(engine.settings):
+        return _update(engine, embed, add=add, remove=remove, workers=workers)
 
 
-def rebuild_status(cfg: Mapping[str, Any]) -> dict:
+def rebuild_status(engine: Engine) -> dict:
     """The last rebuild's progress; "interrupted" when it says running but no process holds the index (the
     process running it died)."""
+    cfg = engine.settings
     try:
         with open(os.path.join(cfg["INDEX_DIR"], PROGRESS)) as f:
             status = json.load(f)
@@ -261,12 +270,12 @@ def rebuild_status(cfg: Mapping[str, Any]) -> dict:
     return status
 
 
-def start_rebuild(cfg: Mapping[str, Any], full: bool = False, on_published: Callable[[], None] | None = None,
+def start_rebuild(engine: Engine, full: bool = False, on_published: Callable[[], None] | None = None,
                   embed: Embed | None = None) -> None:
     """Run the builder in a background thread holding the index (taken here, so that of two requests in any
     processes exactly one starts); Busy if a rebuild or a change holds it. ``on_published()`` runs in that
     thread after the new generation is live."""
-    cfg = dict(cfg)
+    cfg = engine.settings
     progress_path = os.path.join(cfg["INDEX_DIR"], PROGRESS)
     held = contextlib.ExitStack()
     held.enter_context(holding_index(cfg))
@@ -277,7 +286,7 @@ def start_rebuild(cfg: Mapping[str, Any], full: bool = False, on_published: Call
     def run() -> None:
         with held:
             try:
-                result = _build(cfg, embed, rebuild=full, on_progress=report)
+                result = _build(engine, embed, rebuild=full, on_progress=report)
                 if on_published is not None:
                     on_published()
                 report(result.embedded, result.embedded, "finished", images=result.images)

@@ -27,17 +27,7 @@ import numpy as np
 from dinov2_numpy import Dinov2
 from indexer.embedding import embed_pixels
 
-from .errors import ServiceError
-
-
-class Overloaded(ServiceError):
-    """Too much model work is waiting; ``retry_after`` seconds is a fair guess at when to try again."""
-
-    code = "overloaded"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+from .errors import Overloaded
 
 
 @dataclass
@@ -60,12 +50,19 @@ class _Job:
     error: BaseException | None = None
     ran: Ran | None = None
 
+    @property
+    def batchable(self) -> bool:
+        """A search's image, which may share a forward pass with others of its size."""
+        return self.pixels is not None and not self.background
+
 
 class InferenceQueue:
     """Thread-safe; the dispatcher thread starts on first use (after any fork)."""
 
-    def __init__(self, model: Callable[[], Dinov2], *, max_batch: int = 8, max_wait_ms: float = 50.0,
-                 limit: int = 32, deadline_s: float = 10.0) -> None:
+    def __init__(self, model: Callable[[], Dinov2], *, max_batch: int, max_wait_ms: float, limit: int,
+                 deadline_s: float) -> None:
+        """The limits come from the settings (``app.config``: ``INFER_MAX_BATCH``, ``INFER_MAX_WAIT_MS``,
+        ``QUEUE_LIMIT``, ``QUEUE_DEADLINE``), which hold their defaults."""
         self._model = model
         self.max_batch, self.max_wait, self.limit, self.deadline = max(1, max_batch), max_wait_ms / 1e3, limit, deadline_s
         self._jobs: deque[_Job] = deque()
@@ -154,33 +151,46 @@ class InferenceQueue:
         with self._cond:
             while not self._jobs:
                 self._cond.wait()
-            first = next((job for job in self._jobs if not job.background), self._jobs[0])
-            if first.pixels is not None and not first.background:
-                until = max(first.enqueued, self._last_done) + self.max_wait
-                while (len(self._jobs) < self.max_batch and (self._coming > 0 or self._last_batch > 1)
-                       and (left := until - time.perf_counter()) > 0):
-                    self._cond.wait(left)
-                first = next((job for job in self._jobs if not job.background), first)
+            first = self._first(self._jobs[0])
+            if first.batchable:
+                first = self._wait_for_company(first)
             now = time.perf_counter()
             taken: list[_Job] = []
             kept: deque[_Job] = deque()
             while self._jobs:
                 job = self._jobs.popleft()
                 if now - job.enqueued > self.deadline and not job.background:
-                    self.refused += 1
-                    job.error = Overloaded(f"The search waited more than {self.deadline:g} s for the model; "
-                                           "try again shortly.", self.retry_after())
-                    job.done.set()
-                elif job is first:
-                    taken.append(job)
-                elif (taken and not first.background and first.pixels is not None and job.pixels is not None
-                      and not job.background and len(taken) < self.max_batch
-                      and job.pixels.shape == first.pixels.shape):
+                    self._refuse_late(job)
+                elif job is first or (taken and self._joins(first, job, len(taken))):
                     taken.append(job)
                 else:
                     kept.append(job)
             self._jobs.extendleft(reversed(kept))
             return taken
+
+    def _first(self, default: _Job) -> _Job:
+        """The oldest foreground job, else ``default``."""
+        return next((job for job in self._jobs if not job.background), default)
+
+    def _wait_for_company(self, first: _Job) -> _Job:
+        """Wait (at most ``max_wait`` after ``first`` arrived or the last batch finished) while more searches
+        are known to be coming; then the oldest foreground job again (an older one may have come meanwhile)."""
+        until = max(first.enqueued, self._last_done) + self.max_wait
+        while (len(self._jobs) < self.max_batch and (self._coming > 0 or self._last_batch > 1)
+               and (left := until - time.perf_counter()) > 0):
+            self._cond.wait(left)
+        return self._first(first)
+
+    def _joins(self, first: _Job, job: _Job, taken: int) -> bool:
+        """Whether ``job`` rides in the batch of ``first`` that already holds ``taken`` jobs."""
+        return (first.batchable and job.batchable and taken < self.max_batch
+                and job.pixels.shape == first.pixels.shape)
+
+    def _refuse_late(self, job: _Job) -> None:
+        self.refused += 1
+        job.error = Overloaded(f"The search waited more than {self.deadline:g} s for the model; try again shortly.",
+                               self.retry_after())
+        job.done.set()
 
     def _serve(self) -> None:
         while True:

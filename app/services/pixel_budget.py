@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Iterator
 
-from .inference_queue import Overloaded
+from .errors import Overloaded
 
 TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large makes the release trim the heap once idle
 

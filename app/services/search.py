@@ -82,22 +82,23 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     start = time.perf_counter()
     image_size = segment_json = extension = preview = None
     batch_size = 0
-    index = engine.index()
+    current = engine.current()  # one generation for the query, the hits and the analysis
+    index = current[0]
     if query.mode == "gallery":
-        vector, colour = engine.vector_of(query.gallery_id)
+        vector, colour = engine.vector_of(query.gallery_id, index)
         timings = {"lookup": (time.perf_counter() - start) * 1e3}
     else:
         with load_picture(query, limits) as picture:
-            embedded = engine.embed_query(picture.image, region=query.region, point=query.point)
+            embedded = engine.embed_query(picture.image, region=query.region, point=query.point, index=index)
             image_size, extension = list(picture.image.size), picture.extension
             if query.mode == "url":  # the page shows this instead of loading the address itself
                 preview = preview_data_url(picture.image)
         vector, colour, batch_size = embedded.vector, embedded.colour, embedded.batch_size
         timings = {**picture.timings_ms, **embedded.timings_ms}
-        if embedded.segment is not None:
-            segment_json = embedded.segment.json()
+        if embedded.mask is not None:
+            segment_json = embedded.mask.json()
     t = time.perf_counter()
-    hits = engine.search(vector, top_k, allowed, colour, colour_weight)
+    hits = engine.search(vector, top_k, allowed, colour, colour_weight, current)
     timings["search"] = (time.perf_counter() - t) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     results = [h.json() for h in hits]

@@ -17,7 +17,9 @@ THRESHOLD = 0.55  # cosine similarity to the clicked patch
 
 
 @dataclass
-class Segment:
+class ObjectMask:
+    """The clicked object: its patches and its box (not an index segment, ``indexer.generations.Segment``)."""
+
     mask: np.ndarray  # (rows, cols) bool on the patch grid
     bbox: tuple[int, int, int, int]  # x, y, w, h in image pixels
     image_size: tuple[int, int]
@@ -45,7 +47,7 @@ class Segment:
                 "coverage": round(self.coverage, 4), "mask": self.mask_png()}
 
 
-def segment(model: Dinov2, image: Image.Image, x: float, y: float, threshold: float = THRESHOLD) -> Segment:
+def segment(model: Dinov2, image: Image.Image, x: float, y: float, threshold: float = THRESHOLD) -> ObjectMask:
     """The object under pixel (x, y) of an RGB ``image``; the caller checks the point lies inside it."""
     width, height = image.size
     pixels = preprocess(image, dynamic=True, max_side=MAX_SIDE)
@@ -60,4 +62,4 @@ def segment(model: Dinov2, image: Image.Image, x: float, y: float, threshold: fl
     x0, x1 = int(xs.min() * width / cols), int(np.ceil((xs.max() + 1) * width / cols))
     y0, y1 = int(ys.min() * height / rows), int(np.ceil((ys.max() + 1) * height / rows))
     x1, y1 = min(x1, width), min(y1, height)
-    return Segment(mask, (x0, y0, x1 - x0, y1 - y0), (width, height))
+    return ObjectMask(mask, (x0, y0, x1 - x0, y1 - y0), (width, height))

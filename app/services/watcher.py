@@ -25,12 +25,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 from indexer.atomic import write_json
-from indexer.generations import load_index
+from indexer.changes import ChangeReport
 from indexer.scan import is_candidate
 
+from .engine import Engine
 from .errors import Busy, NotReady
 from .gallery_changes import Embed, drift, index_paths
 
@@ -43,20 +44,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Pending:
-    since: float  # first event
     last: float  # last event or last time the file was seen to change
     open: bool  # created or modified and not yet closed
     stat: tuple | None | str = "unseen"  # (size, mtime) at the last look; None: the file is gone
 
 
 class GalleryWatcher:
-    """Follows ``cfg["GALLERY_DIR"]``; ``run`` blocks until ``stop``. ``on_change(paths)`` is told the paths
-    each change touched (the web app syncs its table there)."""
+    """Follows the engine's ``GALLERY_DIR``; ``run`` blocks until ``stop``. ``on_change(paths)`` is told the
+    paths each change touched (the web app syncs its table there)."""
 
-    def __init__(self, cfg: Mapping[str, Any], embed: Embed, on_change: Callable[[list[str]], None] | None = None,
+    def __init__(self, engine: Engine, embed: Embed, on_change: Callable[[list[str]], None] | None = None,
                  *, settle: float = 1.0, stale: float = 60.0, scan_every: float = 3600.0, batch: int = 64) -> None:
-        self.cfg = dict(cfg)
-        self.gallery = os.path.abspath(cfg["GALLERY_DIR"])
+        self.engine = engine
+        self.cfg = engine.settings
+        self.gallery = os.path.abspath(self.cfg["GALLERY_DIR"])
         self.embed, self.on_change = embed, on_change
         self.settle, self.stale, self.scan_every, self.batch = settle, stale, scan_every, batch
         self.pending: dict[str, Pending] = {}
@@ -87,7 +88,7 @@ class GalleryWatcher:
         with self.lock:
             item = self.pending.get(path)
             if item is None:
-                self.pending[path] = Pending(now, now, open_)
+                self.pending[path] = Pending(now, open_)
             else:
                 item.last, item.open = now, open_
 
@@ -136,7 +137,7 @@ class GalleryWatcher:
     def _forget_below(self, rel: str | None) -> None:
         if rel is None:
             return
-        index = load_index(self.cfg["INDEX_DIR"])
+        index = self.engine.latest_index()
         for path in index.paths if index is not None else []:
             if path.startswith(rel + "/"):
                 self.note(path, False)
@@ -145,7 +146,7 @@ class GalleryWatcher:
 
     def scan(self) -> None:
         """Queue every file the index lacks, has stale, or has lost."""
-        found = drift(self.cfg)
+        found = drift(self.engine)
         for path in found["unindexed"] + found["changed"] + found["missing"]:
             self.note(path, False)
         self.last_scan = {"at": time.time(), "unindexed": len(found["unindexed"]), "changed": len(found["changed"]),
@@ -174,42 +175,55 @@ class GalleryWatcher:
 
     def step(self) -> None:
         """One turn: a scan when due, then one change of the paths that are ready."""
-        try:
-            os.unlink(os.path.join(self.cfg["INDEX_DIR"], SCAN_REQUEST))
-            requested = True
-        except FileNotFoundError:
-            requested = False
-        if requested or time.monotonic() >= self._next_scan:
+        if self._scan_requested() or time.monotonic() >= self._next_scan:
             self.scan()
         paths = self.ready()
         if paths:
-            add = [p for p in paths if os.path.lexists(os.path.join(self.gallery, p))]
-            remove = [p for p in paths if p not in set(add)]
-            self.indexing = list(paths)
-            self.status(force=True)
-            try:
-                report = index_paths(self.cfg, add=add, remove=remove, embed=self.embed, workers=1)
-            except Busy:  # an upload or a rebuild holds the index: the paths stay pending
-                report = None
-            except NotReady as e:  # e.g. the weights describe pictures otherwise: pending until a rebuild
-                if e.message != self._refused:
-                    log.warning("the gallery watcher cannot index changes: %s", e.message)
-                self._refused, report = e.message, None
-            finally:
-                self.indexing = []
+            report = self._index(paths)
             if report is not None:
-                with self.lock:
-                    for p, last in paths.items():
-                        if p in self.pending and self.pending[p].last == last:
-                            del self.pending[p]
-                self.changes += 1
-                self.recent = ([{"at": time.time(), "added": len(report.added), "removed": len(report.removed),
-                                 "failed": len(report.skipped), "paths": sorted(paths)[:20]}] + self.recent)[:10]
-                touched = report.added + report.removed
-                if touched and self.on_change is not None:
-                    self.on_change(touched)
+                self._indexed(paths, report)
         self.loops += 1
         self.status()
+
+    def _scan_requested(self) -> bool:
+        """Whether a full scan was asked for (``request_scan``); the request is taken."""
+        try:
+            os.unlink(os.path.join(self.cfg["INDEX_DIR"], SCAN_REQUEST))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _index(self, paths: dict[str, float]) -> ChangeReport | None:
+        """One change of ``paths`` (added where the file exists, removed where not); its report, or None when
+        the index refused it for now (the paths stay pending)."""
+        add = [p for p in paths if os.path.lexists(os.path.join(self.gallery, p))]
+        remove = [p for p in paths if p not in set(add)]
+        self.indexing = list(paths)
+        self.status(force=True)
+        try:
+            return index_paths(self.engine, add=add, remove=remove, embed=self.embed, workers=1)
+        except Busy:  # an upload or a rebuild holds the index
+            return None
+        except NotReady as e:  # e.g. the weights describe pictures otherwise: pending until a rebuild
+            if e.message != self._refused:
+                log.warning("the gallery watcher cannot index changes: %s", e.message)
+            self._refused = e.message
+            return None
+        finally:
+            self.indexing = []
+
+    def _indexed(self, paths: dict[str, float], report: ChangeReport) -> None:
+        """After a change: the paths it took are no longer pending unless they changed again meanwhile."""
+        with self.lock:
+            for p, last in paths.items():
+                if p in self.pending and self.pending[p].last == last:
+                    del self.pending[p]
+        self.changes += 1
+        self.recent = ([{"at": time.time(), "added": len(report.added), "removed": len(report.removed),
+                         "failed": len(report.skipped), "paths": sorted(paths)[:20]}] + self.recent)[:10]
+        touched = report.added + report.removed
+        if touched and self.on_change is not None:
+            self.on_change(touched)
 
     def status(self, force: bool = False) -> None:
         """Write the status file other workers and the manage page read."""

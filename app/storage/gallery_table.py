@@ -27,16 +27,7 @@ def metadata_columns(meta: dict) -> dict:
 def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
     """Make the table hold exactly the index's pictures, with their content hash and size; with ``changed``
     (the paths one gallery change touched) only their rows are looked at."""
-    if changed is None:
-        rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
-        files = index.files
-        wanted = {int(i): (p, files.get(p, {})) for i, p in zip(index.ids, index.paths)}
-    else:  # a change: its own rows only, so the cost does not grow with the gallery
-        changed = list(changed)
-        ids = [image_id(p) for p in changed]
-        rows = {r.id: r for r in db.session.scalars(select(GalleryImage).where(GalleryImage.id.in_(ids)))}
-        found = {i: (p, index.row_of_path(p)) for i, p in zip(ids, changed)}
-        wanted = {i: (p, index.info(row)) for i, (p, row) in found.items() if row is not None}
+    rows, wanted = _rows_and_wanted(index, changed)
     for image_id_, (path, info) in wanted.items():
         values = {"path": path, "sha256": info.get("sha256", ""), "size": info.get("size", 0),
                   **metadata_columns(info.get("meta", {}))}
@@ -50,3 +41,17 @@ def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
         if image_id_ not in wanted:
             db.session.delete(row)
     db.session.commit()
+
+
+def _rows_and_wanted(index: GalleryIndex, changed: Iterable[str] | None) -> tuple[dict[int, GalleryImage], dict]:
+    """The table rows to look at by id, and what the index says they should hold: ``{id: (path, file facts)}``."""
+    if changed is None:
+        rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
+        files = index.files
+        return rows, {int(i): (p, files.get(p, {})) for i, p in zip(index.ids, index.paths)}
+    # A change: its own rows only, so the cost does not grow with the gallery.
+    changed = list(changed)
+    ids = [image_id(p) for p in changed]
+    rows = {r.id: r for r in db.session.scalars(select(GalleryImage).where(GalleryImage.id.in_(ids)))}
+    found = {i: (p, index.row_of_path(p)) for i, p in zip(ids, changed)}
+    return rows, {i: (p, index.info(row)) for i, (p, row) in found.items() if row is not None}

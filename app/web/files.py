@@ -7,7 +7,6 @@ import re
 
 from flask import Blueprint, abort, current_app, send_from_directory
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from dinov2_numpy import ImageError
 from indexer.atomic import atomic_write
@@ -15,9 +14,9 @@ from indexer.decode import decode, header_size
 from indexer.formats import STORED_EXTENSIONS
 from indexer.scan import inside
 
-from ..extensions import db, engine
+from ..extensions import engine
 from ..services.errors import NotReady
-from ..storage.models import Search
+from ..storage.history import upload_owner
 
 bp = Blueprint("files", __name__)
 THUMB_SIZE = 320
@@ -74,7 +73,6 @@ def upload_file(name: str):
     """A query picture, shown only to the user whose history holds it."""
     if not _UPLOAD_NAME.match(name):
         abort(404)
-    owner = db.session.scalar(select(Search.user_id).where(Search.query_file == name))
-    if owner != current_user.id:
+    if upload_owner(name) != current_user.id:
         abort(404)
     return send_from_directory(current_app.config["UPLOAD_DIR"], name, max_age=3600)
