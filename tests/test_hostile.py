@@ -371,19 +371,21 @@ def test_a_request_thread_never_hangs_on_a_dead_dispatcher(client):
 
 # r3_1: every distinct k of /api/groups started its own k-means thread, until OpenBLAS corrupted memory --------
 
-def test_r3_1_distinct_group_counts_queue_on_one_thread(client):
+def test_r3_1_distinct_group_counts_queue_on_one_thread(app, client):
+    explore = app.extensions["exploration"]
     statuses = {}
-    explore_threads = 0
+    explore_threads = kept = waiting = 0
     for k in range(1, 201):
         r = client.get(f"/api/groups?k={k}")
         statuses.setdefault(r.status_code, []).append(k)
         if r.status_code in (202, 503):
             assert int(r.headers["Retry-After"]) >= 1
         explore_threads = max(explore_threads, sum(t.name.startswith("explore") for t in threading.enumerate()))
+        kept, waiting = max(kept, explore.stats()["kept"]), max(waiting, explore.stats()["waiting"])
     assert explore_threads <= 1  # before: one thread per k, 200 at once
+    assert kept <= 8 and waiting <= 4
     assert set(statuses) <= {200, 202, 400, 503}, statuses.keys()
     assert statuses[400] == [1] + list(range(101, 201))  # k from 2 to 100
-    assert len(statuses.get(202, [])) + len(statuses.get(200, [])) <= 1 + 4 + 8  # running, waiting, remembered
     assert 503 in statuses
     assert client.get("/api/groups?k=2").status_code in (200, 202)  # the first ones asked for are kept
 

@@ -99,6 +99,12 @@ class Exploration:
             self._executor.submit(self._run, job, work, backend)
         return job
 
+    def stats(self) -> dict:
+        """How many answers this generation keeps and how many jobs wait for the worker."""
+        with self._lock:
+            waiting = sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
+            return {"kept": len(self._jobs), "waiting": waiting}
+
     def _run(self, job: Job, work: Callable[[GalleryIndex, Any, Job], Any], backend) -> None:
         job.running = True
         try:
