@@ -492,7 +492,8 @@ def test_r3_2_deleting_the_first_account_makes_nobody_an_administrator(app):
 
 # r3_3: decoder exceptions escaped as 500s, crash-looped the watcher and failed rebuilds ------------------------
 
-TRUNCATED_IHDR = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00"  # 21 bytes: the signature, 5 of 13
+# 21 bytes: the signature and an IHDR chunk that says it holds 5 bytes of the 13 a header needs
+TRUNCATED_IHDR = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x05IHDR\x00\x00\x01\x00\x00"
 
 
 def test_r3_3_a_truncated_png_header_is_refused_not_a_500(client):
@@ -599,9 +600,10 @@ before = rss()
 threads = [threading.Thread(target=post) for _ in range(6)]
 [t.start() for t in threads]
 [t.join() for t in threads]
+budget = app.extensions.get("pixel_budget")
 print(json.dumps({{"statuses": statuses, "before": before, "after": rss(),
                   "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "budget": app.extensions["pixel_budget"].stats()}}))
+                  "budget": budget.stats() if budget else None}}))
 """
 
 
@@ -615,11 +617,11 @@ def test_r3_4_six_huge_pictures_at_once_stay_within_the_pixel_budget(site, tmp_p
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(out["statuses"]) <= {200, 503} and out["statuses"].count(200) >= 2, out
-    assert out["budget"]["peak"] <= out["budget"]["limit"] == 100_000_000
     gib = 2**30
     assert out["peak"] < 3 * gib, out  # before: 7.0 GB
     assert out["after"] - out["before"] < 0.5 * gib, out  # before: 6.6 GB kept
+    assert set(out["statuses"]) <= {200, 503} and out["statuses"].count(200) >= 2, out
+    assert out["budget"]["peak"] <= out["budget"]["limit"] == 100_000_000
 
 
 def test_r3_4_the_pixel_budget_makes_requests_wait_then_refuses():
@@ -666,7 +668,7 @@ def test_r3_5_simultaneous_demotions_leave_an_administrator(app):
         ids = {e: db.session.query(User).filter_by(email=e).one().id for e in ("a@example.com", "b@example.com")}
     assert a.patch(f"/api/admin/users/{ids['b@example.com']}", json={"is_admin": True},
                    headers=csrf_headers(a)).status_code == 200
-    for _ in range(5):
+    for _ in range(30):
         barrier = threading.Barrier(2)
 
         def demote(client, other):
