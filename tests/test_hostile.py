@@ -23,8 +23,10 @@ from tests.helpers import (
     image_handler,
     local_http_server,
     make_app,
+    post_search,
     sign_in,
     sign_up,
+    wait_until,
 )
 from tests.images import skimage_photo, sklearn_photo
 
@@ -35,11 +37,6 @@ def png(size, colour="white") -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "PNG")
     return buf.getvalue()
-
-
-def upload(client, data, **form):
-    return client.post("/api/search", data={"image": (io.BytesIO(data), "q.png"), **form},
-                       headers=csrf_headers(client), content_type="multipart/form-data")
 
 
 def rebuild(site, weights_path):
@@ -64,9 +61,9 @@ def test_1_extreme_aspect_ratio_costs_no_more_than_a_photo(client):
     assert result.returncode == 0, result.stderr
     shape, grown_mb = result.stdout.rsplit(" ", 1)
     assert shape == "(3, 224, 224)" and int(grown_mb) < 100  # the reference resize would need 15 GB
-    r = upload(client, png((1, 8000)))
+    r = post_search(client, png((1, 8000)))
     assert r.status_code == 200 and r.get_json()["analysis"]["image_size"] == [1, 8000]
-    r = upload(client, png((6000, 20)), region=json.dumps({"x": 0, "y": 0, "w": 6000, "h": 1}))
+    r = post_search(client, png((6000, 20)), region={"x": 0, "y": 0, "w": 6000, "h": 1})
     assert r.status_code == 200
 
 
@@ -92,7 +89,7 @@ def test_2_a_name_that_is_not_utf8_is_skipped_and_nothing_breaks(site, tmp_path,
     client = app.test_client()
     for url in ("/api/gallery", "/api/health", "/gallery", "/"):
         assert client.get(url).status_code == 200, url
-    assert upload(client, open(skimage_photo("coffee.png"), "rb").read()).status_code == 200
+    assert post_search(client, open(skimage_photo("coffee.png"), "rb").read()).status_code == 200
     sign_up(client, "root@example.com")
     status = client.get("/api/admin/status").get_json()["drift"]
     assert status["unindexed"] == [] and status["missing"] == []
@@ -140,7 +137,7 @@ def test_4_truncated_features_serve_pages_and_explain(site, tmp_path, weights_pa
     app = make_app(site, tmp_path, weights_path)  # the start-up step logs, it does not crash
     client = app.test_client()
     assert client.get("/").status_code == 200 and client.get("/gallery").status_code == 200
-    r = upload(client, open(skimage_photo("coffee.png"), "rb").read())
+    r = post_search(client, open(skimage_photo("coffee.png"), "rb").read())
     assert r.status_code == 503 and "--rebuild" in r.get_json()["error"]["message"]
     result = subprocess.run([sys.executable, "build_gallery.py", "--images", str(site / "gallery"), "--output",
                              str(site / "index"), "--weights", weights_path, "--quiet"],
@@ -311,9 +308,8 @@ def test_10_one_rebuild_at_a_time_and_an_honest_status(site, tmp_path, weights_p
         assert r.status_code == 202 and r.get_json()["full"] is False
         assert statuses == [409]
         assert client.get("/api/admin/status").get_json()["rebuild"]["state"] in ("running", "finished")
-    deadline = time.monotonic() + 120
-    while client.get("/api/admin/status").get_json()["rebuild"]["state"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: client.get("/api/admin/status").get_json()["rebuild"]["state"] != "running",
+               "the rebuild to end", timeout=120, interval=0.1)
     assert client.get("/api/admin/status").get_json()["rebuild"]["state"] == "finished"
     # a rebuild whose process died (kill -9) leaves "running" on disk, but nobody holds the index
     with open(site / "index" / ".progress.json", "w") as f:
@@ -345,7 +341,7 @@ def test_13_corrupt_weights_are_503_and_gallery_search_still_works(gallery_dirs,
     client = app.test_client()
     health = client.get("/api/health")
     assert health.status_code == 503
-    r = upload(client, open(skimage_photo("coffee.png"), "rb").read())
+    r = post_search(client, open(skimage_photo("coffee.png"), "rb").read())
     assert r.status_code == 503 and r.get_json()["error"]["code"] == "not_ready"
     for message in (health.get_json()["problem"], r.get_json()["error"]["message"]):
         assert str(tmp_path) not in message and os.path.dirname(weights_path) not in message
@@ -361,4 +357,4 @@ def test_a_request_thread_never_hangs_on_a_dead_dispatcher(client):
     with pytest.raises(ZeroDivisionError):
         queue.call(lambda model: 1 / 0)
     assert threading.active_count() < 200
-    assert upload(client, open(skimage_photo("coffee.png"), "rb").read()).status_code == 200
+    assert post_search(client, open(skimage_photo("coffee.png"), "rb").read()).status_code == 200
