@@ -9,8 +9,8 @@ import numpy as np
 
 _CHUNK = 32768  # elements per chunk: four float32 chunks stay inside L2
 
-# Abramowitz & Stegun 7.1.26 for erfc, rewritten for Phi(-|x|) = erfc(|x| / sqrt 2) / 2.
-# Absolute error below 1.5e-7 over the whole line, i.e. at float32 rounding level.
+# Abramowitz & Stegun 7.1.26 for erfc, rewritten for Phi(-|x|) = erfc(|x| / sqrt 2) / 2: in float64 the
+# polynomial is within 7e-8 of math.erfc over the whole line; the float32 kernel's error is in gelu_'s docstring.
 _P = np.float32(0.3275911 / np.sqrt(2.0))
 _A = tuple(np.float32(c * 0.5) for c in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))
 _MINUS_HALF = np.float32(-0.5)
@@ -32,7 +32,14 @@ def _flat(x: np.ndarray) -> np.ndarray:
 
 
 def gelu_(x: np.ndarray) -> np.ndarray:
-    """Exact (erf) GELU in place: ``x * Phi(x)``, written as ``relu(x) - |x| * Phi(-|x|)``."""
+    """The erf GELU ``x * Phi(x)`` in place (not the tanh form), written as ``relu(x) - |x| * Phi(-|x|)`` with
+    Phi from a polynomial (Abramowitz & Stegun 7.1.26), not from erf itself.
+
+    Measured against ``0.5 * x * (1 + math.erf(x / sqrt 2))`` in float64 on 2,000,001 float32 points in
+    [-20, 20] (and at ±50, ±100, ±1e4): the largest absolute error is 3.3e-7 (at x = 3.10, where float32's
+    own spacing is 2.4e-7), at most 8 float32 steps for x >= 0, and 0 beyond |x| = 20. For negative x,
+    where GELU tends to 0, the absolute error stays below 2.2e-7 but the relative one grows (1.7e-4 at
+    x = -3.44, where GELU is -1e-3)."""
     flat = _flat(x)
     a0, a1, a2, a3, a4 = _A
 

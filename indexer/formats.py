@@ -22,7 +22,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 STORED_EXTENSIONS = frozenset(ext for ext, _ in FORMATS.values())
-EXTENSION_OF_MIME = {mime: ext for ext, mime in FORMATS.values()}
 HUMAN_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF"
 
 

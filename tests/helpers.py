@@ -1,11 +1,15 @@
-"""Helpers the tests share: building an app on a test gallery, signing up, CSRF headers, a local HTTP server."""
+"""Helpers the tests share: building an app on a test gallery, signing up, CSRF headers, posting a search,
+waiting on a condition, a local HTTP server."""
 from __future__ import annotations
 
 import contextlib
 import http.server
+import io
+import json
 import os
 import re
 import threading
+import time
 
 
 def database_urls() -> list[str]:
@@ -54,6 +58,29 @@ def csrf_headers(client) -> dict:
     """The header an AJAX call sends: the token from /api/csrf-token for this client's session."""
     token = client.get("/api/csrf-token").get_json()["csrf_token"]
     return {"X-CSRFToken": token}
+
+
+def post_search(client, image: bytes, name: str = "query.jpg", headers: dict | None = None, **fields):
+    """``POST /api/search`` with ``image`` uploaded as the file ``name`` and ``fields`` beside it in the form
+    (dicts and lists as JSON, as the page sends a region or a point). ``headers`` default to this client's
+    CSRF header; ``{}`` sends none."""
+    form = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in fields.items()}
+    return client.post("/api/search", data={"image": (io.BytesIO(image), name), **form},
+                       headers=csrf_headers(client) if headers is None else headers,
+                       content_type="multipart/form-data")
+
+
+def wait_until(check, what: str, timeout: float = 30.0, interval: float = 0.01):
+    """Poll ``check()`` until it returns something true, and return that; fail naming ``what`` after
+    ``timeout`` seconds (instead of sleeping a guessed time, or spinning forever)."""
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def form_token(page: str, prefix: str = "") -> str:

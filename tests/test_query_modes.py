@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.helpers import csrf_headers, local_http_server, make_app
+from tests.helpers import csrf_headers, local_http_server, make_app, post_search
 from tests.images import skimage_photo
 
 PHOTO = open(skimage_photo("astronaut.png"), "rb").read()
@@ -26,9 +26,7 @@ def collage() -> bytes:
 
 
 def search(client, **fields):
-    data = {"image": (io.BytesIO(collage()), "collage.jpg")}
-    data.update({k: json.dumps(v) for k, v in fields.items()})
-    return client.post("/api/search", data=data, headers=csrf_headers(client), content_type="multipart/form-data")
+    return post_search(client, collage(), "collage.jpg", **fields)
 
 
 def test_region_search_uses_only_the_box(client):

@@ -18,7 +18,7 @@ from app.services.errors import Overloaded
 from app.services.inference_queue import InferenceQueue
 from dinov2_numpy import preprocess
 from indexer.embedding import embed_pixels
-from tests.helpers import csrf_headers, live_server, make_app
+from tests.helpers import csrf_headers, live_server, make_app, post_search, wait_until
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 PHOTOS = [skimage_photo("coffee.png"), skimage_photo("chelsea.png"), skimage_photo("astronaut.png"),
@@ -34,9 +34,18 @@ def jpeg(path, scale=0.6):
     return buf.getvalue()
 
 
-def search(client, data, headers):
-    return client.post("/api/search", data={"image": (io.BytesIO(data), "q.jpg"), "top_k": "5"}, headers=headers,
-                       content_type="multipart/form-data")
+def busy_dispatcher(queue, work):
+    """Run ``work()`` on ``queue``'s dispatcher, which is busy until it returns. Returns the thread waiting for
+    it and an event set once the dispatcher has started it."""
+    started = threading.Event()
+
+    def occupy(model):
+        started.set()
+        work()
+
+    blocker = threading.Thread(target=queue.call, args=(occupy,))
+    blocker.start()
+    return blocker, started
 
 
 def ranked(body):
@@ -61,9 +70,8 @@ def test_queue_batches_and_batched_equals_single(model):
 
 def test_queue_refuses_what_waited_past_its_deadline(model):
     queue = InferenceQueue(lambda: model, max_batch=8, max_wait_ms=0, limit=32, deadline_s=0.2)
-    blocker = threading.Thread(target=queue.call, args=(lambda m: time.sleep(0.6),))
-    blocker.start()
-    time.sleep(0.1)  # the dispatcher is now busy for half a second
+    blocker, started = busy_dispatcher(queue, lambda: time.sleep(0.6))
+    assert started.wait(10)  # the dispatcher is now busy for 0.6 s, three times the deadline
     with pytest.raises(Overloaded) as refused:
         queue.embed(preprocess(PHOTOS[0]))
     blocker.join()
@@ -78,10 +86,8 @@ def test_indexing_work_yields_to_searches_and_never_shares_their_batch(model):
     pixels = preprocess(PHOTOS[0])
     order = []
     gate = threading.Event()
-    blocker = threading.Thread(target=queue.call, args=(lambda m: gate.wait(5),))
-    blocker.start()
-    while queue.stats()["waiting"]:  # the dispatcher has taken the blocker and waits on the gate
-        time.sleep(0.01)
+    blocker, started = busy_dispatcher(queue, lambda: gate.wait(5))
+    assert started.wait(10)  # the dispatcher has taken the blocker and waits on the gate
 
     def submit(name, background):
         vector, ran = queue.embed(pixels, background=background)
@@ -90,13 +96,11 @@ def test_indexing_work_yields_to_searches_and_never_shares_their_batch(model):
     threads = [threading.Thread(target=submit, args=(f"background-{i}", True)) for i in range(3)]
     for t in threads:
         t.start()
-    while queue.stats()["waiting"] < 3:
-        time.sleep(0.01)
+    wait_until(lambda: queue.stats()["waiting"] == 3, "the indexing jobs to queue")
     searches = [threading.Thread(target=submit, args=(f"search-{i}", False)) for i in range(2)]
     for t in searches:
         t.start()
-    while queue.stats()["waiting"] < 5:
-        time.sleep(0.01)
+    wait_until(lambda: queue.stats()["waiting"] == 5, "the searches to queue behind them")
     gate.set()  # everything is queued: the backgrounds first, then the searches
     for t in threads + searches + [blocker]:
         t.join()
@@ -112,9 +116,9 @@ def test_concurrent_searches_coalesce_and_equal_serial_answers(gallery_dirs, tmp
     client = app.test_client()
     headers = csrf_headers(client)
     queries = [jpeg(p) for p in PHOTOS]
-    serial = [ranked(search(client, q, headers).get_json()) for q in queries]
+    serial = [ranked(post_search(client, q, headers=headers, top_k="5").get_json()) for q in queries]
     with ThreadPoolExecutor(8) as pool:
-        bodies = list(pool.map(lambda q: search(client, q, headers).get_json(), queries))
+        bodies = list(pool.map(lambda q: post_search(client, q, headers=headers, top_k="5").get_json(), queries))
     assert max(b["analysis"]["batch_size"] for b in bodies) > 1
     for body, want in zip(bodies, serial):
         same_answer(ranked(body), want)
@@ -128,7 +132,7 @@ def test_overload_is_503_with_retry_after_and_nothing_leaks(gallery_dirs, tmp_pa
     headers = csrf_headers(client)
     query = jpeg(PHOTOS[0])
     with ThreadPoolExecutor(6) as pool:
-        responses = list(pool.map(lambda _: search(client, query, headers), range(6)))
+        responses = list(pool.map(lambda _: post_search(client, query, headers=headers, top_k="5"), range(6)))
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 503 in statuses and set(statuses) == {200, 503}
     for r in responses:
@@ -137,7 +141,7 @@ def test_overload_is_503_with_retry_after_and_nothing_leaks(gallery_dirs, tmp_pa
     with app.app_context():
         stats = engine().queue.stats()
         assert stats["in_progress"] == 0 and stats["waiting"] == 0
-    assert search(client, query, headers).status_code == 200
+    assert post_search(client, query, headers=headers, top_k="5").status_code == 200
 
 
 def test_deadline_gives_503_through_the_api(gallery_dirs, tmp_path, weights_path):
@@ -146,14 +150,13 @@ def test_deadline_gives_503_through_the_api(gallery_dirs, tmp_path, weights_path
     headers = csrf_headers(client)
     with app.app_context():
         queue = engine().queue
-    blocker = threading.Thread(target=queue.call, args=(lambda m: time.sleep(1.0),))
-    blocker.start()
-    time.sleep(0.1)
-    r = search(client, jpeg(PHOTOS[0]), headers)
+    blocker, started = busy_dispatcher(queue, lambda: time.sleep(1.0))
+    assert started.wait(10)
+    r = post_search(client, jpeg(PHOTOS[0]), headers=headers, top_k="5")
     blocker.join()
     assert r.status_code == 503 and r.headers["Retry-After"].isdigit()
     assert "waited" in r.get_json()["error"]["message"]
-    assert search(client, jpeg(PHOTOS[0]), headers).status_code == 200
+    assert post_search(client, jpeg(PHOTOS[0]), headers=headers, top_k="5").status_code == 200
 
 
 def raw_search(port, data, token, cookie, hang_up=False):
@@ -194,9 +197,6 @@ def test_a_client_that_hangs_up_does_not_poison_its_batch(gallery_dirs, tmp_path
         for (_, body), want in zip(answers, serial):
             same_answer(ranked(body), want)
         with app.app_context():
-            deadline = time.monotonic() + 10
-            while engine().queue.stats()["in_progress"] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert engine().queue.stats()["in_progress"] == 0
+            wait_until(lambda: engine().queue.stats()["in_progress"] == 0, "the hung-up search to end", timeout=10)
         status, body = raw_search(port, queries[0], token, cookie)
         assert status == 200 and ranked(body) == serial[0]

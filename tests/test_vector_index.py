@@ -137,12 +137,12 @@ def test_stable_ids_do_not_depend_on_order():
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["Milvus Lite", "a Milvus server"])
 def test_the_readme_milvus_lines_work_as_written(which, weights_path, tmp_path, request):
-    """The README's own command lines, with only the folders and the server's port put in."""
+    """The documented command lines (docs/operations.md), with only the folders and the server's port put in."""
     import re
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    readme = open(os.path.join(root, "README.md")).read()
+    readme = open(os.path.join(root, "docs", "operations.md")).read()
     line = next(l for l in readme.splitlines() if l.startswith("VECTOR_BACKEND=milvus") and l.endswith(which))
     env_part = line.split(" python build_gallery.py")[0]
     env = dict(os.environ, **dict(pair.split("=", 1) for pair in env_part.split()))

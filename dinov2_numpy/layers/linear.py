@@ -29,10 +29,6 @@ class Linear:
         self.weight_t = np.ascontiguousarray(w, dtype=np.float32)
         self.bias = b.astype(np.float32)
 
-    @property
-    def out_features(self) -> int:
-        return self.weight_t.shape[1]
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = ops.matmul(x, self.weight_t)
         y += self.bias
