@@ -28,6 +28,7 @@ from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.changes import compact, update_paths
 from indexer.embedding import descriptor_mismatch, embed_pixels
 from indexer.generations import load_index
+from indexer.options import BuildOptions, EmbedOptions
 from indexer.scan import scan
 
 from .errors import Busy, NotFound, NotReady
@@ -65,9 +66,8 @@ def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
 
 def _build(cfg: Mapping[str, Any], embed: Embed | None = None, **kwargs):
     """Build while the caller holds the lock (``holding_index``)."""
-    return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
-                         max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
-                         embed=embed, lock_held=True, **kwargs)
+    return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"],
+                         BuildOptions.from_settings(cfg, progress=False, embed=embed, lock_held=True, **kwargs))
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -82,8 +82,8 @@ def _update(cfg: Mapping[str, Any], embed: Embed | None, add=(), remove=(), work
     if add:
         _refuse_another_descriptor(cfg, load_index(cfg["INDEX_DIR"]))
         embed = embed or functools.partial(embed_pixels, load_model(cfg["WEIGHTS"]))
-    return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
-                        batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
+    return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove,
+                        options=EmbedOptions.from_settings(cfg, workers=workers))
 
 
 def _refuse_another_descriptor(cfg: Mapping[str, Any], index) -> None:
