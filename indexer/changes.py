@@ -1,20 +1,19 @@
 """Small changes to a built index: embed the files named and append them as a segment, drop deleted paths,
 and fold the segments back into one (compaction). Each costs about the size of the change, not of the gallery:
 nothing is scanned or rewritten but the rows that change. Callers hold ``build_lock``.
+
+A change is a build's pipeline on fewer files: the plan (``indexer.plan``), the embedding of what no stored
+row covers, and a new generation whose new rows are one more segment (``indexer.generations.write_segment``).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from dinov2_numpy.weights.convert import sha256_file
-
 from .colour import DIM, split, with_colour
 from .embedding import embed_stream, manifest_descriptor
-from .exif import read_metadata
 from .generations import (
     GalleryIndex,
     IndexFilesError,
@@ -22,11 +21,10 @@ from .generations import (
     load_index,
     save_index,
 )
-from .ids import image_id
+from .options import Embed, EmbedOptions
+from .plan import Previous, embed_missing, plan_files, to_embed
 from .scan import FileEntry, check_file
 from .vector_index import apply_change, build_for_generation
-
-Embed = Callable[[np.ndarray], np.ndarray]  # preprocessed pixels (B, 3, H, W) to unit descriptors
 
 
 @dataclass
@@ -39,105 +37,101 @@ class ChangeReport:
 
 
 def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable[str] = (),
-                 remove: Iterable[str] = (), backend: Mapping[str, Any] | None = None, batch_size: int = 8,
-                 workers: int = 2, max_pixels: int | None = 50_000_000) -> ChangeReport:
+                 remove: Iterable[str] = (), options: EmbedOptions | None = None, **fields: Any) -> ChangeReport:
     """Index the files at the relative paths ``add`` (new, or changed since indexed) and drop ``remove``
     (deleted files; a path both removed and added counts as added). A file whose content is already indexed
     under another path is recorded as a duplicate, as a full build does, unless that path is among ``remove``
-    (a rename, which keeps its descriptor); an unusable file is recorded as skipped with its reason, never
-    retried until it changes. ``workers`` threads decode ahead of the model."""
+    (a rename, which keeps its embedding); an unusable file is recorded as skipped with its reason, never
+    retried until it changes.
+
+    ``embed`` turns pixels into unit embeddings; ``options`` (``indexer.options.EmbedOptions``, or keyword
+    arguments setting its fields) says how pictures are decoded and which backend follows the change."""
+    options = EmbedOptions.merged(options, fields)
     index = load_index(index_dir)
     if index is None:
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
-    report = ChangeReport()
-    gps = bool((backend or {}).get("SHOW_GPS"))
     add = list(dict.fromkeys(add))
     remove = [p for p in dict.fromkeys(remove) if p not in set(add)]
-    files: dict[str, dict] = {}
-    todo: list[tuple[str, str]] = []
-    moved: list[tuple[str, np.ndarray]] = []
-    leaving = set(remove)
-    seen: dict[str, str] = {}
+    entries, gone, report = _look_at(images_dir, add)
+    plan = plan_files(images_dir, entries, Previous.index(index, set(remove)), options.gps)
+    report.skipped.update((s.path, s.reason) for s in plan.skipped)
+    report.duplicates = plan.duplicates
+    new = plan.changed()
+    rows = _stored_rows(index, new)
+    # New rows are prepared the way the index's rows were; the caller checks that ``embed`` describes alike.
+    batches = embed_stream(with_colour(embed), index.dim + DIM, to_embed(images_dir, new, rows),
+                           options.batch_size, options.workers, options.max_pixels, manifest_descriptor(index.manifest))
+    failed = embed_missing(batches, rows)
+    report.skipped.update((new[sha], reason) for sha, reason in failed.items())
+    remove += _dropped(index, add, set(gone) | {p for p, _ in plan.duplicates} | {new[sha] for sha in failed})
+    paths = [p for sha, p in new.items() if sha in rows]
+    return _publish(index_dir, index, {p: rows[plan.files[p]["sha256"]] for p in paths}, plan.files, remove,
+                    report, options.backend)
+
+
+def _look_at(images_dir: str, add: list[str]) -> tuple[list[FileEntry], list[str], ChangeReport]:
+    """The entries of the paths ``add`` that can be indexed, the paths no longer there (or not images), and a
+    report with the unusable ones skipped."""
+    entries, gone, report = [], [], ChangeReport()
     for path in add:
         found = check_file(images_dir, path)
-        if not isinstance(found, FileEntry):
-            if found is not None:
-                report.skipped[found.path] = found.reason
-            elif index.row_of_path(path) is not None:
-                remove.append(path)  # gone again before it was read
-            continue
-        indexed_row = index.row_of_path(path)
-        old = index.info(indexed_row) if indexed_row is not None else None
-        if old and old["size"] == found.size and old["mtime_ns"] == found.mtime_ns:
-            continue  # unchanged
-        try:
-            sha = sha256_file(os.path.join(images_dir, path))
-        except OSError as e:
-            report.skipped[path] = f"cannot read: {e.strerror}"
-            continue
-        same = seen.get(sha) or index.path_of_sha(sha)
-        if same is not None and same in leaving and same != path:  # a rename: keep its descriptor
-            files[path] = _file_info(images_dir, found, sha, gps)
-            row = index.row_of_path(same)
+        if isinstance(found, FileEntry):
+            entries.append(found)
+        elif found is None:
+            gone.append(path)
+        else:
+            report.skipped[found.path] = found.reason
+    return entries, gone, report
+
+
+def _dropped(index: GalleryIndex, add: list[str], unusable: set[str]) -> list[str]:
+    """The paths of ``add`` that are indexed but ``unusable`` now (the file is gone again, copies another
+    picture or cannot be read): their old rows would lie."""
+    return [p for p in add if p in unusable and index.row_of_path(p) is not None]
+
+
+def _stored_rows(index: GalleryIndex, new: dict[str, str]) -> dict[str, np.ndarray]:
+    """The rows (embedding and colour histogram, zeros when the index has none) the index holds already for
+    contents of ``new`` (content hash -> path): a renamed file's, or a file touched but not changed."""
+    rows = {}
+    for sha in new:
+        holder = index.path_of_sha(sha)
+        if holder is not None:
+            row = index.row_of_path(holder)
             kept = index.colours_of([row])
-            moved.append((path, np.concatenate([index.vector(row), kept[0] if kept is not None else np.zeros(DIM)])))
-            seen[sha] = path
-            continue
-        if same is not None and same != path:
-            report.duplicates.append((path, same))
-            if index.row_of_path(path) is not None:
-                remove.append(path)  # it was replaced by a copy of another picture
-            continue
-        holder = index.row_of_id(image_id(path))
-        owner = index.path(holder) if holder is not None else path
-        if owner != path:
-            report.skipped[path] = f"its id equals that of {owner}; rename the file"
-            continue
-        seen[sha] = path
-        files[path] = _file_info(images_dir, found, sha, gps)
-        todo.append((path, os.path.join(images_dir, path)))
-    paths = [p for p, _ in moved]
-    rows = [np.stack([v for _, v in moved])] if moved else []
-    width = index.dim + DIM  # descriptor and colour histogram in one row (indexer.colour.with_colour)
-    # New rows are prepared the way the index's rows were; the caller checks that ``embed`` describes alike.
-    prepared_as = manifest_descriptor(index.manifest)
-    for keys, features, failures in embed_stream(with_colour(embed), width, todo, batch_size, workers, max_pixels,
-                                                 prepared_as):
-        paths += keys
-        rows.append(features)
-        for key, reason in failures:
-            report.skipped[key] = reason
-            if index.row_of_path(key) is not None:
-                remove.append(key)  # its new content cannot be read: the old descriptor would lie
-    features, colours = split(np.concatenate(rows) if rows else np.empty((0, width), np.float32), index.dim)
-    duplicates = {p: q for p, q in report.duplicates}
+            rows[sha] = np.concatenate([index.vector(row), kept[0] if kept is not None else np.zeros(DIM)])
+    return rows
+
+
+def _publish(index_dir: str, index: GalleryIndex, added: dict[str, np.ndarray], files: dict[str, dict],
+             remove: list[str], report: ChangeReport, backend: Mapping[str, Any]) -> ChangeReport:
+    """Append the ``added`` paths with their rows as a new segment and drop ``remove``, recording the report's
+    skipped files and duplicates in the manifest; the backend follows. Nothing is written when nothing changes."""
+    paths = list(added)
+    rows = np.stack(list(added.values())) if added else np.empty((0, index.dim + DIM), np.float32)
+    embeddings, colours = split(rows, index.dim)
+    duplicates = dict(report.duplicates)
     if not paths and not remove and not report.skipped and not duplicates:
         return report
     cleared = {p: None for p in list(paths) + remove if p not in report.skipped}
     report.location, change = append_change(
-        index_dir, paths, features, files, remove=remove, colours=colours if index.has_colours else None,
+        index_dir, paths, embeddings, files, remove=remove, colours=colours if index.has_colours else None,
         skipped={**cleared, **report.skipped},
-        duplicates=duplicates, extra=lambda folder, change: apply_change(dict(backend or {}), folder, change))
+        duplicates=duplicates, extra=lambda folder, change: apply_change(backend, folder, change))
     report.added, report.removed = change.added, [p for p in change.removed if p not in set(change.added)]
     return report
 
 
-def _file_info(images_dir: str, entry: FileEntry, sha: str, gps: bool) -> dict:
-    """What the index keeps of an indexed file: size, mtime, content hash and its photo metadata."""
-    return {"size": entry.size, "mtime_ns": entry.mtime_ns, "sha256": sha,
-            "meta": read_metadata(os.path.join(images_dir, entry.path), gps=gps)}
-
-
 def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | None:
     """Fold the current generation's segments and dead rows into one base; returns the new folder, or None
-    when there was nothing to fold. Descriptors are copied, never recomputed."""
+    when there was nothing to fold. Embeddings are copied, never recomputed."""
     index = load_index(index_dir)
     if index is None or (len(index.segments) == 1 and not index.changed_rows()):
         return None
     order = index.rows_by_path
     paths = [index.paths[r] for r in order]
-    features = np.ascontiguousarray(index.features[order], np.float32)
+    embeddings = np.ascontiguousarray(index.features[order], np.float32)
     manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}
-    compacted = GalleryIndex.single(features, paths, manifest, index.colours_of(order))
+    compacted = GalleryIndex.single(embeddings, paths, manifest, index.colours_of(order))
     return save_index(index_dir, compacted, extra=lambda folder: build_for_generation(
-        dict(backend or {}), folder, paths, features, fresh=set()))
+        dict(backend or {}), folder, paths, embeddings, fresh=set()))

@@ -1,4 +1,4 @@
-"""A picture's colours, beside its DINOv2 descriptor: an HSV histogram of the same 224-pixel crop the model
+"""A picture's colours, beside its DINOv2 embedding: an HSV histogram of the same 224-pixel crop the model
 sees, stored as the square roots of its frequencies, so that the dot product of two is their Bhattacharyya
 coefficient (1 for the same colours, 0 for none in common). DINOv2 largely ignores colour (a red and a blue car
 are the same car to it); a search may blend this in (``color_weight``) when colour matters to the user."""
@@ -37,7 +37,7 @@ def colour_histograms(pixels: np.ndarray) -> np.ndarray:
 
 
 def with_colour(embed: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """``embed`` (pixels to descriptors) followed by the colour histogram of the same pixels, as one row:
+    """``embed`` (pixels to embeddings) followed by the colour histogram of the same pixels, as one row:
     the builder carries both through its batches, caches and shards, and splits them when it stores them."""
     def both(pixels: np.ndarray) -> np.ndarray:
         return np.concatenate([embed(pixels), colour_histograms(pixels)], axis=1)
@@ -45,5 +45,5 @@ def with_colour(embed: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarr
 
 
 def split(rows: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors and colours of rows made by ``with_colour`` (``dim``: the descriptor's width)."""
+    """Embeddings and colours of rows made by ``with_colour`` (``dim``: the embeddings' width)."""
     return np.ascontiguousarray(rows[:, :dim], np.float32), np.ascontiguousarray(rows[:, dim:], np.float32)

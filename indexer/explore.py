@@ -1,12 +1,12 @@
-"""The whole gallery at once, from the descriptors the search uses: near-duplicate groups, clusters and a 2-D
+"""The whole gallery at once, from the embeddings the search uses: near-duplicate groups, clusters and a 2-D
 map. Memory grows with N·k (neighbour lists), never with N² (a similarity matrix).
 
 - ``neighbour_edges``: each picture's top-k neighbours above a floor, through the configured vector backend.
 - ``duplicate_groups``: the connected groups of those edges at a threshold (union-find), cheap to redo when
   the threshold moves.
-- ``minibatch_kmeans`` and ``choose_k``: clusters of the descriptors (Sculley's mini-batch k-means, k-means++
+- ``minibatch_kmeans`` and ``choose_k``: clusters of the embeddings (Sculley's mini-batch k-means, k-means++
   seeds, a fixed seed for stable groups).
-- ``pca_2d``: a map of the descriptors on their two main axes.
+- ``pca_2d``: a map of the embeddings on their two main axes.
 """
 from __future__ import annotations
 

@@ -133,55 +133,83 @@ def fetch_image(url: str, *, max_bytes: int, total_seconds: float, guard: bool =
     FetchNotImage. The caller decodes the data: a content type of image/* is all this checks.
     """
     allow = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
-    deadline = time.monotonic() + total_seconds
+    deadline = _Deadline(total_seconds)
+    for _ in range(MAX_REDIRECTS + 1):
+        got = _get(url, deadline, max_bytes, allow if guard else None)
+        if isinstance(got, Fetched):
+            return got
+        url = got
+    raise FetchFailed(f"the URL redirected more than {MAX_REDIRECTS} times")
 
-    def remaining() -> float:
-        left = deadline - time.monotonic()
+
+class _Deadline:
+    """The end of a whole fetch: the time left for the next step, or FetchFailed once it has passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        left = self.at - time.monotonic()
         if left <= 0:
-            raise FetchFailed(f"the download took longer than {total_seconds:g} s", retry=True)
+            raise FetchFailed(f"the download took longer than {self.seconds:g} s", retry=True)
         return left
 
-    for _ in range(MAX_REDIRECTS + 1):
-        scheme, host, port, target = _split(url)
-        ip = _resolve(host, port, allow) if guard else host
-        conn = (_PinnedHTTPS(ip, host, port, remaining()) if scheme == "https"
-                else http.client.HTTPConnection(ip, port, timeout=remaining()))
-        host_header = f"[{host}]" if ":" in host else host
-        if port != (443 if scheme == "https" else 80):
-            host_header += f":{port}"
-        try:
-            conn.request("GET", target, headers={"Host": host_header, "User-Agent": "search-by-image",
-                                                 "Accept": "image/*"})
-            sock = conn.sock  # http.client lets go of it once the body is read; the timeout must stay set
-            sock.settimeout(remaining())
-            response = conn.getresponse()
-            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                url = urljoin(url, response.getheader("Location"))
-                continue
-            if response.status != 200:
-                raise FetchFailed(f"HTTP {response.status}",
-                                  retry=response.status >= 500 or response.status == 429)
-            ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-            if not ctype.startswith("image/"):
-                raise FetchNotImage(f"content type '{ctype}' is not an image")
-            length = response.getheader("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
-            chunks, size = [], 0
-            while not response.isclosed():
-                sock.settimeout(remaining())
-                block = response.read1(_CHUNK)
-                if not block:
-                    break
-                size += len(block)
-                if size > max_bytes:
-                    raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
-                chunks.append(block)
-            return Fetched(b"".join(chunks), ctype, url)
-        except (OSError, http.client.HTTPException) as e:
-            if isinstance(e, (TimeoutError, socket.timeout)) and deadline - time.monotonic() <= 0.05:
-                raise FetchFailed(f"the download took longer than {total_seconds:g} s", retry=True) from None
-            raise FetchFailed(f"network error: {e}", retry=True) from None
-        finally:
-            conn.close()
-    raise FetchFailed(f"the URL redirected more than {MAX_REDIRECTS} times")
+    def failure(self, error: Exception) -> FetchFailed:
+        """What a network error means: the deadline's timeout when it came as the time ran out."""
+        if isinstance(error, (TimeoutError, socket.timeout)) and self.at - time.monotonic() <= 0.05:
+            return FetchFailed(f"the download took longer than {self.seconds:g} s", retry=True)
+        return FetchFailed(f"network error: {error}", retry=True)
+
+
+def _get(url: str, deadline: _Deadline, max_bytes: int, allow: list | None) -> Fetched | str:
+    """One request: the image, or the URL a redirect leads to. ``allow`` None: no address guard."""
+    scheme, host, port, target = _split(url)
+    ip = _resolve(host, port, allow) if allow is not None else host
+    default_port = 443 if scheme == "https" else 80
+    conn = (_PinnedHTTPS(ip, host, port, deadline.remaining()) if scheme == "https"
+            else http.client.HTTPConnection(ip, port, timeout=deadline.remaining()))
+    host_header = (f"[{host}]" if ":" in host else host) + (f":{port}" if port != default_port else "")
+    try:
+        conn.request("GET", target, headers={"Host": host_header, "User-Agent": "search-by-image",
+                                             "Accept": "image/*"})
+        sock = conn.sock  # http.client lets go of it once the body is read; the timeout must stay set
+        sock.settimeout(deadline.remaining())
+        response = conn.getresponse()
+        if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+            return urljoin(url, response.getheader("Location"))
+        ctype = _image_type(response, max_bytes)
+        return Fetched(_body(response, sock, deadline, max_bytes), ctype, url)
+    except (OSError, http.client.HTTPException) as e:
+        raise deadline.failure(e) from None
+    finally:
+        conn.close()
+
+
+def _image_type(response: http.client.HTTPResponse, max_bytes: int) -> str:
+    """The content type of a response that can carry the image; FetchFailed, FetchNotImage or FetchTooLarge
+    (by its announced length) otherwise."""
+    if response.status != 200:
+        raise FetchFailed(f"HTTP {response.status}", retry=response.status >= 500 or response.status == 429)
+    ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+    if not ctype.startswith("image/"):
+        raise FetchNotImage(f"content type '{ctype}' is not an image")
+    length = response.getheader("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
+    return ctype
+
+
+def _body(response: http.client.HTTPResponse, sock: socket.socket, deadline: _Deadline, max_bytes: int) -> bytes:
+    """The response's body, read within the deadline; FetchTooLarge beyond ``max_bytes``."""
+    chunks, size = [], 0
+    while not response.isclosed():
+        sock.settimeout(deadline.remaining())
+        block = response.read1(_CHUNK)
+        if not block:
+            break
+        size += len(block)
+        if size > max_bytes:
+            raise FetchTooLarge(f"the image is larger than the {max_bytes:,} byte limit")
+        chunks.append(block)
+    return b"".join(chunks)

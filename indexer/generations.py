@@ -142,12 +142,12 @@ class GalleryIndex:
         return segment.paths[local]
 
     def vector(self, row: int) -> np.ndarray:
-        """The stored descriptor of a row."""
+        """The stored embedding of a row."""
         segment, local = self._locate(int(self._live_raw[row]))
         return np.asarray(segment.features[local], np.float32)
 
     def vectors(self, rows) -> np.ndarray:
-        """The stored descriptors of several rows, as one (len(rows), D) matrix."""
+        """The stored embeddings of several rows, as one (len(rows), D) matrix."""
         return self._gather(rows, "features")
 
     def _gather(self, rows, attribute: str) -> np.ndarray:
@@ -205,7 +205,7 @@ class GalleryIndex:
 
     @functools.cached_property
     def features(self) -> np.ndarray:
-        """The live descriptors as one matrix (the base's memory map itself when nothing was changed)."""
+        """The live embeddings as one matrix (the base's memory map itself when nothing was changed)."""
         blocks = self.blocks()
         if len(blocks) == 1 and blocks[0][2].all():
             return blocks[0][1]
@@ -367,54 +367,73 @@ def append_change(index_dir: str, paths: list[str], features: np.ndarray, files:
                   skipped: dict[str, str | None] | None = None,
                   duplicates: dict[str, str | None] | None = None,
                   extra: Callable[[str, Change], None] | None = None) -> tuple[str, Change]:
-    """Publish a generation that adds ``paths`` (a new segment; a path already indexed is replaced) and
-    drops ``remove``, hard-linking the previous generation's segments. ``skipped`` and ``duplicates`` update
-    the manifest's maps of files left out (a value of None clears an entry). ``extra(folder, change)`` updates
-    a backend before the switch. Returns the new folder and the change made."""
+    """Publish a generation that adds ``paths`` with their embeddings ``features`` (a new segment, written by
+    ``write_segment``; a path already indexed is replaced) and drops ``remove``, hard-linking the previous
+    generation's segments. ``skipped`` and ``duplicates`` update the manifest's maps of files left out (a value
+    of None clears an entry). ``extra(folder, change)`` updates a backend before the switch. Returns the new
+    folder and the change made."""
     old = load_index(index_dir)
     if old is None:
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
     if len(paths) and features.shape[1] != old.dim:
         raise IndexFilesError(f"new rows have {features.shape[1]} dimensions, the index {old.dim}")
-    dead = {name: set(rows.tolist()) for name, rows in old.dead.items()}
     change = Change(old.dim, list(paths), np.ascontiguousarray(features, np.float32) if len(paths) else None)
-    for path in list(paths) + [p for p in remove if p not in set(paths)]:
-        for k in range(len(old.segments) - 1, -1, -1):
-            local = old.segments[k].row_of_path.get(path)
-            if local is not None and local not in dead[old.segments[k].name]:
-                dead[old.segments[k].name].add(local)
-                change.removed.append(path)
+    dead = _dead_after(old, list(paths) + [p for p in remove if p not in set(paths)], change)
+    maps = {key: _updated_map(old.manifest.get(key, {}), updates, paths)
+            for key, updates in (("skipped", skipped), ("duplicates", duplicates))}
     names = [s.name for s in old.segments[1:]]
-    maps = {}
-    for key, updates in (("skipped", skipped), ("duplicates", duplicates)):
-        merged = dict(old.manifest.get(key, {}))
-        for path, value in (updates or {}).items():
-            if value is None:
-                merged.pop(path, None)
-            else:
-                merged[path] = value
-        for path in paths:
-            merged.pop(path, None)
-        maps[key] = merged
 
     def fill(tmp: str) -> None:
         for entry in os.listdir(old.location):
             if entry != SEGMENTS:
                 os.link(os.path.join(old.location, entry), os.path.join(tmp, entry))
         if paths:
-            name = f"seg-{time.time_ns():020d}"
-            names.append(name)
-            atomic_write(os.path.join(tmp, name + ".npy"), lambda f: np.save(f, change.vectors))
-            if colours is not None:
-                rows = np.ascontiguousarray(colours, np.float32)
-                atomic_write(os.path.join(tmp, name + ".colours.npy"), lambda f: np.save(f, rows))
-            atomic_write(os.path.join(tmp, name + ".json"),
-                         json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
+            names.append(write_segment(tmp, paths, change.vectors, colours, files))
         state = {"segments": names, "dead": {k: sorted(v) for k, v in dead.items() if v}, **maps}
         atomic_write(os.path.join(tmp, SEGMENTS), json.dumps(state).encode())
         if extra is not None:
             extra(tmp, change)
     return _publish(index_dir, fill), change
+
+
+def write_segment(folder: str, paths: list[str], embeddings: np.ndarray, colours: np.ndarray | None,
+                  files: dict[str, dict]) -> str:
+    """Write the rows of a gallery change as a new segment in the generation ``folder``: ``seg-<time>.npy``
+    (the embeddings), ``.colours.npy`` (their colour histograms, when the index keeps them) and ``.json``
+    (the paths and their files' facts). Returns the segment's name, for ``segments.json``."""
+    name = f"seg-{time.time_ns():020d}"
+    atomic_write(os.path.join(folder, name + ".npy"), lambda f: np.save(f, embeddings))
+    if colours is not None:
+        rows = np.ascontiguousarray(colours, np.float32)
+        atomic_write(os.path.join(folder, name + ".colours.npy"), lambda f: np.save(f, rows))
+    atomic_write(os.path.join(folder, name + ".json"),
+                 json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
+    return name
+
+
+def _dead_after(old: GalleryIndex, gone: list[str], change: Change) -> dict[str, set[int]]:
+    """The dead rows of each segment once the live rows of ``gone`` die too (recorded in ``change.removed``)."""
+    dead = {name: set(rows.tolist()) for name, rows in old.dead.items()}
+    for path in gone:
+        for k in range(len(old.segments) - 1, -1, -1):
+            local = old.segments[k].row_of_path.get(path)
+            if local is not None and local not in dead[old.segments[k].name]:
+                dead[old.segments[k].name].add(local)
+                change.removed.append(path)
+    return dead
+
+
+def _updated_map(current: dict[str, str], updates: dict[str, str | None] | None, added: list[str]) -> dict:
+    """A manifest map of files left out, with ``updates`` applied (None clears) and the ``added`` paths gone."""
+    merged = dict(current)
+    for path, value in (updates or {}).items():
+        if value is None:
+            merged.pop(path, None)
+        else:
+            merged[path] = value
+    for path in added:
+        merged.pop(path, None)
+    return merged
 
 
 def _prune(generations: str, keep: str) -> None:

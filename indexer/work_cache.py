@@ -1,4 +1,4 @@
-"""Features a build has embedded but not yet published, kept so that an interrupted build resumes."""
+"""Embeddings a build has made but not yet published, kept so that an interrupted build resumes."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from .atomic import atomic_write, write_json
 
 
 class WorkCache:
-    """Features embedded by an unfinished build, saved batch by batch so that the next run resumes.
+    """Embeddings made by an unfinished build, saved batch by batch so that the next run resumes.
 
     Keyed by content hash and valid only for the model and preprocessing that made them.
     """

@@ -11,7 +11,8 @@ from app.services.engine import Engine
 from dinov2_numpy import load_rgb
 from indexer.builder import build_gallery
 from indexer.ids import image_ids
-from indexer.vector_index import DimensionMismatch, NumpyIndex, open_backend
+from indexer.generations import GalleryIndex, append_change, load_index, save_index
+from indexer.vector_index import DimensionMismatch, NumpyIndex, open_backend, open_for_generation
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 BACKENDS = ["numpy", "faiss-hnsw", "faiss-ivf", "milvus", "milvus-server"]
@@ -43,12 +44,16 @@ def vectors(model):
     return cloud.astype(np.float32)
 
 
-def reopen(index, backend, tmp_path, settings):
-    """What a restart does: persist, drop the object, open it again."""
+def reopen(index, backend, tmp_path, settings, paths, vectors):
+    """What a restart does: persist, drop the object, open it again. NumPy's rows live in the generation's
+    segment files: written by a build, the removed rows marked dead by a change, opened as the app does."""
     name = backend.split("-")[0]
     if name == "numpy":
-        index.save(str(tmp_path / "np"))
-        return NumpyIndex.load(str(tmp_path / "np"))
+        folder = str(tmp_path / "np")
+        save_index(folder, GalleryIndex.single(vectors, paths, {"files": {}}))
+        gone = [p for p, i in zip(paths, image_ids(paths)) if not np.isin(i, index.ids)]
+        append_change(folder, [], np.empty((0, index.dim), np.float32), {}, remove=gone)
+        return open_for_generation(settings(backend, tmp_path), load_index(folder))
     if name == "faiss":
         from indexer.vector_index.faiss_index import FaissIndex
         index.save(str(tmp_path / "faiss"))
@@ -59,12 +64,13 @@ def reopen(index, backend, tmp_path, settings):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_path, settings):
-    ids = np.arange(1000, 1000 + len(vectors), dtype=np.int64)
+    paths = [f"img{i}.jpg" for i in range(len(vectors))]
+    ids = image_ids(paths)
     exact = NumpyIndex(vectors.shape[1])
     exact.add(ids, vectors)
     index = open_backend(settings(backend, tmp_path), vectors.shape[1])
     try:
-        index.add(ids, vectors, [f"img{i}.jpg" for i in ids])
+        index.add(ids, vectors, paths)
         assert index.count() == len(vectors)
         queries = vectors[::37]
         want_ids, want_scores = exact.search(queries, 10)
@@ -80,7 +86,7 @@ def test_same_top_k_as_exact_search_deletes_and_reload(backend, vectors, tmp_pat
         assert not np.isin(got_ids, gone).any()
         assert np.array_equal(got_ids, exact.search(queries, 10)[0])
 
-        index = reopen(index, backend, tmp_path, settings)
+        index = reopen(index, backend, tmp_path, settings, paths, vectors)
         assert index.count() == exact.count()
         assert np.array_equal(index.search(queries, 10)[0], exact.search(queries, 10)[0])
         too_many, scores = index.search(queries[:1], len(vectors) + 5)

@@ -28,6 +28,7 @@ from indexer.atomic import atomic_write, write_json
 from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.changes import compact, update_paths
 from indexer.generations import GalleryIndex
+from indexer.options import BuildOptions, EmbedOptions
 from indexer.scan import scan
 
 from .engine import Engine
@@ -67,9 +68,8 @@ def holding_index(cfg: Mapping[str, Any]) -> Iterator[None]:
 def _build(engine: Engine, embed: Embed | None = None, **kwargs):
     """Build while the caller holds the lock (``holding_index``)."""
     cfg = engine.settings
-    return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"], batch_size=cfg["BATCH_SIZE"],
-                         max_pixels=cfg["MAX_IMAGE_PIXELS"], progress=False, backend=dict(cfg),
-                         embed=embed, lock_held=True, **kwargs)
+    return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"],
+                         BuildOptions.from_settings(cfg, progress=False, embed=embed, lock_held=True, **kwargs))
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -78,15 +78,15 @@ def safe_name(original: str, sha: str, ext: str) -> str:
     return f"{UPLOADS}/{stem or 'image'}-{sha[:10]}.{ext}"
 
 
-def _update(engine: Engine, embed: Embed | None, add=(), remove=(), workers: int = 2):
+def _update(engine: Engine, embed: Embed | None, add=(), remove=(), workers: int | None = None):
     """Apply a change to the index while the caller holds the lock; without ``embed`` (recovery at start-up)
     through the engine's inference queue."""
     cfg = engine.settings
     if add:
         _refuse_another_descriptor(engine, engine.latest_index())
         embed = embed or engine.embed_batch
-    return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove, backend=dict(cfg),
-                        batch_size=cfg["BATCH_SIZE"], workers=workers, max_pixels=cfg["MAX_IMAGE_PIXELS"])
+    return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove,
+                        options=EmbedOptions.from_settings(cfg, **({} if workers is None else {"workers": workers})))
 
 
 def _refuse_another_descriptor(engine: Engine, index: GalleryIndex | None) -> None:
@@ -249,7 +249,7 @@ def drift(engine: Engine) -> dict:
             "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]}
 
 
-def index_paths(engine: Engine, add=(), remove=(), embed: Embed | None = None, workers: int = 2):
+def index_paths(engine: Engine, add=(), remove=(), embed: Embed | None = None, workers: int | None = None):
     """Index files already in the gallery folder and drop deleted ones (the folder watcher's change), under
     the same lock as uploads; Busy while another change or a rebuild holds the index."""
     with holding_index(engine.settings):

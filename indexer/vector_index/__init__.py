@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config import BACKEND_DEFAULTS, backend_setting
 from ..ids import image_ids
 from .base import DimensionMismatch, VectorIndex
 from .layered import Layered
@@ -27,14 +28,9 @@ __all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "apply_
            "open_backend", "open_for_generation"]
 
 
-def _faiss_params(cfg: Mapping[str, Any]) -> dict:
-    return {"hnsw_m": cfg.get("FAISS_HNSW_M", 32), "ef_construction": cfg.get("FAISS_EF_CONSTRUCTION", 200),
-            "ef_search": cfg.get("FAISS_EF_SEARCH", 128), "ivf_nlist": cfg.get("FAISS_IVF_NLIST"),
-            "nprobe": cfg.get("FAISS_NPROBE", 0)}
-
-
 def backend_name(cfg: Mapping[str, Any]) -> str:
-    name = str(cfg.get("VECTOR_BACKEND") or "numpy").lower()
+    """The configured backend's name (``VECTOR_BACKEND``, NumPy when unset), or ValueError for an unknown one."""
+    name = str(cfg.get("VECTOR_BACKEND") or BACKEND_DEFAULTS["VECTOR_BACKEND"]).lower()
     if name not in BACKENDS:
         raise ValueError(f"VECTOR_BACKEND must be one of {', '.join(BACKENDS)}, not '{name}'")
     return name
@@ -45,13 +41,12 @@ def open_backend(cfg: Mapping[str, Any], dim: int, written_at: float | None = No
     generation it serves was published (Milvus reads strongly while it is young)."""
     name = backend_name(cfg)
     if name == "faiss":
-        from .faiss_index import FaissIndex
-        return FaissIndex(dim, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg))
+        from .faiss_index import FaissIndex, faiss_params
+        return FaissIndex(dim, backend_setting(cfg, "FAISS_INDEX"), faiss_params(cfg))
     if name == "milvus":
-        from .milvus_index import MilvusIndex
-        return MilvusIndex(dim, cfg["MILVUS_URI"], cfg.get("MILVUS_COLLECTION", "gallery"),
-                           {"M": cfg.get("MILVUS_HNSW_M", 16), "efConstruction": cfg.get("MILVUS_EF_CONSTRUCTION", 200),
-                            "ef": cfg.get("MILVUS_EF_SEARCH", 64)}, written_at=written_at)
+        from .milvus_index import MilvusIndex, milvus_params
+        return MilvusIndex(dim, cfg["MILVUS_URI"], backend_setting(cfg, "MILVUS_COLLECTION"), milvus_params(cfg),
+                           written_at=written_at)
     return NumpyIndex(dim)
 
 
@@ -104,12 +99,12 @@ def open_for_generation(cfg: Mapping[str, Any], index: "GalleryIndex") -> Vector
     if name == "numpy":
         return NumpyIndex(index.dim, blocks=blocks)
     if name == "faiss":
-        from .faiss_index import FaissIndex
+        from .faiss_index import FaissIndex, faiss_params
         if not os.path.exists(os.path.join(index.location, "faiss.index")):
             raise FileNotFoundError("the index was built without FAISS; run 'python build_gallery.py' again with "
                                     "VECTOR_BACKEND=faiss")
         base_ids, _, base_live = blocks[0]
-        base = FaissIndex.load(index.location, cfg.get("FAISS_INDEX", "hnsw"), _faiss_params(cfg),
+        base = FaissIndex.load(index.location, backend_setting(cfg, "FAISS_INDEX"), faiss_params(cfg),
                                also_deleted=base_ids[~base_live])
         return Layered(base, NumpyIndex(index.dim, blocks=blocks[1:])) if len(blocks) > 1 else base
     return open_backend(cfg, index.dim, written_at=os.path.getmtime(index.location))

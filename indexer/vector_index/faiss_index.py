@@ -8,12 +8,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config import BACKEND_DEFAULTS, backend_setting
 from .base import VectorIndex, pad
 
 FILE = "faiss.index"
 _loaded: dict = {}  # the last index file read: {"key": its identity, "index": the FAISS object}
 _loaded_lock = threading.Lock()
 DELETED = "faiss-deleted.npy"
+
+
+def faiss_params(cfg: Mapping[str, Any]) -> dict:
+    """The FAISS parameters of settings with upper-case keys (``FAISS_HNSW_M``...), defaults where unset."""
+    return {param: backend_setting(cfg, key) for param, key in (
+        ("hnsw_m", "FAISS_HNSW_M"), ("ef_construction", "FAISS_EF_CONSTRUCTION"), ("ef_search", "FAISS_EF_SEARCH"),
+        ("ivf_nlist", "FAISS_IVF_NLIST"), ("nprobe", "FAISS_NPROBE"))}
 
 
 def _faiss():
@@ -27,16 +35,17 @@ def _faiss():
 class FaissIndex(VectorIndex):
     name = "faiss"
 
-    def __init__(self, dim: int, kind: str = "hnsw", params: Mapping[str, Any] | None = None, index=None,
-                 deleted: np.ndarray | None = None) -> None:
+    def __init__(self, dim: int, kind: str = BACKEND_DEFAULTS["FAISS_INDEX"], params: Mapping[str, Any] | None = None,
+                 index=None, deleted: np.ndarray | None = None) -> None:
+        """``params``: some of ``faiss_params``'s keys; the others keep their defaults."""
         super().__init__(dim)
         faiss = _faiss()
         self.kind = kind
-        self.params = dict(params or {})
+        self.params = {**faiss_params({}), **(params or {})}
         if index is None:
             if kind == "hnsw":
-                base = faiss.IndexHNSWFlat(dim, int(self.params.get("hnsw_m", 32)), faiss.METRIC_INNER_PRODUCT)
-                base.hnsw.efConstruction = int(self.params.get("ef_construction", 200))
+                base = faiss.IndexHNSWFlat(dim, int(self.params["hnsw_m"]), faiss.METRIC_INNER_PRODUCT)
+                base.hnsw.efConstruction = int(self.params["ef_construction"])
                 index = faiss.IndexIDMap2(base)
             elif kind == "ivf":
                 index = None  # made on the first add, when the training vectors are known
@@ -48,7 +57,7 @@ class FaissIndex(VectorIndex):
 
     def _make_ivf(self, training: np.ndarray):
         faiss = _faiss()
-        nlist = int(self.params.get("ivf_nlist") or max(1, min(len(training) // 39, int(4 * np.sqrt(len(training))))))
+        nlist = int(self.params["ivf_nlist"] or max(1, min(len(training) // 39, int(4 * np.sqrt(len(training))))))
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(training)
@@ -81,10 +90,10 @@ class FaissIndex(VectorIndex):
         faiss = _faiss()
         fetch = min(self.index.ntotal, k + len(self.deleted))
         if self.kind == "hnsw":
-            faiss.downcast_index(self.index.index).hnsw.efSearch = max(int(self.params.get("ef_search", 128)), fetch)
+            faiss.downcast_index(self.index.index).hnsw.efSearch = max(int(self.params["ef_search"]), fetch)
         else:
             ivf = faiss.extract_index_ivf(self.index)
-            ivf.nprobe = int(self.params.get("nprobe") or max(16, ivf.nlist // 16))  # 0: scale with the lists
+            ivf.nprobe = int(self.params["nprobe"] or max(16, ivf.nlist // 16))  # 0: scale with the lists
         if len(queries) == 1:
             # FAISS parallelises over queries: for one query extra OpenMP threads only add start-up and
             # spin-wait cost (milliseconds on a busy machine). The setting is per calling thread.
@@ -113,7 +122,7 @@ class FaissIndex(VectorIndex):
         np.save(os.path.join(folder, DELETED), np.array(sorted(self.deleted), np.int64))
 
     @classmethod
-    def load(cls, folder: str, kind: str = "hnsw", params: Mapping[str, Any] | None = None,
+    def load(cls, folder: str, kind: str = BACKEND_DEFAULTS["FAISS_INDEX"], params: Mapping[str, Any] | None = None,
              also_deleted: np.ndarray | None = None) -> "FaissIndex":
         """The index saved in ``folder``, hiding ``also_deleted`` ids too (rows later changes removed). The
         file is read once per process: generations hard-link it, and searching does not change it."""

@@ -13,16 +13,24 @@ from __future__ import annotations
 import atexit
 import os
 import time
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config import BACKEND_DEFAULTS, backend_setting
 from .base import DimensionMismatch, VectorIndex, pad
 
 _BATCH = 2000  # rows per insert call
 _STRONG = {"consistency_level": "Strong"}  # read your own writes, also through another process
 _BOUNDED = {"consistency_level": "Bounded"}
 FRESH_SECONDS = 15.0  # how long after its writes a generation is searched with strong consistency
+
+
+def milvus_params(cfg: Mapping[str, Any]) -> dict:
+    """A Milvus server's HNSW parameters from settings with upper-case keys (``MILVUS_HNSW_M``...), defaults
+    where unset."""
+    return {param: backend_setting(cfg, key) for param, key in (
+        ("M", "MILVUS_HNSW_M"), ("efConstruction", "MILVUS_EF_CONSTRUCTION"), ("ef", "MILVUS_EF_SEARCH"))}
 
 
 def _is_local(uri: str) -> bool:
@@ -32,13 +40,14 @@ def _is_local(uri: str) -> bool:
 class MilvusIndex(VectorIndex):
     name = "milvus"
 
-    def __init__(self, dim: int, uri: str, collection: str = "gallery", hnsw: dict | None = None,
+    def __init__(self, dim: int, uri: str, collection: str = BACKEND_DEFAULTS["MILVUS_COLLECTION"],
+                 hnsw: dict | None = None,
                  written_at: float | None = None) -> None:
         """``hnsw``: ``M``, ``efConstruction`` and the search's ``ef`` of a server's graph. ``written_at``: when
         the rows this index serves were last written (None: just now, so always read strongly)."""
         super().__init__(dim)
         self.written_at = written_at
-        hnsw = {"M": 16, "efConstruction": 200, "ef": 64, **(hnsw or {})}
+        hnsw = {**milvus_params({}), **(hnsw or {})}
         self.search_params: dict = {}
         try:
             from pymilvus import MilvusClient

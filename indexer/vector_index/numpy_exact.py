@@ -2,7 +2,6 @@
 The simplest thing that works, and fast enough up to about 100k images."""
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -88,13 +87,3 @@ class NumpyIndex(VectorIndex):
 
     def count(self) -> int:
         return int(sum(live.sum() for _, _, live in self.blocks))
-
-    def save(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
-        np.save(os.path.join(folder, "vectors.npy"), np.asarray(self.vectors, np.float32))
-        np.save(os.path.join(folder, "ids.npy"), self.ids)
-
-    @classmethod
-    def load(cls, folder: str) -> "NumpyIndex":
-        vectors = np.load(os.path.join(folder, "vectors.npy"), mmap_mode="r")
-        return cls(vectors.shape[1], np.load(os.path.join(folder, "ids.npy")), vectors)
