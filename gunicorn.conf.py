@@ -3,7 +3,7 @@
 One worker process, so that every search in it shares one model and one inference queue (which batches
 them); many threads, because a thread waiting on the queue costs next to nothing, whereas a request that finds
 no free thread waits in gunicorn's own queue, where neither our limit nor our deadline can answer it with a
-503 (and a health check would wait behind it). The README's serving table shows the measurements behind this.
+503 (and a health check would wait behind it). The serving table in docs/benchmarks.md shows the measurements behind this.
 """
 import os
 

@@ -1,4 +1,4 @@
-"""``flask`` commands: ``flask --app wsgi make-admin EMAIL``."""
+"""``flask`` commands: ``flask --app app make-admin EMAIL``."""
 from __future__ import annotations
 
 import click

@@ -66,7 +66,7 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     # gallery change (app.services.gallery_changes) where the process dies as kill -9 would.
     cfg.setdefault("CRASH_AT", None)
     # Re-ranking after the first search: "none", or "qe" (α-query expansion with the 3 nearest, which raised
-    # mAP on both evaluation sets without costing P@1; see the README). Scores then measure the expanded query.
+    # mAP on both evaluation sets without costing P@1; see docs/model.md). Scores then measure the expanded query.
     cfg.setdefault("RERANK", os.environ.get("RERANK", "none").lower())
     if cfg["RERANK"] not in RERANKS:
         raise ValueError(f"RERANK must be one of {', '.join(RERANKS)}, not '{cfg['RERANK']}'")

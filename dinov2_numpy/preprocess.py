@@ -74,16 +74,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if orientation in range(2, 9):  # exif_transpose copies even an upright picture
         image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _to_8_bit_grey(image)
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(image, dtype=np.float64)
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        if mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):  # 16-bit samples (PIL opens them as I)
-            a = a / 257.0
-        elif lo < 0 or hi > 255:  # other integer or float ranges: stretch to 8 bits
-            a = (a - lo) * (255.0 / (hi - lo or 1.0))
-        image = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-        mode = "L"
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha or (mode in ("L", "RGB") and "transparency" in image.info):
         # Pasted through its own alpha onto white: the same pixels as compositing RGBA images, at a third of the
@@ -93,6 +86,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image if mode == "RGB" else image.convert("RGB")
+
+
+def _to_8_bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit samples divided by 257; other integer or float ranges stretched to 0-255."""
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):  # 16-bit samples (PIL opens them as I)
+        a = a / 257.0
+    elif lo < 0 or hi > 255:
+        a = (a - lo) * (255.0 / (hi - lo or 1.0))
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
 def load_rgb(source: ImageInput, max_pixels: int | None = None) -> Image.Image:

@@ -39,7 +39,7 @@ class Picture:
 def header_size(source: Source) -> tuple[int, int, str | None]:
     """``(width, height, format)`` from the file's header alone, without decoding its pixels."""
     try:
-        with _opened(source) as f, Image.open(f) as image:
+        with open_regular(source) as f, Image.open(f) as image:
             return image.width, image.height, image.format
     except Exception as e:  # noqa: BLE001  (see the module docstring: any decoder error is a refusal)
         raise _refusal(e) from None
@@ -53,7 +53,7 @@ def decode(source: Source, max_pixels: int | None = None) -> Picture:
     a path that is not a regular file (a FIFO or a folder named like a picture) included.
     """
     try:
-        with _opened(source) as f:
+        with open_regular(source) as f:
             image = open_image(f, max_pixels=max_pixels)
             return Picture(to_rgb(image), image.format)
     except Exception as e:  # noqa: BLE001  (see the module docstring)
@@ -61,8 +61,8 @@ def decode(source: Source, max_pixels: int | None = None) -> Picture:
 
 
 @contextlib.contextmanager
-def _opened(source: Source) -> Iterator[BinaryIO]:
-    """A readable file object for ``source``. A path is opened without blocking and must be a regular file:
+def open_regular(source: Source) -> Iterator[BinaryIO]:
+    """A readable file object for ``source`` (a path or bytes). A path is opened without blocking and must be a regular file:
     opening a FIFO for reading would otherwise wait for a writer forever."""
     if isinstance(source, bytes):
         yield io.BytesIO(source)

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from . import formats  # noqa: F401  (registers the HEIF plugin: EXIF of phone photos too)
+from .decode import open_regular  # also registers the HEIF plugin: EXIF of phone photos too
 
 _EXIF = ExifTags.IFD.Exif
 _GPS = ExifTags.IFD.GPSInfo
@@ -69,38 +69,62 @@ def read_metadata(path: str, gps: bool = False) -> dict[str, Any]:
     Unreadable files give only the file time (the embedding step reports what is wrong with them)."""
     meta: dict[str, Any] = {}
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as f, Image.open(f) as image:
             exif = image.getexif()
-            width, height = image.size
-            sub = exif.get_ifd(_EXIF)
-            if exif.get(ExifTags.Base.Orientation) in _ROTATED:
-                width, height = height, width
-            meta.update(width=width, height=height, orientation=orientation_of(width, height))
-            taken = _taken(sub.get(ExifTags.Base.DateTimeOriginal)) or _taken(exif.get(ExifTags.Base.DateTime))
-            if taken:
-                meta.update(taken_at=taken, time_source="exif")
-            make, model = _text(exif.get(ExifTags.Base.Make)), _text(exif.get(ExifTags.Base.Model))
-            if model and make and model.lower().startswith(make.lower()):
-                make = None  # "Canon" + "Canon EOS 5D" reads "Canon EOS 5D"
-            camera = " ".join(p for p in (make, model) if p)
-            values = {"camera": camera or None, "lens": _text(sub.get(ExifTags.Base.LensModel)),
-                      "exposure": _exposure(sub.get(ExifTags.Base.ExposureTime)),
-                      "aperture": _number(sub.get(ExifTags.Base.FNumber)),
-                      "iso": _number(sub.get(ExifTags.Base.ISOSpeedRatings)),
-                      "focal_length": _number(sub.get(ExifTags.Base.FocalLength))}
-            meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v is not None})
-            if gps:
-                where = exif.get_ifd(_GPS)
-                lat = _degrees(where.get(ExifTags.GPS.GPSLatitude), where.get(ExifTags.GPS.GPSLatitudeRef))
-                lon = _degrees(where.get(ExifTags.GPS.GPSLongitude), where.get(ExifTags.GPS.GPSLongitudeRef))
-                if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
-                    meta.update(latitude=lat, longitude=lon)
-    except Exception:  # a broken header must not stop the build; decoding reports the file
+            meta.update(_size(image.size, exif))
+            meta.update(_exif_facts(exif, gps))
+    except Exception:  # noqa: BLE001  (a broken header must not stop the build; decoding reports the file)
         pass
     if "taken_at" not in meta:
-        try:
-            meta.update(taken_at=dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0).isoformat(),
-                        time_source="file")
-        except (OSError, ValueError, OverflowError):  # a file time past year 9999 (64-bit file systems)
-            pass
+        meta.update(_file_time(path))
     return meta
+
+
+def _size(size: tuple[int, int], exif: Image.Exif) -> dict[str, Any]:
+    """Width, height and orientation as the picture is shown: after its EXIF rotation."""
+    width, height = size
+    if exif.get(ExifTags.Base.Orientation) in _ROTATED:
+        width, height = height, width
+    return {"width": width, "height": height, "orientation": orientation_of(width, height)}
+
+
+def _exif_facts(exif: Image.Exif, gps: bool) -> dict[str, Any]:
+    """Capture time, camera, lens and exposure (and the position with ``gps``) from an EXIF block."""
+    sub = exif.get_ifd(_EXIF)
+    meta: dict[str, Any] = {}
+    taken = _taken(sub.get(ExifTags.Base.DateTimeOriginal)) or _taken(exif.get(ExifTags.Base.DateTime))
+    if taken:
+        meta.update(taken_at=taken, time_source="exif")
+    values = {"camera": _camera(exif), "lens": _text(sub.get(ExifTags.Base.LensModel)),
+              "exposure": _exposure(sub.get(ExifTags.Base.ExposureTime)),
+              "aperture": _number(sub.get(ExifTags.Base.FNumber)),
+              "iso": _number(sub.get(ExifTags.Base.ISOSpeedRatings)),
+              "focal_length": _number(sub.get(ExifTags.Base.FocalLength))}
+    meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v is not None})
+    if gps:
+        meta.update(_position(exif.get_ifd(_GPS)))
+    return meta
+
+
+def _camera(exif: Image.Exif) -> str | None:
+    make, model = _text(exif.get(ExifTags.Base.Make)), _text(exif.get(ExifTags.Base.Model))
+    if model and make and model.lower().startswith(make.lower()):
+        make = None  # "Canon" + "Canon EOS 5D" reads "Canon EOS 5D"
+    return " ".join(p for p in (make, model) if p) or None
+
+
+def _position(where) -> dict[str, float]:
+    lat = _degrees(where.get(ExifTags.GPS.GPSLatitude), where.get(ExifTags.GPS.GPSLatitudeRef))
+    lon = _degrees(where.get(ExifTags.GPS.GPSLongitude), where.get(ExifTags.GPS.GPSLongitudeRef))
+    if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
+        return {"latitude": lat, "longitude": lon}
+    return {}
+
+
+def _file_time(path: str) -> dict[str, str]:
+    """The file's modification time, for a picture without a capture time."""
+    try:
+        taken = dt.datetime.fromtimestamp(os.stat(path).st_mtime).replace(microsecond=0).isoformat()
+    except (OSError, ValueError, OverflowError):  # a file time past year 9999 (64-bit file systems)
+        return {}
+    return {"taken_at": taken, "time_source": "file"}

