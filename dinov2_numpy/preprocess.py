@@ -16,6 +16,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 ORIENTATION = ExifTags.Base.Orientation
+RESIZE, CROP = 256, 224  # the reference processor: shortest edge to 256, centre crop 224
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]
 
@@ -122,7 +123,7 @@ def dynamic_size(width: int, height: int, max_side: int, patch: int, pixel_budge
             max(patch, int(round(height * scale / patch)) * patch))
 
 
-def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = 256, crop: int = 224,
+def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = RESIZE, crop: int = CROP,
                max_side: int = 518, patch: int = 14, max_pixels: int | None = None,
                pixel_budget: int | None = None) -> np.ndarray:
     """One image as (3, H, W) float32 model input.

@@ -15,6 +15,7 @@ from dinov2_numpy.descriptor import (
     descriptor_of,
     prepare,
 )
+from dinov2_numpy.preprocess import RESIZE
 
 from .decode import decode
 
@@ -38,10 +39,15 @@ def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
             f"'{wanted.label()}'; features cannot be mixed: rebuild it with 'python build_gallery.py --rebuild'.")
 
 
+# Pixels a picture is decoded to at least: twice the reference resize's shortest edge, so that the bicubic
+# resize still sees enough pixels (the whole-image preprocessing needs fewer).
+DECODE_SHORTEST_SIDE = 2 * RESIZE
+
+
 def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None) -> np.ndarray:
-    """A gallery file (its path or its bytes) decoded through the one boundary and prepared as ``descriptor``
-    says: model input (3, H, W), or ``ImageError``."""
-    return prepare(decode(source, max_pixels).image, descriptor)
+    """A gallery file (its path or its bytes) decoded through the one boundary, no larger than the model
+    needs, and prepared as ``descriptor`` says: model input (3, H, W), or ``ImageError``."""
+    return prepare(decode(source, max_pixels, DECODE_SHORTEST_SIDE).image, descriptor)
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],

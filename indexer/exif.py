@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from .decode import open_regular  # also registers the HEIF plugin: EXIF of phone photos too
+from .decode import open_raw, open_regular, raw_kind_of, raw_upright_size  # (the HEIF plugin too)
 
 _EXIF = ExifTags.IFD.Exif
 _GPS = ExifTags.IFD.GPSInfo
@@ -69,14 +69,48 @@ def read_metadata(path: str, gps: bool = False) -> dict[str, Any]:
     Unreadable files give only the file time (the embedding step reports what is wrong with them)."""
     meta: dict[str, Any] = {}
     try:
-        with open_regular(path) as f, Image.open(f) as image:
-            exif = image.getexif()
-            meta.update(_size(image.size, exif))
-            meta.update(_exif_facts(exif, gps))
+        with open_regular(path) as f:
+            if raw_kind_of(f) is not None:
+                meta.update(_raw_facts(f))
+                f.seek(0)
+                meta.update(_exif_facts(_tiff_exif(f), gps))
+            else:
+                with Image.open(f) as image:
+                    exif = image.getexif()
+                    meta.update(_size(image.size, exif))
+                    meta.update(_exif_facts(exif, gps))
     except Exception:  # noqa: BLE001  (a broken header must not stop the build; decoding reports the file)
         pass
     if "taken_at" not in meta:
         meta.update(_file_time(path))
+    return meta
+
+
+def _tiff_exif(f) -> Image.Exif:
+    """The EXIF of a TIFF-based RAW file (DNG, NEF, CR2, ARW, PEF...): its first directory and the EXIF
+    directory it points to (Pillow cannot open a colour filter array as a picture, but reads its tags).
+    Empty for the other RAW formats, whose facts come from LibRaw alone."""
+    exif = Image.Exif()
+    if f.read(4) in (b"II*\x00", b"MM\x00*"):
+        f.seek(0)
+        exif.load_from_fp(f)
+    return exif
+
+
+def _raw_facts(f) -> dict[str, Any]:
+    """What LibRaw reads from any RAW file: the upright size (from the RAW's own flag), capture time,
+    exposure and lens; EXIF, where Pillow can read it too, refines them."""
+    with open_raw(f) as raw:
+        width, height = raw_upright_size(raw)
+        meta: dict[str, Any] = {"width": width, "height": height, "orientation": orientation_of(width, height)}
+        other, lens = raw.other, raw.lens
+    when = getattr(other, "timestamp", None)
+    if isinstance(when, dt.datetime) and when.year > 1970:
+        meta.update(taken_at=when.replace(tzinfo=None, microsecond=0).isoformat(), time_source="exif")
+    values = {"exposure": _exposure(getattr(other, "shutter_speed", None)),
+              "aperture": _number(getattr(other, "aperture", None)), "iso": _number(getattr(other, "iso_speed", None)),
+              "focal_length": _number(getattr(other, "focal_length", None)), "lens": _text(getattr(lens, "model", None))}
+    meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v})
     return meta
 
 

@@ -7,8 +7,8 @@ from typing import Iterator
 from PIL import Image
 
 from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage
+from indexer.decode import Picture, header_size
 from indexer.decode import decode as decode_picture
-from indexer.decode import header_size
 from indexer.formats import HUMAN_LIST, extension_of
 
 from .errors import InvalidInput, Unprocessable, UnsupportedMedia
@@ -16,9 +16,11 @@ from .pixel_budget import PixelBudget
 
 
 @contextlib.contextmanager
-def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> Iterator[tuple[Image.Image, str]]:
-    """The validated upright RGB image of ``data`` and the extension its format is stored under, its pixels
-    reserved in ``budget`` for the body of the ``with`` (the request's whole use of the picture)."""
+def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
+            shortest_side: int | None = None) -> Iterator[tuple[Picture, str]]:
+    """The validated upright RGB picture of ``data`` (decoded no larger than ``shortest_side`` needs, as
+    ``indexer.decode.decode`` says) and the extension its format is stored under, its pixels reserved in
+    ``budget`` for the body of the ``with`` (the request's whole use of the picture)."""
     try:
         width, height, pil_format = header_size(data)
         ext = extension_of(pil_format)
@@ -27,7 +29,7 @@ def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> 
         if width * height > max_pixels:
             raise ImageTooLarge(f"{width}x{height}")
         with budget.hold(width * height) if budget is not None else contextlib.nullcontext():
-            yield decode_picture(data, max_pixels=max_pixels).image, ext
+            yield decode_picture(data, max_pixels, shortest_side), ext
     except NotAnImage:
         raise UnsupportedMedia(f"The file is not a readable image (accepted: {HUMAN_LIST}).") from None
     except ImageTooLarge:
@@ -38,8 +40,8 @@ def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None) -> 
 
 def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     """Validated upright RGB image and the extension its format is stored under (no pixel budget)."""
-    with decoded(data, max_pixels) as found:
-        return found
+    with decoded(data, max_pixels) as (picture, ext):
+        return picture.image, ext
 
 
 def crop_region(image: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:

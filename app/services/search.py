@@ -11,6 +11,7 @@ from typing import Iterator
 
 from PIL import Image
 
+from indexer.embedding import DECODE_SHORTEST_SIDE
 from indexer.fetch import fetch_image
 
 from .engine import Engine
@@ -51,6 +52,7 @@ class Decoded:
     image: Image.Image
     extension: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    full_size: tuple[int, int] | None = None  # of the whole picture, when ``image`` was decoded reduced
 
 
 @contextlib.contextmanager
@@ -65,11 +67,14 @@ def load_picture(query: Query, limits: Limits) -> Iterator[Decoded]:
         timings["fetch"] = (time.perf_counter() - start) * 1e3
     t = time.perf_counter()
     max_pixels = min(limits.max_pixels, SKETCH_MAX_PIXELS) if query.mode == "sketch" else limits.max_pixels
-    with decoded(query.data, max_pixels, limits.budget) as (image, ext):
-        if query.mode == "sketch" and is_blank(image):
+    # Decoded as the builder decodes gallery files (no larger than the model needs), so that a gallery photo
+    # sent as a query is the same picture; a region or a point is in the original's pixels: decoded in full.
+    whole = query.region is None and query.point is None
+    with decoded(query.data, max_pixels, limits.budget, DECODE_SHORTEST_SIDE if whole else None) as (picture, ext):
+        if query.mode == "sketch" and is_blank(picture.image):
             raise InvalidInput("The drawing is empty: draw something, then search.", "empty_drawing")
         timings["decode"] = (time.perf_counter() - t) * 1e3
-        yield Decoded(image, ext, timings)
+        yield Decoded(picture.image, ext, timings, picture.full_size)
 
 
 def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
@@ -90,7 +95,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     else:
         with load_picture(query, limits) as picture:
             embedded = engine.embed_query(picture.image, region=query.region, point=query.point, index=index)
-            image_size, extension = list(picture.image.size), picture.extension
+            image_size, extension = list(picture.full_size or picture.image.size), picture.extension
             if query.mode == "url":  # the page shows this instead of loading the address itself
                 preview = preview_data_url(picture.image)
         vector, colour, batch_size = embedded.vector, embedded.colour, embedded.batch_size

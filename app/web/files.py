@@ -59,7 +59,7 @@ def thumbnail(path: str):
             width, height, _ = header_size(source)
             with current_app.extensions["pixel_budget"].hold(width * height):
                 # upright, 8-bit, transparency over white: as the model sees it
-                thumb = decode(source, current_app.config["MAX_IMAGE_PIXELS"]).image
+                thumb = decode(source, current_app.config["MAX_IMAGE_PIXELS"], 2 * THUMB_SIZE).image
                 thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
         except ImageError:
             abort(404)
