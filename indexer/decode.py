@@ -70,7 +70,10 @@ def decode(source: Source, max_pixels: int | None = None, shortest_side: int | N
         with open_regular(source) as f:
             kind = raw_kind_of(f)
             if kind is not None:
-                return _decode_raw(f, kind, max_pixels, shortest_side)
+                picture = _decode_raw(f, kind, max_pixels, shortest_side)
+                if picture is not None:
+                    return picture
+                f.seek(0)  # a TIFF from a camera maker's scanner, say: not RAW after all
             image = Image.open(f)
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageTooLarge(f"image is {image.width}x{image.height} pixels, more than the limit of "
@@ -108,10 +111,16 @@ def open_raw(f: BinaryIO) -> Iterator:
         yield raw
 
 
-def _decode_raw(f: BinaryIO, kind: str, max_pixels: int | None, shortest_side: int | None) -> Picture:
+def _decode_raw(f: BinaryIO, kind: str, max_pixels: int | None, shortest_side: int | None) -> Picture | None:
     """A RAW file's picture: its embedded preview when that is large enough (most cameras embed a 1-2
-    megapixel or full-size JPEG), else a half-size demosaic with the camera's white balance."""
-    with open_raw(f) as raw:
+    megapixel or full-size JPEG), else a half-size demosaic with the camera's white balance. None when
+    LibRaw does not take the file for RAW."""
+    import rawpy
+    try:
+        raw = rawpy.imread(f)
+    except rawpy.LibRawFileUnsupportedError:
+        return None
+    with raw:
         width, height = raw.sizes.width, raw.sizes.height
         if max_pixels is not None and width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} pixels, more than the limit of {max_pixels:,}")
