@@ -5,6 +5,11 @@ deletes the link); a link that leads outside the gallery is skipped, and is neve
 not followed, so loops cannot occur. Names that are not valid UTF-8, or that hold control characters (a
 newline), are skipped with a reason asking for a rename: they cannot be carried safely through URLs, JSON
 and databases.
+
+RAW + JPEG pairs: photographers shoot both, and the two files are one picture. A RAW file with a JPEG (or
+HEIC) of the same name beside it is not indexed; the JPEG is, and stands for the pair (``pair_of``,
+``raw_companions``): searches and the duplicates page show the JPEG, and deleting it deletes its RAW too. A
+RAW file alone is indexed itself.
 """
 from __future__ import annotations
 
@@ -13,7 +18,10 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .formats import is_image_name
+from .formats import RAW_FORMATS, is_image_name
+
+RAW_EXTENSIONS = tuple("." + ext for ext, _ in RAW_FORMATS.values())
+PAIRED_EXTENSIONS = (".jpg", ".jpeg", ".heic", ".heif")  # what cameras write beside a RAW file
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,29 @@ def is_candidate(rel: str) -> bool:
     return not any(p.startswith(".") for p in parts) and is_image_name(parts[-1])
 
 
+def _siblings(images_dir: str, rel: str, extensions: tuple[str, ...]) -> list[str]:
+    """The files beside ``rel`` with its name and one of ``extensions`` (in lower or upper case)."""
+    stem = os.path.splitext(rel)[0]
+    names = [stem + e for ext in extensions for e in dict.fromkeys((ext, ext.upper()))]
+    return [n for n in names if os.path.isfile(os.path.join(images_dir, n))]
+
+
+def pair_of(images_dir: str, rel: str) -> str | None:
+    """For a RAW file, the JPEG or HEIC of the same name beside it (which stands for the pair), else None."""
+    if not rel.lower().endswith(RAW_EXTENSIONS):
+        return None
+    return next(iter(_siblings(images_dir, rel, PAIRED_EXTENSIONS)), None)
+
+
+def raw_companions(images_dir: str, rel: str) -> list[str]:
+    """For a JPEG or HEIC, the RAW files of the same name beside it: the originals of that one picture."""
+    return _siblings(images_dir, rel, RAW_EXTENSIONS) if rel.lower().endswith(PAIRED_EXTENSIONS) else []
+
+
 def check_file(images_dir: str, rel: str) -> FileEntry | Skipped | None:
     """The entry of one relative path, Skipped with the reason it cannot be used, or None when it is not an
-    image the gallery would index or no longer exists."""
-    if not is_candidate(rel):
+    image the gallery would index (a RAW file whose JPEG stands for it included) or no longer exists."""
+    if not is_candidate(rel) or pair_of(images_dir, rel) is not None:
         return None
     full = os.path.join(images_dir, rel)
     problem = name_problem(rel)

@@ -14,7 +14,7 @@ from indexer.builder import build_gallery
 from indexer.decode import decode
 from indexer.embedding import DECODE_SHORTEST_SIDE, embed_pixels
 from indexer.generations import load_index
-from tests.helpers import make_app, post_search
+from tests.helpers import make_app, post_search, wait_until
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo
 
 SHOT = cf.Capture(make="Acme", model="Acme R24", lens="Acme 35mm F1.8", taken="2024:06:30 17:45:00",
@@ -96,3 +96,28 @@ def test_camera_size_jpegs_decoded_reduced_describe_the_same_picture(model, tmp_
         assert reduced.full_size == full.image.size
         a, b = (embed_pixels(model, prepare(p.image, descriptor)[None])[0] for p in (reduced, full))
         assert float(a @ b) >= 0.995, path
+
+
+def test_a_raw_and_jpeg_pair_is_one_picture(tmp_path, weights_path):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    photo = cf.camera_size(Image.open(skimage_photo("chelsea.png")), 1)
+    cf.write_dng(photo, str(gallery / "IMG_0001.DNG"), "full", capture=SHOT)
+    cf.write_jpeg(photo, str(gallery / "IMG_0001.JPG"), capture=SHOT)
+    cf.write_dng(cf.camera_size(Image.open(sklearn_photo("china.jpg")), 1), str(gallery / "alone.dng"), "full")
+    shutil.copy(skimage_photo("coffee.png"), gallery / "coffee.png")
+    report = build_gallery(str(gallery), str(tmp_path / "index"), weights_path, progress=False)
+    assert sorted(load_index(str(tmp_path / "index")).paths) == ["IMG_0001.JPG", "alone.dng", "coffee.png"]
+    assert not report.skipped and not report.duplicates  # the RAW of a pair is neither a failure nor a copy
+    app = make_app(tmp_path, tmp_path / "app", weights_path)
+    client = app.test_client()
+    from tests.helpers import csrf_headers, sign_up
+    sign_up(client, "admin@example.com")
+    status = client.get("/api/admin/status").get_json()
+    assert status["drift"]["unindexed"] == [] and status["failed"] == []
+    r = wait_until(lambda: (r := client.get("/api/duplicates")).status_code == 200 and r, "the duplicates")
+    assert r.get_json()["groups"] == []
+    from indexer.ids import image_id
+    r = client.delete("/api/admin/images", json={"ids": [image_id("IMG_0001.JPG")]}, headers=csrf_headers(client))
+    assert r.status_code == 200 and r.get_json()["deleted"] == ["IMG_0001.JPG"]
+    assert sorted(p.name for p in gallery.iterdir() if not p.name.startswith(".")) == ["alone.dng", "coffee.png"]

@@ -29,7 +29,7 @@ from indexer.builder import BuildLocked, build_gallery, build_lock, is_locked
 from indexer.changes import compact, update_paths
 from indexer.generations import GalleryIndex
 from indexer.options import BuildOptions, EmbedOptions
-from indexer.scan import scan
+from indexer.scan import raw_companions, scan
 
 from .engine import Engine
 from .errors import Busy, NotFound, NotReady
@@ -183,7 +183,7 @@ def _finish_delete(engine: Engine, paths: list[str], embed: Embed | None = None)
     _update(engine, embed, remove=paths)
     _crash_point(cfg, "delete-built")
     gallery = os.path.abspath(cfg["GALLERY_DIR"])
-    for path in paths:
+    for path in paths + [raw for p in paths for raw in raw_companions(gallery, p)]:  # a pair is one picture
         full = os.path.normpath(os.path.join(gallery, path))
         # The indexed path itself goes (a symlink, not what it points to); never anything outside the gallery.
         if full.startswith(gallery + os.sep) and (os.path.islink(full) or os.path.isfile(full)):

@@ -29,7 +29,7 @@ from typing import Callable
 
 from indexer.atomic import write_json
 from indexer.changes import ChangeReport
-from indexer.scan import is_candidate
+from indexer.scan import is_candidate, raw_companions
 
 from .engine import Engine
 from .errors import Busy, NotReady
@@ -111,6 +111,8 @@ class GalleryWatcher:
         if rel is None or not is_candidate(rel) or kind in ("opened", "closed_no_write"):
             return
         self.note(rel, kind in ("created", "modified") and not self._in_new_folder(rel))
+        for raw in raw_companions(self.gallery, rel):  # a JPEG came or went: its RAW is (no longer) its pair
+            self.note(raw, False)
 
     def _on_folder(self, kind: str, rels: list[str | None]) -> None:
         if kind == "deleted" or kind == "moved":
