@@ -6,6 +6,7 @@ import fcntl
 import functools
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -42,12 +43,15 @@ class BuildReport:
     removed: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, same content as)
     skipped: list[Skipped] = field(default_factory=list)
+    decoded: Counter = field(default_factory=Counter)  # how the embedded files were read (Picture.source)
     seconds: float = 0.0
     index_path: str = ""
 
     def summary(self) -> str:
         lines = [f"{self.images} images in the index ({self.embedded} embedded, {self.reused} reused, "
                  f"{self.removed} removed) in {self.seconds:.1f}s -> {self.index_path}"]
+        if self.decoded:
+            lines.append("read as: " + ", ".join(f"{n} {how}" for how, n in sorted(self.decoded.items())))
         if self.duplicates:
             lines.append(f"{len(self.duplicates)} duplicate file(s), embedded once:")
             lines += [f"  {p} = {q}" for p, q in self.duplicates]
@@ -232,7 +236,7 @@ def _embedder(build: _Build, todo: list[tuple[str, str]], bar) -> Iterator[Batch
     if options.cluster is None or not todo:
         yield embed_stream(colour.with_colour(options.embed or functools.partial(embed_pixels, build.model)),
                            build.width + colour.DIM, todo, options.batch_size, options.workers, options.max_pixels,
-                           build.descriptor)
+                           build.descriptor, build.report.decoded)
         return
     from .cluster import connect, embed_on_cluster, live_workers
     client, local = connect(options.cluster)

@@ -37,7 +37,9 @@ class Picture:
     image: Image.Image
     format: str | None
     full_size: tuple[int, int]
-    source: str = "decoded"  # for a RAW file: "raw preview" (its embedded JPEG) or "raw demosaic"
+    # how it was read: "full", "reduced" (a JPEG's DCT scaling), "raw preview" (a RAW file's embedded JPEG)
+    # or "raw demosaic"
+    source: str = "full"
 
 
 def header_size(source: Source) -> tuple[int, int, str | None]:
@@ -78,11 +80,12 @@ def decode(source: Source, max_pixels: int | None = None, shortest_side: int | N
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageTooLarge(f"image is {image.width}x{image.height} pixels, more than the limit of "
                                     f"{max_pixels:,}")
-            full_size = _upright(image.size, image.getexif().get(ORIENTATION))
+            stored = image.size
+            full_size = _upright(stored, image.getexif().get(ORIENTATION))
             if shortest_side is not None:
                 _reduce(image, shortest_side)
             image = open_image(image)
-            return Picture(to_rgb(image), image.format, full_size)
+            return Picture(to_rgb(image), image.format, full_size, "full" if image.size == stored else "reduced")
     except Exception as e:  # noqa: BLE001  (see the module docstring)
         raise _refusal(e) from None
 

@@ -1,7 +1,7 @@
 """From pixels to the unit vectors the index holds: the one place a picture becomes a feature."""
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
@@ -44,19 +44,22 @@ def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
 DECODE_SHORTEST_SIDE = 2 * RESIZE
 
 
-def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None) -> np.ndarray:
+def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None) -> tuple[np.ndarray, str]:
     """A gallery file (its path or its bytes) decoded through the one boundary, no larger than the model
-    needs, and prepared as ``descriptor`` says: model input (3, H, W), or ``ImageError``."""
-    return prepare(decode(source, max_pixels, DECODE_SHORTEST_SIDE).image, descriptor)
+    needs, and prepared as ``descriptor`` says: model input (3, H, W) and how it was read
+    (``indexer.decode.Picture.source``), or ``ImageError``."""
+    picture = decode(source, max_pixels, DECODE_SHORTEST_SIDE)
+    return prepare(picture.image, descriptor), picture.source
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
                  batch_size: int, workers: int,
-                 max_pixels: int | None, descriptor: Descriptor = Descriptor()
+                 max_pixels: int | None, descriptor: Descriptor = Descriptor(), tally: Counter | None = None
                  ) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
     """Embed ``(key, path)`` items in batches with ``embed`` (pixels to unit ``dim``-wide descriptors, e.g.
     ``embed_pixels`` bound to a model), preprocessed as ``descriptor`` says; decoding runs ``workers``
-    threads ahead of the model.
+    threads ahead of the model, at most three batches ahead (each picture decoded no larger than the model
+    needs, so that memory does not grow with the files' size). ``tally`` counts how the pictures were read.
 
     Yields ``(keys, unit features, [(key, reason)])`` per batch; an item is a path or the file's bytes.
     """
@@ -83,8 +86,11 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             (key, path), future = pending.popleft()
             refill()
             try:
-                pixels.append(future.result())
+                prepared, how = future.result()
+                pixels.append(prepared)
                 keys.append(key)
+                if tally is not None:
+                    tally[how] += 1
             except Exception as e:  # noqa: BLE001  (one bad file never stops a build: it is skipped, with why)
                 failures.append((key, str(e) or type(e).__name__))
             if len(keys) == batch_size or (not pending and (keys or failures)):

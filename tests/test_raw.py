@@ -48,6 +48,9 @@ def test_raw_files_are_indexed_and_a_corrupt_one_is_skipped(raw_site):
     assert {"cat.dng", "temple.dng", "small-preview.dng", "turned.dng"} <= set(paths)
     reasons = {s.path: s.reason for s in report.skipped}
     assert list(reasons) == ["broken.dng"] and reasons["broken.dng"]
+    # the small preview (160 px) is too small for the model: that file and the one without are demosaiced
+    assert report.decoded == {"raw preview": 2, "raw demosaic": 2, "full": 2}
+    assert "read as: 2 full, 2 raw demosaic, 2 raw preview" in report.summary()
 
 
 def test_a_raw_upload_finds_itself_and_its_metadata_and_thumbnail(raw_site, tmp_path, weights_path):
