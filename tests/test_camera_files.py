@@ -111,10 +111,11 @@ def test_metadata_as_written_through_libraw_and_pillow(tmp_path, preview):
     with open(path, "rb") as f:
         exif.load_from_fp(f)
         sub = exif.get_ifd(ExifTags.IFD.Exif)  # read from the file when asked for
-    assert (exif[ExifTags.Base.Make], exif[ExifTags.Base.Model], exif[ExifTags.Base.Orientation]) == ("Acme", "Acme R24", 6)
-    assert sub[ExifTags.Base.DateTimeOriginal] == "2023:11:05 07:30:15" and sub[ExifTags.Base.LensModel] == "Acme 50mm F1.4"
-    assert (sub[ExifTags.Base.ExposureTime], sub[ExifTags.Base.FNumber]) == (pytest.approx(1 / 60), 4)
-    assert (sub[ExifTags.Base.ISOSpeedRatings], sub[ExifTags.Base.FocalLength]) == (800, 50)
+    base = ExifTags.Base
+    assert (exif[base.Make], exif[base.Model], exif[base.Orientation]) == ("Acme", "Acme R24", 6)
+    assert sub[base.DateTimeOriginal] == "2023:11:05 07:30:15" and sub[base.LensModel] == "Acme 50mm F1.4"
+    assert (sub[base.ExposureTime], sub[base.FNumber]) == (pytest.approx(1 / 60), 4)
+    assert (sub[base.ISOSpeedRatings], sub[base.FocalLength]) == (800, 50)
 
 
 def test_camera_size_keeps_the_aspect_ratio():
@@ -123,7 +124,8 @@ def test_camera_size_keeps_the_aspect_ratio():
     assert cf.camera_size(Image.new("RGB", (451, 300)), 12).size == (4248, 2826)
 
 
-@pytest.mark.parametrize("writer, fmt, size", [(cf.write_jpeg, "JPEG", (548, 364)), (cf.write_heic, "HEIF", (364, 548))])
+@pytest.mark.parametrize("writer, fmt, size", [(cf.write_jpeg, "JPEG", (548, 364)),
+                                               (cf.write_heic, "HEIF", (364, 548))])
 def test_jpeg_and_heic_carry_the_capture(tmp_path, writer, fmt, size):
     image = photo(PHOTOS[3], 0.2)
     path = str(tmp_path / "shot")
