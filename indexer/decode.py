@@ -109,9 +109,16 @@ def raw_kind_of(f: BinaryIO) -> str | None:
 @contextlib.contextmanager
 def open_raw(f: BinaryIO) -> Iterator:
     """LibRaw's view of an open RAW file (a ``rawpy.RawPy``): its sizes and metadata, unpacked on demand."""
-    import rawpy  # a large native library, loaded only where there are RAW files
-    with rawpy.imread(f) as raw:
+    with _rawpy_open(f) as raw:
         yield raw
+
+
+def _rawpy_open(f: BinaryIO):
+    """``rawpy.imread`` on an open file. A file on disk is handed over by its descriptor's path, so that
+    LibRaw reads only what it needs (headers, a preview) instead of copying a 50 MB file into memory."""
+    import rawpy  # a large native library, loaded only where there are RAW files
+    fd_path = f"/proc/self/fd/{f.fileno()}" if hasattr(f, "fileno") and not isinstance(f, io.BytesIO) else None
+    return rawpy.imread(fd_path if fd_path and os.path.exists(fd_path) else f)
 
 
 def _decode_raw(f: BinaryIO, kind: str, max_pixels: int | None, shortest_side: int | None) -> Picture | None:
@@ -120,7 +127,7 @@ def _decode_raw(f: BinaryIO, kind: str, max_pixels: int | None, shortest_side: i
     LibRaw does not take the file for RAW."""
     import rawpy
     try:
-        raw = rawpy.imread(f)
+        raw = _rawpy_open(f)
     except rawpy.LibRawFileUnsupportedError:
         return None
     with raw:

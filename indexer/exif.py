@@ -71,9 +71,10 @@ def read_metadata(path: str, gps: bool = False) -> dict[str, Any]:
     try:
         with open_regular(path) as f:
             if raw_kind_of(f) is not None:
-                meta.update(_raw_facts(f))
+                exif = _tiff_exif(f)
                 f.seek(0)
-                meta.update(_exif_facts(_tiff_exif(f), gps))
+                meta.update(_raw_facts(f, exposure=not exif))
+                meta.update(_exif_facts(exif, gps))
             else:
                 with Image.open(f) as image:
                     exif = image.getexif()
@@ -97,13 +98,20 @@ def _tiff_exif(f) -> Image.Exif:
     return exif
 
 
-def _raw_facts(f) -> dict[str, Any]:
-    """What LibRaw reads from any RAW file: the upright size (from the RAW's own flag), capture time,
-    exposure and lens; EXIF, where Pillow can read it too, refines them."""
+def _raw_facts(f, exposure: bool) -> dict[str, Any]:
+    """What LibRaw reads from any RAW file: the upright size (from the RAW's own flag) and, with ``exposure``
+    (for the formats whose EXIF Pillow cannot read; LibRaw takes tens of milliseconds for it), the capture
+    time, exposure and lens."""
     with open_raw(f) as raw:
         width, height = raw_upright_size(raw)
         meta: dict[str, Any] = {"width": width, "height": height, "orientation": orientation_of(width, height)}
-        other, lens = raw.other, raw.lens
+        if exposure:
+            meta.update(_libraw_exposure(raw.other, raw.lens))
+    return meta
+
+
+def _libraw_exposure(other, lens) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
     when = getattr(other, "timestamp", None)
     if isinstance(when, dt.datetime) and when.year > 1970:
         meta.update(taken_at=when.replace(tzinfo=None, microsecond=0).isoformat(), time_source="exif")
