@@ -8,7 +8,7 @@ import os
 from typing import Iterable
 
 from flask import Flask
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from indexer.builder import BuildError
 from indexer.generations import IndexFilesError
@@ -30,6 +30,9 @@ def sync_gallery_table(app: Flask, changed: Iterable[str] | None = None) -> None
             return
         except IntegrityError:  # another worker synced the same rows at the same moment: its result stands
             db.session.rollback()
+        except DataError as e:  # a value the database refuses: the table lags, the app serves on
+            db.session.rollback()
+            app.logger.warning("gallery table not synced: %s", str(e.orig)[:200])
 
 
 def after_change(app: Flask, paths: list[str]) -> None:

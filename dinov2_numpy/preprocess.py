@@ -55,9 +55,7 @@ def open_image(source: ImageInput, max_pixels: int | None = None) -> Image.Image
             raise ImageError(f"cannot open image: {e}") from None
     if max_pixels is not None and image.width * image.height > max_pixels:
         raise ImageTooLarge(f"image is {image.width}x{image.height} pixels, more than the limit of {max_pixels:,}")
-    try:
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
+    try:  # a freshly opened file is at its first frame; counting frames would walk a 160,000-page TIFF
         image.load()
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(str(e)) from None
@@ -90,14 +88,25 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _to_8_bit_grey(image: Image.Image) -> Image.Image:
-    """16-bit samples divided by 257; other integer or float ranges stretched to 0-255."""
-    a = np.asarray(image, dtype=np.float64)
+    """16-bit samples divided by 257; other integer or float ranges stretched to 0-255. Converted a band of
+    rows at a time, so that a 50-megapixel picture needs no full-size float copies."""
+    a = np.asarray(image)
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    scale, offset = 1.0, 0.0
     if image.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):  # 16-bit samples (PIL opens them as I)
-        a = a / 257.0
+        scale = 1 / 257.0
     elif lo < 0 or hi > 255:
-        a = (a - lo) * (255.0 / (hi - lo or 1.0))
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+        scale = 255.0 / (hi - lo or 1.0)
+        offset = -lo * scale
+    out = np.empty(a.shape, np.uint8)
+    rows = max(1, (1 << 18) // max(1, a.shape[1] if a.ndim > 1 else 1))
+    for start in range(0, a.shape[0], rows):
+        band = a[start:start + rows].astype(np.float64)
+        band *= scale
+        band += offset
+        np.clip(np.rint(band, out=band), 0, 255, out=band)
+        out[start:start + rows] = band
+    return Image.fromarray(out, "L")
 
 
 def load_rgb(source: ImageInput, max_pixels: int | None = None) -> Image.Image:

@@ -7,6 +7,8 @@ row covers, and a new generation whose new rows are one more segment (``indexer.
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -52,6 +54,7 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
     add = list(dict.fromkeys(add))
     remove = [p for p in dict.fromkeys(remove) if p not in set(add)]
+    add += _orphaned_copies(images_dir, index, remove, add)
     entries, gone, report = _look_at(images_dir, add)
     plan = plan_files(images_dir, entries, Previous.index(index, set(remove)), options.gps)
     report.skipped.update((s.path, s.reason) for s in plan.skipped)
@@ -63,10 +66,19 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
                            options.batch_size, options.workers, options.max_pixels, manifest_descriptor(index.manifest))
     failed = embed_missing(batches, rows)
     report.skipped.update((new[sha], reason) for sha, reason in failed.items())
-    remove += _dropped(index, add, set(gone) | {p for p, _ in plan.duplicates} | {new[sha] for sha in failed})
+    unusable = set(gone) | set(report.skipped) | {p for p, _ in plan.duplicates} | {new[sha] for sha in failed}
+    remove += _dropped(index, add, unusable)
     paths = [p for sha, p in new.items() if sha in rows]
     return _publish(index_dir, index, {p: rows[plan.files[p]["sha256"]] for p in paths}, plan.files, remove,
                     report, options.backend)
+
+
+def _orphaned_copies(images_dir: str, index: GalleryIndex, remove: list[str], add: list[str]) -> list[str]:
+    """Files recorded as copies of a path being removed: one of them is indexed in its place (the embedding
+    is kept), else the picture would vanish from the index while its copies are still in the folder."""
+    leaving, adding = set(remove), set(add)
+    return [copy for copy, original in index.manifest.get("duplicates", {}).items()
+            if original in leaving and copy not in leaving | adding and os.path.lexists(os.path.join(images_dir, copy))]
 
 
 def _look_at(images_dir: str, add: list[str]) -> tuple[list[FileEntry], list[str], ChangeReport]:

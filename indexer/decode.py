@@ -42,8 +42,14 @@ class Picture:
     source: str = "full"
 
 
+# Formats whose decoder may make more pixels than the header declares: libavif decodes the whole AV1 frame
+# (up to 16384 x 16384) before cropping it to the size the 'ispe' box gives.
+UNTRUSTED_HEADERS = frozenset({"AVIF"})
+
+
 def header_size(source: Source) -> tuple[int, int, str | None]:
-    """``(width, height, format)`` from the file's header alone, without decoding its pixels."""
+    """``(width, height, format)`` from the file's header alone, without decoding its pixels (see
+    ``UNTRUSTED_HEADERS`` for formats whose header may understate what decoding costs)."""
     try:
         with open_regular(source) as f:
             kind = raw_kind_of(f)
@@ -85,6 +91,8 @@ def decode(source: Source, max_pixels: int | None = None, shortest_side: int | N
             if shortest_side is not None:
                 _reduce(image, shortest_side)
             image = open_image(image)
+            if max_pixels is not None and image.width * image.height > max_pixels:  # the header lied
+                raise ImageTooLarge(f"image decoded to {image.width}x{image.height} pixels, more than the limit")
             return Picture(to_rgb(image), image.format, full_size, "full" if image.size == stored else "reduced")
     except Exception as e:  # noqa: BLE001  (see the module docstring)
         raise _refusal(e) from None

@@ -35,7 +35,7 @@ def _number(value) -> float | None:
 
 def _exposure(value) -> str | None:
     seconds = _number(value)
-    if not seconds or seconds <= 0:
+    if not seconds or not 1e-6 <= seconds <= 1e5:  # from 1/1,000,000 s to a day: no camera goes beyond
         return None
     return f"1/{round(1 / seconds)}" if seconds < 1 else f"{seconds:g}"
 
@@ -152,7 +152,7 @@ def _camera(exif: Image.Exif) -> str | None:
     make, model = _text(exif.get(ExifTags.Base.Make)), _text(exif.get(ExifTags.Base.Model))
     if model and make and model.lower().startswith(make.lower()):
         make = None  # "Canon" + "Canon EOS 5D" reads "Canon EOS 5D"
-    return " ".join(p for p in (make, model) if p) or None
+    return " ".join(p for p in (make, model) if p)[:120] or None
 
 
 def _position(where) -> dict[str, float]:

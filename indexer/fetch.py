@@ -15,7 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Iterable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 16
@@ -111,6 +111,9 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%~-._"
+
+
 def _split(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, request target) of an http(s) URL; FetchBadURL for anything else."""
     try:
@@ -121,8 +124,14 @@ def _split(url: str) -> tuple[str, str, int, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchBadURL("only http and https URLs are supported")
     port = port or (443 if parts.scheme == "https" else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, parts.hostname, port, target
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")  # an internationalised name as DNS spells it
+    except UnicodeError:
+        raise FetchBadURL("the host name is not a valid domain name") from None
+    # Characters a request line cannot carry (non-ASCII letters, spaces, controls) percent-encoded as UTF-8,
+    # as a browser sends them; escapes already there and every delimiter stay as they are.
+    target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_TARGET_SAFE)
+    return parts.scheme, host, port, target
 
 
 def fetch_image(url: str, *, max_bytes: int, total_seconds: float, guard: bool = True,

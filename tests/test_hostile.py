@@ -757,3 +757,132 @@ def test_r3_extra_declared_dimensions_are_refused_before_decoding(gallery_dirs, 
     r = post_search(app.test_client(), buf.getvalue())
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_too_large"
     assert app.extensions["pixel_budget"].stats()["peak"] == 0  # refused from the header: nothing was decoded
+
+
+def avif_claiming(actual: int, claimed: int) -> bytes:
+    """An AVIF of ``actual`` x ``actual`` pixels whose 'ispe' box says ``claimed`` x ``claimed``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (actual, actual), "white").save(buf, "AVIF", quality=10, speed=10)
+    data = bytearray(buf.getvalue())
+    at = data.find(b"ispe") + 8  # the box type, then version and flags
+    data[at:at + 8] = claimed.to_bytes(4, "big") * 2
+    return bytes(data)
+
+
+def test_r3_extra_an_avif_understating_its_size_takes_the_whole_budget(gallery_dirs, tmp_path, weights_path):
+    app = make_app(gallery_dirs, tmp_path, weights_path, MAX_IMAGE_PIXELS=1_000_000)
+    r = post_search(app.test_client(), avif_claiming(2048, 64))  # 4.2 MP decoded, 4 096 pixels declared
+    assert r.status_code == 200  # libavif crops the frame to what the header says, after decoding all of it
+    budget = app.extensions["pixel_budget"].stats()
+    assert budget["peak"] == budget["limit"]  # decoded alone, whatever the header said
+
+
+def test_r3_extra_a_many_page_tiff_is_never_walked(client, monkeypatch):
+    from PIL import TiffImagePlugin
+    pages = [Image.new("L", (4, 4), v % 256) for v in range(3000)]
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+
+    def walked(self):
+        raise AssertionError("the decoder counted the pages")
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "n_frames", property(walked))
+    r = post_search(client, buf.getvalue())  # 160,000 such pages took 117 s to count
+    assert r.status_code == 200, r.get_json()
+
+
+@pytest.mark.parametrize("database", __import__("tests.helpers", fromlist=["database_urls"]).database_urls(),
+                         ids=__import__("tests.helpers", fromlist=["database_id"]).database_id)
+def test_r3_extra_exif_text_too_long_for_its_column_does_not_stop_the_app(tmp_path, weights_path, database):
+    gallery = tmp_path / "site" / "gallery"
+    gallery.mkdir(parents=True)
+    exif = Image.Exif()
+    exif[271], exif[272] = "M" * 100, "X" * 100  # make and model: 201 characters joined
+    exif.get_ifd(0x8769)[0x829A] = 1e-30  # an exposure time of 1e-30 s
+    Image.open(skimage_photo("coffee.png")).convert("RGB").save(gallery / "odd.jpg", exif=exif)
+    build_gallery(str(gallery), str(tmp_path / "site" / "index"), weights_path, progress=False)
+    app = make_app(tmp_path / "site", tmp_path, weights_path, database)
+    client = app.test_client()
+    item = client.get("/api/gallery").get_json()["items"][0]
+    assert item["path"] == "odd.jpg" and "exposure" not in item["meta"] and len(item["meta"]["camera"]) == 120
+    cameras = client.get("/api/gallery/cameras").get_json()
+    assert [len(c["camera"]) for c in cameras["cameras"]] == [120]  # the table row was written
+    from app.extensions import db
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_r3_extra_16_bit_pictures_convert_without_full_size_float_copies():
+    import tracemalloc
+
+    from dinov2_numpy.preprocess import to_rgb
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 65536, (2000, 2000), dtype=np.uint16))
+    assert image.mode == "I;16"
+    tracemalloc.start()
+    try:
+        rgb = to_rgb(image)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rgb.mode == "RGB" and peak < 6 * 2000 * 2000, peak  # before: full-size float64 copies, 32 bytes a pixel
+
+
+def test_r3_extra_removing_a_picture_keeps_its_copies_indexed(site, tmp_path, weights_path):
+    gallery = site / "gallery"
+    (gallery / "copies").mkdir()
+    shutil.copy(gallery / "coffee.png", gallery / "copies" / "coffee.png")
+    rebuild(site, weights_path)
+    assert "copies/coffee.png" not in load_index(str(site / "index")).paths  # a recorded duplicate
+    app = make_app(site, tmp_path, weights_path)
+    client = app.test_client()
+    sign_up(client, "root@example.com")
+    r = client.delete("/api/admin/images", json={"ids": [image_id("coffee.png")]}, headers=csrf_headers(client))
+    assert r.status_code == 200
+    assert "copies/coffee.png" in load_index(str(site / "index")).paths  # indexed in its place
+    assert client.get("/api/admin/status").get_json()["drift"]["unindexed"] == []
+
+
+def test_r3_extra_an_indexed_file_that_becomes_unusable_leaves_the_index(site, tmp_path, weights_path):
+    from indexer.changes import update_paths
+    from indexer.embedding import embed_pixels
+    from dinov2_numpy import load_model
+    (site / "gallery" / "camera.png").write_bytes(b"")  # emptied in place
+    model = load_model(weights_path)
+    report = update_paths(str(site / "gallery"), str(site / "index"), lambda p: embed_pixels(model, p),
+                          add=["camera.png"])
+    assert "camera.png" in report.skipped and "camera.png" in report.removed
+    assert "camera.png" not in load_index(str(site / "index")).paths
+
+
+@pytest.mark.parametrize("fields", [{"filename": "\ud800"}, {"camera": "\ud800"}, {"camera": "a\x00b"},
+                                    {"min_megapixels": 10**400}])
+def test_r3_extra_text_no_database_can_store_is_a_400_and_leaves_no_file(app, fields):
+    import base64
+    client = app.test_client()
+    sign_up(client, "ada@example.com")
+    png_data = open(skimage_photo("coffee.png"), "rb").read()
+    body = {"image_base64": "data:image/png;base64," + base64.b64encode(png_data).decode(), **fields}
+    r = client.post("/api/search", data=json.dumps(body), content_type="application/json", headers=csrf_headers(client))
+    assert r.status_code == 400, r.get_json()
+    assert not os.listdir(app.config["UPLOAD_DIR"])
+    if "camera" in fields and fields["camera"].isascii():
+        assert client.get("/api/gallery", query_string=fields).status_code == 400
+
+
+def test_r3_extra_a_url_with_letters_beyond_ascii_is_fetched(gallery_dirs, tmp_path, weights_path):
+    app = make_app(gallery_dirs, tmp_path, weights_path, URL_FETCH_ALLOW=["127.0.0.0/8"])
+    photo = open(skimage_photo("coffee.png"), "rb").read()
+    client = app.test_client()
+    with local_http_server(image_handler(photo, "image/png")) as base:
+        r = client.post("/api/search", json={"url": base + "/café/é photo.png?q=é"}, headers=csrf_headers(client))
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["results"][0]["path"] == "coffee.png"
+
+
+def test_r3_extra_private_pages_are_not_stored_by_caches(gallery_dirs, tmp_path, weights_path):
+    app = make_app(gallery_dirs, tmp_path, weights_path, ACCESS="private")
+    client = app.test_client()
+    sign_up(client, "owner@example.com")
+    for url in ("/", "/history", "/account"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", url

@@ -18,6 +18,12 @@ from ..storage.photo_filters import ORIENTATIONS, PhotoFilter
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
 
 
+def printable_text(value: str) -> bool:
+    """Whether ``value`` can be stored and searched as text: no control characters (NUL included) and no
+    lone surrogates (which JSON allows and no database encoding does)."""
+    return not any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF or ord(c) == 0x7F for c in value)
+
+
 def int_arg(value, name: str, default: int, low: int, high: int) -> int:
     """A whole number in [low, high], or ``default`` when absent."""
     if value is None or value == "":
@@ -110,11 +116,14 @@ def image_query(fields, files) -> Query:
         data = file.read()
         if not data:
             raise InvalidInput("The uploaded 'image' file is empty.", "missing_field")
-        return Query("upload", data=data, original_name=os.path.basename(file.filename or ""), **extra)
+        name = os.path.basename(file.filename or "")
+        return Query("upload", data=data, original_name=name if printable_text(name) else None, **extra)
     for key, mode in (("image_base64", "base64"), ("sketch_base64", "sketch")):
         if fields.get(key):
-            name = fields.get("filename") if isinstance(fields.get("filename"), str) else None
-            return Query(mode, data=_base64_image(fields[key], key), original_name=name, **extra)
+            name = fields.get("filename")
+            if name is not None and not (isinstance(name, str) and printable_text(name)):
+                raise InvalidInput("'filename' must be a text without control characters.")
+            return Query(mode, data=_base64_image(fields[key], key), original_name=name or None, **extra)
     if fields.get("url"):
         if not isinstance(fields["url"], str) or len(fields["url"]) > 2048:
             raise InvalidInput("'url' must be an http or https URL of at most 2048 characters.")
@@ -157,7 +166,7 @@ def photo_filter(fields) -> PhotoFilter:
         value = fields.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        if not isinstance(value, str) or len(value) > 120:
+        if not isinstance(value, str) or len(value) > 120 or not printable_text(value):
             raise InvalidInput(f"'{name}' must be a short text.")
         return value.strip()
 
@@ -175,7 +184,7 @@ def photo_filter(fields) -> PhotoFilter:
     if megapixels is not None:
         try:
             megapixels = float(megapixels)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: integers of hundreds of digits
             megapixels = float("nan")
         if not (math.isfinite(megapixels) and 0 <= megapixels <= 1000):
             raise InvalidInput("'min_megapixels' must be a number from 0 to 1000.")

@@ -16,12 +16,18 @@ from .models import GalleryImage
 
 
 def metadata_columns(meta: dict) -> dict:
-    """The table's columns for a file's metadata (``indexer.exif.read_metadata``)."""
+    """The table's columns for a file's metadata (``indexer.exif.read_metadata``); text longer than its column
+    is cut to fit (PostgreSQL and MariaDB refuse it, and one photo's EXIF must not stop a sync)."""
     taken = meta.get("taken_at")
-    return {"taken_at": datetime.fromisoformat(taken) if taken else None,
-            "time_from_exif": meta.get("time_source") == "exif" if taken else None,
-            **{k: meta.get(k) for k in ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width",
-                                        "height", "orientation", "latitude", "longitude")}}
+    values = {"taken_at": datetime.fromisoformat(taken) if taken else None,
+              "time_from_exif": meta.get("time_source") == "exif" if taken else None,
+              **{k: meta.get(k) for k in ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width",
+                                          "height", "orientation", "latitude", "longitude")}}
+    for name, value in values.items():
+        length = getattr(GalleryImage.__table__.c[name].type, "length", None)
+        if isinstance(value, str) and length is not None:
+            values[name] = value[:length]
+    return values
 
 
 def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:

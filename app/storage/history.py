@@ -36,7 +36,13 @@ def record_search(user_id: int, upload_dir: str, data: bytes | None, result: dic
                     gallery_image_id=query["gallery_id"], top_k=top_k, total_ms=timings["total"], timings=timings,
                     results=[{"id": r["id"], "path": r["path"], "score": r["score"]} for r in result["results"]])
     db.session.add(search)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except Exception:  # noqa: BLE001  (a search not stored leaves no picture behind)
+        db.session.rollback()
+        if name is not None:
+            os.unlink(os.path.join(upload_dir, name))
+        raise
     return search.id
 
 

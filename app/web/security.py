@@ -6,7 +6,8 @@ Content-Security-Policy (scripts, styles and everything else only from this serv
 framing, no MIME sniffing and a same-origin referrer; cookies are marked Secure when the request came over
 HTTPS (directly, or through a trusted proxy that says so).
 
-Caching: JSON answers and users' own query pictures are never stored by a browser or a proxy (``no-store``);
+Caching: JSON answers, users' own query pictures and, in private mode, pages are never stored by a browser or
+a proxy (``no-store``);
 in private mode gallery pictures and thumbnails may be kept by the browser only (``private``), never by a
 shared cache.
 """
@@ -42,7 +43,8 @@ def _require_sign_in():
 def _harden(response):
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.path.startswith("/api/") or request.endpoint == "files.upload_file":
+    personal_page = is_private() and response.mimetype == "text/html"  # addresses, CSRF tokens, history
+    if request.path.startswith("/api/") or request.endpoint == "files.upload_file" or personal_page:
         response.headers["Cache-Control"] = "no-store"
     elif request.endpoint in GALLERY_FILES and is_private():
         response.cache_control.public = False
