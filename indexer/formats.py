@@ -36,8 +36,9 @@ RAW_FORMATS: dict[str, tuple[str, str]] = {
     "SRW": ("srw", "image/x-samsung-srw"),
 }
 FORMATS.update(RAW_FORMATS)
+RAW_EXTENSIONS = frozenset(ext for ext, _ in RAW_FORMATS.values())
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-                       | {"." + ext for ext, _ in RAW_FORMATS.values()})
+                       | {"." + ext for ext in RAW_EXTENSIONS})
 STORED_EXTENSIONS = frozenset(ext for ext, _ in FORMATS.values())
 HUMAN_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF or a camera's RAW file (DNG, CR2, CR3, NEF, ARW, ...)"
 

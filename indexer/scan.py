@@ -18,9 +18,9 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .formats import RAW_FORMATS, is_image_name
+from .formats import RAW_EXTENSIONS, is_image_name
 
-RAW_EXTENSIONS = tuple("." + ext for ext, _ in RAW_FORMATS.values())
+RAW_SUFFIXES = tuple("." + ext for ext in sorted(RAW_EXTENSIONS))
 PAIRED_EXTENSIONS = (".jpg", ".jpeg", ".heic", ".heif")  # what cameras write beside a RAW file
 
 
@@ -74,14 +74,14 @@ def _siblings(images_dir: str, rel: str, extensions: tuple[str, ...]) -> list[st
 
 def pair_of(images_dir: str, rel: str) -> str | None:
     """For a RAW file, the JPEG or HEIC of the same name beside it (which stands for the pair), else None."""
-    if not rel.lower().endswith(RAW_EXTENSIONS):
+    if not rel.lower().endswith(RAW_SUFFIXES):
         return None
     return next(iter(_siblings(images_dir, rel, PAIRED_EXTENSIONS)), None)
 
 
 def raw_companions(images_dir: str, rel: str) -> list[str]:
     """For a JPEG or HEIC, the RAW files of the same name beside it: the originals of that one picture."""
-    return _siblings(images_dir, rel, RAW_EXTENSIONS) if rel.lower().endswith(PAIRED_EXTENSIONS) else []
+    return _siblings(images_dir, rel, RAW_SUFFIXES) if rel.lower().endswith(PAIRED_EXTENSIONS) else []
 
 
 def check_file(images_dir: str, rel: str) -> FileEntry | Skipped | None:

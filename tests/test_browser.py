@@ -430,3 +430,29 @@ def test_duplicates_groups_and_map_pages(planted_server, page):
         const [sx, sy] = toScreen(points[0], r); return [r.left + sx, r.top + sy]; }""")
     page.mouse.click(x, y)
     expect(page.locator(".result-card").first).to_be_visible(timeout=30000)
+
+
+def test_a_raw_file_is_searched_and_shown_as_the_server_renders_it(tmp_path, weights_path, page):
+    """No browser can show a DNG: the page shows the server's rendering and searches with the whole picture."""
+    from PIL import Image
+
+    from indexer import camera_files
+    from indexer.builder import build_gallery
+    from tests.images import sklearn_photo
+    root = tmp_path / "site"
+    (root / "gallery").mkdir(parents=True)
+    shutil.copy(skimage_photo("coffee.png"), root / "gallery")
+    photo = camera_files.camera_size(Image.open(sklearn_photo("flower.jpg")), 2)
+    camera_files.write_dng(photo, str(root / "gallery" / "flower.dng"), "full")
+    build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False)
+    with live_server(make_app(root, tmp_path / "app", weights_path)) as base:
+        page.goto(base + "/")
+        assert ".dng" in page.get_attribute("#file-input", "accept")
+        page.set_input_files("#file-input", str(root / "gallery" / "flower.dng"))
+        page.wait_for_selector(".result-card")
+        first = page.locator(".result-col").first
+        assert "flower.dng" in first.inner_text() and first.locator(".score").inner_text() == "1.000"
+        expect(page.locator("#preview")).to_have_attribute("src", __import__("re").compile("^data:image/jpeg"))
+        assert page.evaluate("document.getElementById('preview').naturalWidth") > 0  # drawn, not a broken image
+        assert page.is_hidden("#mode-tools")
+        shot(page, "search-raw")

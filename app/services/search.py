@@ -13,6 +13,7 @@ from PIL import Image
 
 from indexer.embedding import DECODE_SHORTEST_SIDE
 from indexer.fetch import fetch_image
+from indexer.formats import RAW_EXTENSIONS
 
 from .engine import Engine
 from .errors import InvalidInput
@@ -96,7 +97,8 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
         with load_picture(query, limits) as picture:
             embedded = engine.embed_query(picture.image, region=query.region, point=query.point, index=index)
             image_size, extension = list(picture.full_size or picture.image.size), picture.extension
-            if query.mode == "url":  # the page shows this instead of loading the address itself
+            # The page shows this instead of loading the address itself, or of a RAW file no browser can show.
+            if query.mode == "url" or picture.extension in RAW_EXTENSIONS:
                 preview = preview_data_url(picture.image)
         vector, colour, batch_size = embedded.vector, embedded.colour, embedded.batch_size
         timings = {**picture.timings_ms, **embedded.timings_ms}

@@ -6,10 +6,20 @@ import os
 from flask import Blueprint, render_template
 from flask_login import login_required
 
+from indexer.formats import RAW_EXTENSIONS
+
 from ..extensions import engine
 from ..services.errors import NotReady
+from ..services.exploration import MAX_K, MIN_K
 
 bp = Blueprint("main", __name__)
+# What file pickers offer: every image type the browser knows, and cameras' RAW files, which it does not.
+UPLOAD_ACCEPT = ",".join(["image/*"] + sorted("." + ext for ext in RAW_EXTENSIONS))
+
+
+@bp.app_context_processor
+def _upload_accept() -> dict:
+    return {"upload_accept": UPLOAD_ACCEPT}
 
 
 def _status() -> dict:
@@ -45,7 +55,7 @@ def duplicates():
 
 @bp.get("/groups")
 def groups():
-    return render_template("groups.html", status=_status())
+    return render_template("groups.html", status=_status(), min_k=MIN_K, max_k=MAX_K)
 
 
 @bp.get("/map")

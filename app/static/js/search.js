@@ -15,17 +15,27 @@ function showPreview(src) {
   $("#mask-overlay, #click-marker").prop("hidden", true);
 }
 
+// Cameras' RAW files: browsers cannot show them, so the page shows the server's rendering of the picture
+// and searches with the whole of it (a region would be in the rendering's pixels, not the RAW's).
+const RAW_FILE = /\.(dng|cr2|cr3|nef|arw|raf|orf|rw2|pef|srw)$/i;
+
+function isRaw(file) { return RAW_FILE.test(file.name || ""); }
+
 function choose(file) {
   if (!file) return;
-  if (!file.type.startsWith("image/")) { showError("That file is not an image."); return; }
+  if (!file.type.startsWith("image/") && !isRaw(file)) { showError("That file is not an image."); return; }
   chosenFile = file;
-  const reader = new FileReader();
-  reader.onload = (e) => {
-    showPreview(e.target.result);
-    $("#mode-tools").prop("hidden", false);
-    $("#mode-whole").prop("checked", true).trigger("change");
-  };
-  reader.readAsDataURL(file);
+  $("#mode-whole").prop("checked", true).trigger("change");
+  if (isRaw(file)) {
+    $("#mode-tools").prop("hidden", true);
+  } else {
+    const reader = new FileReader();
+    reader.onload = (e) => {
+      showPreview(e.target.result);
+      $("#mode-tools").prop("hidden", false);
+    };
+    reader.readAsDataURL(file);
+  }
   $("#file-info").text(`${file.name || "pasted image"} · ${(file.size / 1024).toFixed(0)} KB`);
   $("#search-button").prop("disabled", false);
   $("#error").prop("hidden", true);
@@ -47,6 +57,7 @@ function send(request) {
   $("#error").prop("hidden", true);
   return request.done((data) => {
     Results.show(data);
+    if (chosenFile && isRaw(chosenFile) && data.query && data.query.preview) showPreview(data.query.preview);
     const seg = data.query && data.query.segment;
     if (seg) $("#mask-overlay").attr("src", seg.mask).prop("hidden", false);
   }).fail((xhr) => showError(apiErrorMessage(xhr))).always(() => busy(false));
