@@ -120,16 +120,21 @@ def image_query(fields, files) -> Query:
         return Query("upload", data=data, original_name=name if printable_text(name) else None, **extra)
     for key, mode in (("image_base64", "base64"), ("sketch_base64", "sketch")):
         if fields.get(key):
-            name = fields.get("filename")
-            if name is not None and not (isinstance(name, str) and printable_text(name)):
-                raise InvalidInput("'filename' must be a text without control characters.")
-            return Query(mode, data=_base64_image(fields[key], key), original_name=name or None, **extra)
+            return Query(mode, data=_base64_image(fields[key], key), original_name=_file_name(fields), **extra)
     if fields.get("url"):
         if not isinstance(fields["url"], str) or len(fields["url"]) > 2048:
             raise InvalidInput("'url' must be an http or https URL of at most 2048 characters.")
         return Query("url", url=fields["url"].strip(), **extra)
     raise InvalidInput("Send an 'image' file, or JSON with 'image_base64', 'sketch_base64', 'url' or 'gallery_id'.",
                        "missing_field")
+
+
+def _file_name(fields) -> str | None:
+    """The optional ``filename`` of a base64 picture (kept with a signed-in user's search)."""
+    name = fields.get("filename")
+    if name is not None and not (isinstance(name, str) and printable_text(name)):
+        raise InvalidInput("'filename' must be a text without control characters.")
+    return name or None
 
 
 def _base64_image(raw, key: str) -> bytes:
