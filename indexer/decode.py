@@ -87,7 +87,7 @@ def decode(source: Source, max_pixels: int | None = None, shortest_side: int | N
                 raise ImageTooLarge(f"image is {image.width}x{image.height} pixels, more than the limit of "
                                     f"{max_pixels:,}")
             stored = image.size
-            full_size = _upright(stored, image.getexif().get(ORIENTATION))
+            full_size = upright_size(stored, image.getexif().get(ORIENTATION))
             if shortest_side is not None:
                 _reduce(image, shortest_side)
             image = open_image(image)
@@ -114,16 +114,10 @@ def raw_kind_of(f: BinaryIO) -> str | None:
     return raw_kind(head, tags)
 
 
-@contextlib.contextmanager
-def open_raw(f: BinaryIO) -> Iterator:
-    """LibRaw's view of an open RAW file (a ``rawpy.RawPy``): its sizes and metadata, unpacked on demand."""
-    with _rawpy_open(f) as raw:
-        yield raw
-
-
-def _rawpy_open(f: BinaryIO):
-    """``rawpy.imread`` on an open file. A file on disk is handed over by its descriptor's path, so that
-    LibRaw reads only what it needs (headers, a preview) instead of copying a 50 MB file into memory."""
+def open_raw(f: BinaryIO):
+    """LibRaw's view of an open RAW file (a ``rawpy.RawPy``, to use in a ``with``): its sizes and metadata,
+    unpacked on demand. A file on disk is handed over by its descriptor's path, so that LibRaw reads only
+    what it needs (headers, a preview) instead of copying a 50 MB file into memory."""
     import rawpy  # a large native library, loaded only where there are RAW files
     fd_path = f"/proc/self/fd/{f.fileno()}" if hasattr(f, "fileno") and not isinstance(f, io.BytesIO) else None
     return rawpy.imread(fd_path if fd_path and os.path.exists(fd_path) else f)
@@ -135,7 +129,7 @@ def _decode_raw(f: BinaryIO, kind: str, max_pixels: int | None, shortest_side: i
     LibRaw does not take the file for RAW."""
     import rawpy
     try:
-        raw = _rawpy_open(f)
+        raw = open_raw(f)
     except rawpy.LibRawFileUnsupportedError:
         return None
     with raw:
@@ -184,8 +178,9 @@ def _raw_preview(raw, need: int, turn) -> Image.Image | None:
     return image.transpose(turn) if turn is not None and not own_turn else image
 
 
-def _upright(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
-    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size  # the EXIF turns that swap the sides
+def upright_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """``(width, height)`` as a picture of EXIF ``orientation`` is shown (5 to 8 swap the sides)."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 def _reduce(image: Image.Image, shortest_side: int) -> None:
@@ -197,8 +192,8 @@ def _reduce(image: Image.Image, shortest_side: int) -> None:
 
 @contextlib.contextmanager
 def open_regular(source: Source) -> Iterator[BinaryIO]:
-    """A readable file object for ``source`` (a path or bytes). A path is opened without blocking and must be a regular file:
-    opening a FIFO for reading would otherwise wait for a writer forever."""
+    """A readable file object for ``source`` (a path or bytes). A path is opened without blocking and must be
+    a regular file: opening a FIFO for reading would otherwise wait for a writer forever."""
     if isinstance(source, bytes):
         yield io.BytesIO(source)
         return

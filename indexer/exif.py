@@ -9,11 +9,10 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from .decode import open_raw, open_regular, raw_kind_of, raw_upright_size  # (the HEIF plugin too)
+from .decode import open_raw, open_regular, raw_kind_of, raw_upright_size, upright_size  # (HEIF too)
 
 _EXIF = ExifTags.IFD.Exif
 _GPS = ExifTags.IFD.GPSInfo
-_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 def _text(value) -> str | None:
@@ -115,18 +114,23 @@ def _libraw_exposure(other, lens) -> dict[str, Any]:
     when = getattr(other, "timestamp", None)
     if isinstance(when, dt.datetime) and when.year > 1970:
         meta.update(taken_at=when.replace(tzinfo=None, microsecond=0).isoformat(), time_source="exif")
-    values = {"exposure": _exposure(getattr(other, "shutter_speed", None)),
-              "aperture": _number(getattr(other, "aperture", None)), "iso": _number(getattr(other, "iso_speed", None)),
-              "focal_length": _number(getattr(other, "focal_length", None)), "lens": _text(getattr(lens, "model", None))}
-    meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v})
+    # LibRaw says 0 for what the file does not record
+    meta.update(_shot(getattr(lens, "model", None), getattr(other, "shutter_speed", None),
+                      getattr(other, "aperture", None) or None, getattr(other, "iso_speed", None) or None,
+                      getattr(other, "focal_length", None) or None))
     return meta
+
+
+def _shot(lens, exposure, aperture, iso, focal_length) -> dict[str, Any]:
+    """Lens and exposure as JSON-ready values, those the file records only."""
+    values = {"lens": _text(lens), "exposure": _exposure(exposure), "aperture": _number(aperture),
+              "iso": _number(iso), "focal_length": _number(focal_length)}
+    return {k: (int(v) if k == "iso" else v) for k, v in values.items() if v is not None}
 
 
 def _size(size: tuple[int, int], exif: Image.Exif) -> dict[str, Any]:
     """Width, height and orientation as the picture is shown: after its EXIF rotation."""
-    width, height = size
-    if exif.get(ExifTags.Base.Orientation) in _ROTATED:
-        width, height = height, width
+    width, height = upright_size(size, exif.get(ExifTags.Base.Orientation))
     return {"width": width, "height": height, "orientation": orientation_of(width, height)}
 
 
@@ -137,12 +141,12 @@ def _exif_facts(exif: Image.Exif, gps: bool) -> dict[str, Any]:
     taken = _taken(sub.get(ExifTags.Base.DateTimeOriginal)) or _taken(exif.get(ExifTags.Base.DateTime))
     if taken:
         meta.update(taken_at=taken, time_source="exif")
-    values = {"camera": _camera(exif), "lens": _text(sub.get(ExifTags.Base.LensModel)),
-              "exposure": _exposure(sub.get(ExifTags.Base.ExposureTime)),
-              "aperture": _number(sub.get(ExifTags.Base.FNumber)),
-              "iso": _number(sub.get(ExifTags.Base.ISOSpeedRatings)),
-              "focal_length": _number(sub.get(ExifTags.Base.FocalLength))}
-    meta.update({k: (int(v) if k == "iso" else v) for k, v in values.items() if v is not None})
+    camera = _camera(exif)
+    if camera:
+        meta["camera"] = camera
+    meta.update(_shot(sub.get(ExifTags.Base.LensModel), sub.get(ExifTags.Base.ExposureTime),
+                      sub.get(ExifTags.Base.FNumber), sub.get(ExifTags.Base.ISOSpeedRatings),
+                      sub.get(ExifTags.Base.FocalLength)))
     if gps:
         meta.update(_position(exif.get_ifd(_GPS)))
     return meta

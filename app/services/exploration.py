@@ -85,13 +85,10 @@ class Exploration:
             if job is not None:
                 self._jobs.move_to_end(name)
                 return job
-            waiting = sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
-            if waiting >= WAITING:
-                raise Overloaded("Other views of the gallery are being computed; try again shortly.", retry_after=5)
             finished = [n for n, j in self._jobs.items() if j.finished.is_set()]
             while len(self._jobs) >= REMEMBERED and finished:
                 del self._jobs[finished.pop(0)]  # least recently asked for first
-            if len(self._jobs) >= REMEMBERED:
+            if self._waiting() >= WAITING or len(self._jobs) >= REMEMBERED:
                 raise Overloaded("Other views of the gallery are being computed; try again shortly.", retry_after=5)
             job = self._jobs[name] = Job(index)
             if self._executor is None:
@@ -102,8 +99,11 @@ class Exploration:
     def stats(self) -> dict:
         """How many answers this generation keeps and how many jobs wait for the worker."""
         with self._lock:
-            waiting = sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
-            return {"kept": len(self._jobs), "waiting": waiting}
+            return {"kept": len(self._jobs), "waiting": self._waiting()}
+
+    def _waiting(self) -> int:
+        """Jobs queued for the worker and not started (the caller holds the lock)."""
+        return sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
 
     def _run(self, job: Job, work: Callable[[GalleryIndex, Any, Job], Any], backend) -> None:
         job.running = True

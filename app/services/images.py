@@ -7,7 +7,7 @@ from typing import Iterator
 from PIL import Image
 
 from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage
-from indexer.decode import UNTRUSTED_HEADERS, Picture, header_size
+from indexer.decode import Picture, header_size
 from indexer.decode import decode as decode_picture
 from indexer.formats import HUMAN_LIST, extension_of
 
@@ -28,9 +28,7 @@ def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
             raise UnsupportedMedia(f"{pil_format} images are not accepted; use {HUMAN_LIST}.")
         if width * height > max_pixels:
             raise ImageTooLarge(f"{width}x{height}")
-        # A picture whose header cannot be trusted takes the whole budget: one at a time, whatever it holds.
-        pixels = budget.limit if budget is not None and pil_format in UNTRUSTED_HEADERS else width * height
-        with budget.hold(pixels) if budget is not None else contextlib.nullcontext():
+        with budget.hold_picture(width, height, pil_format) if budget is not None else contextlib.nullcontext():
             yield decode_picture(data, max_pixels, shortest_side), ext
     except NotAnImage:
         raise UnsupportedMedia(f"The file is not a readable image (accepted: {HUMAN_LIST}).") from None

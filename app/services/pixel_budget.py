@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Iterator
 
+from indexer.decode import UNTRUSTED_HEADERS
+
 from .errors import Overloaded
 
 TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large makes the release trim the heap once idle
@@ -61,6 +63,11 @@ class PixelBudget:
                 self._cond.notify_all()
             if trim:
                 release_free_memory()
+
+    def hold_picture(self, width: int, height: int, pil_format: str | None):
+        """``hold`` for a picture whose header says ``width`` x ``height``; one of a format whose header cannot
+        be trusted (``indexer.decode.UNTRUSTED_HEADERS``) takes the whole budget: one at a time."""
+        return self.hold(self.limit if pil_format in UNTRUSTED_HEADERS else width * height)
 
     def stats(self) -> dict:
         """Counters for the health check."""
