@@ -56,14 +56,16 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["engine"] = Engine(app.config)
     app.extensions["exploration"] = Exploration(app.extensions["engine"])
     app.extensions["pixel_budget"] = PixelBudget(max(app.config["PIXEL_BUDGET"], app.config["MAX_IMAGE_PIXELS"]))
+    app.extensions["upload_budget"] = PixelBudget(app.config["UPLOAD_BUDGET"], unit="bytes of uploads")
 
     from . import commands, errors
     from .api import bp as api_bp
     from .storage import models  # noqa: F401  (registers the tables)
-    from .web import account, admin, auth, files, pages, security
+    from .web import account, admin, auth, files, pages, security, uploads
     for blueprint in (pages.bp, files.bp, auth.bp, account.bp, admin.bp, api_bp):
         app.register_blueprint(blueprint)
     security.init_app(app)
+    uploads.init_app(app)
     errors.register(app)
     commands.register(app)
     return app

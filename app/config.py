@@ -21,6 +21,10 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     cfg.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or None)  # None: a random key kept in INSTANCE_DIR
     cfg.setdefault("MAX_CONTENT_LENGTH", env_int("MAX_UPLOAD_BYTES", 16 * 1024 * 1024))
+    # A multipart file upload (app.web.uploads): cameras' RAW files are 20 to 120 MB.
+    cfg.setdefault("MAX_FILE_UPLOAD_BYTES", env_int("MAX_FILE_UPLOAD_BYTES", 128 * 1024 * 1024))
+    # Uploaded bytes held in memory across the process: four of the largest files at once.
+    cfg.setdefault("UPLOAD_BUDGET", env_int("UPLOAD_BUDGET", 4 * cfg["MAX_FILE_UPLOAD_BYTES"]))
     # Decoded pixels in flight across the process (app.services.pixel_budget): room for two of the largest
     # pictures at once, about 1 GB of pixel memory; requests beyond it wait a moment, then get a 503.
     cfg.setdefault("PIXEL_BUDGET", env_int("PIXEL_BUDGET", 2 * cfg["MAX_IMAGE_PIXELS"]))

@@ -25,6 +25,7 @@ from .services.errors import (
     Unprocessable,
     UnsupportedMedia,
 )
+from .web.uploads import body_limit
 
 STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, UnsupportedMedia: 415, Unprocessable: 422,
           NotReady: 503}
@@ -98,8 +99,7 @@ def register(app: Flask) -> None:
     def http_error(e: HTTPException):
         status = e.code or 500
         if status == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-            message = f"The upload is larger than the {limit} MB limit."
+            message = f"The upload is larger than the {body_limit() // (1024 * 1024)} MB limit."
         elif status == 429:  # the Retry-After header (added by Flask-Limiter) says how long
             message = "Too many attempts in a short time. Wait a little, then try again."
         else:

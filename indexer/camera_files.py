@@ -23,6 +23,8 @@ SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
 # What a daylight exposure looks like on a real sensor: green strongest, red and blue divided by these.
 DAYLIGHT_GAINS = (2.0, 1.0, 1.5)
 PREVIEW_QUALITY = 90
+# Cameras' full-size previews are 4:2:2 (chroma halved across): IFD0's YCbCrSubSampling says (2, 1) to match.
+PREVIEW_SUBSAMPLING, _PREVIEW_SAMPLING_TAG = "4:2:2", (2, 1)
 SOFTWARE = "search-by-image indexer.camera_files"
 _D65 = 21  # CalibrationIlluminant1
 _CFA = 32803  # PhotometricInterpretation of a colour filter array
@@ -151,8 +153,7 @@ def _preview_jpeg(image: Image.Image, preview) -> tuple[bytes, tuple[int, int]]:
         shown = shown.copy()
         shown.thumbnail(tuple(preview), Image.LANCZOS)
     buf = io.BytesIO()
-    # 4:4:4, the YCbCrSubSampling tifffile writes for the strip (1, 1)
-    shown.save(buf, "JPEG", quality=PREVIEW_QUALITY, subsampling="4:4:4")
+    shown.save(buf, "JPEG", quality=PREVIEW_QUALITY, subsampling=PREVIEW_SUBSAMPLING)
     return buf.getvalue(), shown.size
 
 
@@ -215,12 +216,13 @@ def _ifd_bytes(entries: list[tuple[int, int, int, bytes]], at: int) -> bytes:
 
 def _finish_ifd0(path: str, capture: Capture) -> None:
     """Append the EXIF IFD to the file tifffile wrote, turn IFD0's placeholder entry into the ExifTag pointing
-    at it, and mark a preview's strip as the JPEG it is."""
+    at it, and mark a preview's strip as the JPEG it is, with its chroma subsampling."""
     with tifffile.TiffFile(path) as tif:
         tags = tif.pages.first.tags
         exif_slot = tags[_EXIF_PLACEHOLDER].valueoffset
         compression = tags[259]
         compression_slot = compression.valueoffset if compression.value == _DEFLATE else None
+        sampling_slot = tags[530].valueoffset if compression_slot is not None else None
     with open(path, "r+b") as f:
         at = f.seek(0, io.SEEK_END)
         at += at % 2
@@ -231,3 +233,5 @@ def _finish_ifd0(path: str, capture: Capture) -> None:
         if compression_slot is not None:
             f.seek(compression_slot)
             f.write(struct.pack("<H", _JPEG))
+            f.seek(sampling_slot)
+            f.write(struct.pack("<HH", *_PREVIEW_SAMPLING_TAG))

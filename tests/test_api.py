@@ -114,7 +114,7 @@ def test_not_an_image_is_415_and_broken_is_422(client):
 
 
 def test_limits_on_bytes_and_pixels(gallery_dirs, tmp_path, weights_path):
-    app = make_app(gallery_dirs, tmp_path, weights_path, MAX_CONTENT_LENGTH=50_000, MAX_IMAGE_PIXELS=100_000)
+    app = make_app(gallery_dirs, tmp_path, weights_path, MAX_FILE_UPLOAD_BYTES=50_000, MAX_IMAGE_PIXELS=100_000)
     client = app.test_client()
     r = post_search(client, open(skimage_photo("coffee.png"), "rb").read())
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "request_entity_too_large"
@@ -122,6 +122,34 @@ def test_limits_on_bytes_and_pixels(gallery_dirs, tmp_path, weights_path):
     Image.new("RGB", (400, 400), "white").save(small, "PNG")  # tiny file, 160,000 pixels
     r = post_search(client, small.getvalue(), name="big.png")
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "image_too_large"
+
+
+def test_a_file_upload_may_be_larger_than_a_json_body(gallery_dirs, tmp_path, weights_path):
+    """A camera's RAW file is larger than the JSON limit: multipart uploads have their own, larger one."""
+    photo = open(skimage_photo("coffee.png"), "rb").read()  # 470 kB
+    app = make_app(gallery_dirs, tmp_path, weights_path, MAX_CONTENT_LENGTH=2 * 2**20 // 10,
+                   MAX_FILE_UPLOAD_BYTES=2 * 2**20)
+    client = app.test_client()
+    assert post_search(client, photo, top_k=1).status_code == 200
+    r = client.post("/api/search", json={"image_base64": base64.b64encode(photo).decode()},
+                    headers=csrf_headers(client))
+    assert r.status_code == 413 and "0 MB limit" in r.get_json()["error"]["message"]
+    r = post_search(client, photo * 5)
+    assert r.status_code == 413 and "2 MB limit" in r.get_json()["error"]["message"]
+
+
+def test_uploaded_bytes_beyond_the_budget_wait_then_get_503(gallery_dirs, tmp_path, weights_path):
+    app = make_app(gallery_dirs, tmp_path, weights_path, UPLOAD_BUDGET=1_000_000)
+    client = app.test_client()
+    budget = app.extensions["upload_budget"]
+    budget.wait_s = 0.2
+    photo = jpeg_copy(skimage_photo("coffee.png"))
+    with budget.hold(budget.limit - len(photo) // 2):  # other requests' uploads hold nearly all of it
+        r = post_search(client, photo)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+        assert "bytes of uploads" in r.get_json()["error"]["message"]
+    assert post_search(client, photo, top_k=1).status_code == 200
+    assert budget.stats()["in_flight"] == 0  # released when each request ended, refused or not
 
 
 def test_csrf_is_required_on_posts(client):

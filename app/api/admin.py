@@ -14,6 +14,7 @@ from ..services.watcher import request_scan, watch_status
 from ..startup import after_change, sync_gallery_table
 from ..storage import audit
 from ..web.roles import admin_required
+from ..web.uploads import read_upload
 from . import bp
 from .fields import body_fields, flag
 
@@ -26,7 +27,7 @@ def admin_upload():
         raise InvalidInput("Send one or more files in the multipart field 'images'.", "missing_field")
     items, rejected = [], []
     for file in files:
-        data = file.read()
+        data = read_upload(file)
         try:
             if not data:
                 raise InvalidInput("The file is empty.", "missing_field")

@@ -14,6 +14,7 @@ from flask import request
 from ..services.errors import InvalidInput
 from ..services.search import DEFAULT_THRESHOLD, Query
 from ..storage.photo_filters import ORIENTATIONS, PhotoFilter
+from ..web.uploads import read_upload
 
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)
 
@@ -113,7 +114,7 @@ def image_query(fields, files) -> Query:
     extra = {"region": box, "point": click}
     file = files.get("image") if files else None
     if file is not None:
-        data = file.read()
+        data = read_upload(file)
         if not data:
             raise InvalidInput("The uploaded 'image' file is empty.", "missing_field")
         name = os.path.basename(file.filename or "")

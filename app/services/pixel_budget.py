@@ -26,10 +26,11 @@ TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large makes the release trim
 
 
 class PixelBudget:
-    """Thread-safe; ``limit`` pixels may be decoded at once, a request waits at most ``wait_s`` for room."""
+    """Thread-safe; ``limit`` pixels may be decoded at once, a request waits at most ``wait_s`` for room.
+    The same budget in another ``unit`` bounds uploaded bytes held in memory (``app.web.uploads``)."""
 
-    def __init__(self, limit: int, wait_s: float = 5.0) -> None:
-        self.limit, self.wait_s = limit, wait_s
+    def __init__(self, limit: int, wait_s: float = 5.0, unit: str = "pixels of other pictures") -> None:
+        self.limit, self.wait_s, self.unit = limit, wait_s, unit
         self.in_flight = 0
         self.peak = 0
         self.refused = 0
@@ -46,8 +47,8 @@ class PixelBudget:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.refused += 1
-                    raise Overloaded(f"The server is decoding {self.in_flight:,} pixels of other pictures; "
-                                     "try again shortly.", retry_after=2)
+                    raise Overloaded(f"The server is holding {self.in_flight:,} {self.unit}; try again shortly.",
+                                     retry_after=2)
                 self._cond.wait(left)
             self.in_flight += pixels
             self.peak = max(self.peak, self.in_flight)
