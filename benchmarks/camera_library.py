@@ -4,7 +4,7 @@ against the model alone, in the same run.
     python benchmarks/camera_library.py [--count 12] [--batch-size 8] [--dng-preview full|WxH] [--kinds ...]
 
 Real photos from the PyPI wheels (``indexer.evaluate.distinct_photos``) become, one kind at a time, files as
-cameras write them (``indexer.camera_files``): 1 MP JPEG (the baseline), 24 MP JPEG at quality 92, 12 MP
+cameras write them (``indexer.camera_files``): 1 MP JPEG (the baseline), 24 and 48 MP JPEG at quality 92, 12 MP
 HEIC, 24 MP DNG with an embedded preview and without one. Each set is built by ``build_gallery.py`` in a
 subprocess, then deleted (a 24 MP DNG is 48 MB). Per kind:
 
@@ -81,6 +81,7 @@ def kinds(dng_preview) -> list[Kind]:
     return [
         Kind("1 MP JPEG q92", "jpg", 1, camera_files.write_jpeg),
         Kind("24 MP JPEG q92", "jpg", 24, camera_files.write_jpeg),
+        Kind("48 MP JPEG q92", "jpg", 48, camera_files.write_jpeg),
         Kind("12 MP HEIC", "heic", 12, camera_files.write_heic),
         Kind("24 MP DNG + preview", "dng", 24, partial(camera_files.write_dng, preview=dng_preview)),
         Kind("24 MP DNG", "dng", 24, camera_files.write_dng),

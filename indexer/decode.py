@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import stat
 from dataclasses import dataclass
@@ -183,11 +182,26 @@ def upright_size(size: tuple[int, int], orientation: int | None) -> tuple[int, i
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
+def reduced_size(size: tuple[int, int], pil_format: str | None, shortest_side: int | None) -> tuple[int, int]:
+    """The ``(width, height)`` that ``decode`` makes of a picture whose header gives ``size`` and
+    ``pil_format`` when asked for ``shortest_side``: a JPEG's DCT scale, every other format in full (a RAW
+    file's preview is not known from its header)."""
+    scale = _jpeg_scale(size, pil_format, shortest_side)
+    return -(-size[0] // scale), -(-size[1] // scale)
+
+
+def _jpeg_scale(size: tuple[int, int], pil_format: str | None, shortest_side: int | None) -> int:
+    """libjpeg's largest DCT scale (8, 4 or 2; 1 for none) that keeps the shortest side ``shortest_side``."""
+    if shortest_side is None or pil_format not in ("JPEG", "MPO"):
+        return 1
+    return next((s for s in (8, 4, 2) if min(size) >= s * shortest_side), 1)
+
+
 def _reduce(image: Image.Image, shortest_side: int) -> None:
     """Ask a JPEG's decoder for the smallest DCT scale whose shortest side is still ``shortest_side``."""
-    fraction = shortest_side / min(image.size)
-    if image.format in ("JPEG", "MPO") and fraction < 0.5:
-        image.draft(None, (math.ceil(image.width * fraction), math.ceil(image.height * fraction)))
+    scale = _jpeg_scale(image.size, image.format, shortest_side)
+    if scale > 1:  # Pillow picks the scale from the size asked for: the whole multiple of it
+        image.draft(None, (image.width // scale, image.height // scale))
 
 
 @contextlib.contextmanager

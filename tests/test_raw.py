@@ -101,6 +101,24 @@ def test_camera_size_jpegs_decoded_reduced_describe_the_same_picture(model, tmp_
         assert float(a @ b) >= 0.995, path
 
 
+def test_a_camera_size_query_holds_only_the_pixels_it_decodes(raw_site, tmp_path, weights_path):
+    """A 24 MP JPEG searched whole is decoded at 1/4 scale: it reserves that much of the pixel budget, so a
+    budget busy with other pictures still has room for it; a region of it needs the full picture."""
+    root, _ = raw_site
+    app = make_app(root, tmp_path, weights_path, PIXEL_BUDGET=8_000_000)
+    client = app.test_client()
+    budget = app.extensions["pixel_budget"]
+    budget.wait_s = 0.2
+    buf = io.BytesIO()
+    cf.camera_size(Image.open(sklearn_photo("china.jpg")), 24).save(buf, "JPEG", quality=92)
+    with budget.hold(budget.limit - 3_000_000):  # other requests' pictures hold most of it
+        whole = post_search(client, buf.getvalue(), top_k=1)
+        assert whole.status_code == 200, whole.get_json()
+        assert budget.stats()["peak"] <= budget.limit - 3_000_000 + 1_600_000
+        region = post_search(client, buf.getvalue(), region={"x": 0, "y": 0, "w": 900, "h": 900})
+        assert region.status_code == 503 and region.headers["Retry-After"] == "2"
+
+
 def test_a_raw_and_jpeg_pair_is_one_picture(tmp_path, weights_path):
     gallery = tmp_path / "gallery"
     gallery.mkdir()

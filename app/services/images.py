@@ -7,7 +7,7 @@ from typing import Iterator
 from PIL import Image
 
 from dinov2_numpy import ImageError, ImageTooLarge, NotAnImage
-from indexer.decode import Picture, header_size
+from indexer.decode import Picture, header_size, reduced_size
 from indexer.decode import decode as decode_picture
 from indexer.formats import HUMAN_LIST, extension_of
 
@@ -28,7 +28,8 @@ def decoded(data: bytes, max_pixels: int, budget: PixelBudget | None = None,
             raise UnsupportedMedia(f"{pil_format} images are not accepted; use {HUMAN_LIST}.")
         if width * height > max_pixels:
             raise ImageTooLarge(f"{width}x{height}")
-        with budget.hold_picture(width, height, pil_format) if budget is not None else contextlib.nullcontext():
+        held = reduced_size((width, height), pil_format, shortest_side)  # a JPEG may decode a sixteenth of it
+        with budget.hold_picture(*held, pil_format) if budget is not None else contextlib.nullcontext():
             yield decode_picture(data, max_pixels, shortest_side), ext
     except NotAnImage:
         raise UnsupportedMedia(f"The file is not a readable image (accepted: {HUMAN_LIST}).") from None

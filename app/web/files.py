@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 
 from dinov2_numpy import ImageError
 from indexer.atomic import atomic_write
-from indexer.decode import decode, header_size
+from indexer.decode import decode, header_size, reduced_size
 from indexer.formats import STORED_EXTENSIONS
 from indexer.scan import inside
 
@@ -57,7 +57,8 @@ def thumbnail(path: str):
     if not os.path.exists(target):
         try:
             width, height, pil_format = header_size(source)
-            with current_app.extensions["pixel_budget"].hold_picture(width, height, pil_format):
+            held = reduced_size((width, height), pil_format, 2 * THUMB_SIZE)
+            with current_app.extensions["pixel_budget"].hold_picture(*held, pil_format):
                 # upright, 8-bit, transparency over white: as the model sees it
                 thumb = decode(source, current_app.config["MAX_IMAGE_PIXELS"], 2 * THUMB_SIZE).image
                 thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
