@@ -60,9 +60,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from . import commands, errors
     from .api import bp as api_bp
     from .storage import models  # noqa: F401  (registers the tables)
-    from .web import account, admin, auth, files, pages, security
+    from .web import account, admin, auth, bearer, files, pages, security
     for blueprint in (pages.bp, files.bp, auth.bp, account.bp, admin.bp, api_bp):
         app.register_blueprint(blueprint)
+    bearer.init_app(app)
     security.init_app(app)
     errors.register(app)
     commands.register(app)

@@ -38,3 +38,26 @@ def test_public_ids_migration_translates_history(tmp_path, database):
         assert db.session.get(GalleryImage, 2**53 - 1).path == "big.png"
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("database", database_urls(), ids=database_id)
+def test_migrations_make_the_models_schema_and_the_last_one_undoes(tmp_path, database):
+    """The head revision is the schema the models describe (Alembic finds nothing to add), and the newest
+    migration (API keys) goes down and up again."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from flask_migrate import downgrade
+    url = f"sqlite:///{tmp_path / 'new.db'}" if database == "sqlite" else database
+    app = create_app({"INSTANCE_DIR": str(tmp_path / "instance"), "MEDIA_DIR": str(tmp_path / "media"),
+                      "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-only-secret"})
+    with app.app_context():
+        if database != "sqlite":
+            reset_database()
+        upgrade()
+        downgrade(revision="f6b8d0e2a4c7")
+        assert "api_keys" not in db.inspect(db.engine).get_table_names()
+        upgrade()
+        with db.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
+        db.session.remove()
+        db.engine.dispose()
