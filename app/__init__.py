@@ -63,8 +63,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from .web import account, admin, auth, bearer, files, pages, security
     for blueprint in (pages.bp, files.bp, auth.bp, account.bp, admin.bp, api_bp):
         app.register_blueprint(blueprint)
-    bearer.init_app(app)
     security.init_app(app)
+    bearer.init_app(app)
     errors.register(app)
     commands.register(app)
     return app

@@ -64,6 +64,8 @@ def test_a_valid_key_searches_a_private_gallery_without_csrf_or_cookies(private)
     key = new_key(owner)["key"]
     script = private.test_client(use_cookies=False)
     assert script.get("/api/gallery").status_code == 401  # without the key, a stranger: the gallery is private
+    r = post_search(script, PHOTO, headers={})
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "unauthorized"  # told to sign in first
     r = search_with(script, key)
     assert r.status_code == 200 and r.get_json()["results"][0]["path"] == "coffee.png"
     assert "Set-Cookie" not in r.headers  # no session is made for a key

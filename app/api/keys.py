@@ -9,21 +9,19 @@ from ..services.errors import InvalidInput
 from ..storage import audit
 from ..storage.api_keys import create_key, key_json, list_keys, revoke_key
 from ..web.bearer import current_key
-from ..web.roles import admin_required
+from ..web.roles import admin_required, require_sign_in
 from . import bp
 from .fields import body_fields, int_arg, printable_text
 
 NAME_MAX = 60
 
 
-def _require_login():
-    if not current_user.is_authenticated:
-        raise ApiError(401, "unauthorized", "Sign in to manage your API keys.")
+KEYS = "Sign in to manage your API keys."
 
 
 @bp.get("/keys")
 def keys():
-    _require_login()
+    require_sign_in(KEYS)
     return jsonify({"items": list_keys(current_user.id)})
 
 
@@ -31,7 +29,7 @@ def keys():
 def new_key():
     """A new key, in the answer once and never again. Made from a signed-in browser only: a key that could
     make keys would outlive its own revocation."""
-    _require_login()
+    require_sign_in(KEYS)
     if current_key() is not None:
         raise ApiError(403, "session_required", "API keys are made on the account page, not with another key.")
     fields, _ = body_fields()
@@ -47,7 +45,7 @@ def new_key():
 
 @bp.delete("/keys/<int(max=2147483647):key_id>")
 def remove_key(key_id: int):
-    _require_login()
+    require_sign_in(KEYS)
     key = revoke_key(key_id, current_user.id)
     audit.record("api_key_revoked", current_user, key=key["name"])
     return jsonify({"revoked": key_id})

@@ -31,8 +31,6 @@ def current_key() -> ApiKey | None:
 def _authenticate():
     token = bearer_token()
     if token is None:
-        if current_app.config["WTF_CSRF_ENABLED"]:
-            csrf.protect(apply_exemptions=True)
         return
     found = user_for_key(token)
     if found is None:
@@ -44,8 +42,15 @@ def _authenticate():
     g._login_user = user
 
 
+def _check_csrf():
+    if current_key() is None and current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect(apply_exemptions=True)
+
+
 def init_app(app: Flask) -> None:
-    """Authenticate API keys and check CSRF tokens in one hook, run first: Flask-WTF's own check (which
-    cannot tell the two apart) is turned off."""
+    """Authenticate API keys before every other hook, and check CSRF tokens after the others (a stranger to a
+    private gallery is told to sign in, not that a token is missing); Flask-WTF's own check, which cannot tell
+    a key from a cookie, is turned off. Call after the other hooks are installed."""
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.before_request_funcs.setdefault(None, []).insert(0, _authenticate)
+    app.before_request(_check_csrf)
