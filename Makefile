@@ -35,12 +35,13 @@ weights: $(WEIGHTS)
 # Front-end libraries from npm (versions pinned in package-lock.json), served locally.
 $(VENDOR)/.copied: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)/jquery $(VENDOR)/bootstrap $(VENDOR)/bootstrap-icons/fonts $(VENDOR)/cropperjs
+	mkdir -p $(VENDOR)/jquery $(VENDOR)/bootstrap $(VENDOR)/bootstrap-icons/fonts $(VENDOR)/cropperjs $(VENDOR)/swagger-ui
 	cp node_modules/jquery/dist/jquery.min.js $(VENDOR)/jquery/
 	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/js/bootstrap.bundle.min.js $(VENDOR)/bootstrap/
 	cp node_modules/bootstrap-icons/font/bootstrap-icons.min.css $(VENDOR)/bootstrap-icons/
 	cp node_modules/bootstrap-icons/font/fonts/* $(VENDOR)/bootstrap-icons/fonts/
 	cp node_modules/cropperjs/dist/cropper.min.js node_modules/cropperjs/dist/cropper.min.css $(VENDOR)/cropperjs/
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
 	touch $@
 
 vendor: $(VENDOR)/.copied

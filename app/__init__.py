@@ -61,10 +61,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from . import commands, errors
     from .api import bp as api_bp
     from .storage import models  # noqa: F401  (registers the tables)
-    from .web import account, admin, auth, files, pages, security, uploads
+    from .web import account, admin, auth, bearer, files, pages, security, uploads
     for blueprint in (pages.bp, files.bp, auth.bp, account.bp, admin.bp, api_bp):
         app.register_blueprint(blueprint)
     security.init_app(app)
+    bearer.init_app(app)
     uploads.init_app(app)
     errors.register(app)
     commands.register(app)

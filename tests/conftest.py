@@ -132,3 +132,14 @@ def milvus_server(tmp_path_factory):
         pytest.skip(f"the Milvus server did not start: {e}" + (f"; its log: {errors[0][:300]}" if errors else ""))
     yield f"http://127.0.0.1:{default_server.listen_port}"
     default_server.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def api_answers_follow_the_contract():
+    """Every app's test client checks each /api answer against app/api/openapi.yaml (tests/contract.py)."""
+    from flask import Flask
+
+    from tests.contract import ContractClient
+    Flask.test_client_class = ContractClient
+    yield
+    Flask.test_client_class = None

@@ -456,3 +456,58 @@ def test_a_raw_file_is_searched_and_shown_as_the_server_renders_it(tmp_path, wei
         assert page.evaluate("document.getElementById('preview').naturalWidth") > 0  # drawn, not a broken image
         assert page.is_hidden("#mode-tools")
         shot(page, "search-raw")
+
+
+def test_api_reference_and_keys_in_a_private_gallery(gallery_dirs, tmp_path, weights_path, page):
+    """/api/docs renders the whole contract with Swagger UI under the CSP, with no console error of any kind;
+    the account page makes a key (shown once) that a script then searches with, and revokes it."""
+    import json
+    import re
+    import urllib.error
+    import urllib.request
+
+    from app.api.contract import document
+    console = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    app = make_app(gallery_dirs, tmp_path, weights_path, ACCESS="private", SIGNUP="invite")
+    with live_server(app) as base:
+        page.goto(base + "/api/docs")
+        assert "/auth/login" in page.url  # private: the reference too needs an account
+        sign_up_in_browser(page, base + "/auth/signup", "owner@example.com", "correct horse battery")
+        page.click("#api-docs-link")
+        page.wait_for_selector(".swagger-ui .opblock")
+        operations = sum(1 for item in document()["paths"].values() for m in item if m in ("get", "post", "patch", "delete"))
+        expect(page.locator(".swagger-ui .opblock")).to_have_count(operations)
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("Lookalike")
+        page.locator(".opblock-summary-path[data-path='/api/search']").click()
+        expect(page.locator(".opblock.is-open")).to_contain_text("multipart/form-data")
+        expect(page.locator(".opblock.is-open")).to_contain_text("Retry-After")
+        shot(page, "api-docs")
+        page.goto(base + "/account")
+        page.fill("#key-name", "browser test")
+        page.fill("#key-days", "7")
+        page.click("#key-create")
+        expect(page.locator("#key-value")).to_have_text(re.compile(r"^sbi_[\w-]{43}$"))
+        key = page.locator("#key-value").inner_text()
+        expect(page.locator("#key-list tbody tr")).to_have_count(1)
+        shot(page, "account-keys")
+        page.reload()
+        expect(page.locator("#key-list tbody tr")).to_have_count(1)
+        assert key not in page.content()  # shown once
+        photo = open(skimage_photo("coffee.png"), "rb").read()
+        boundary = "b0undary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
+                f"Content-Type: image/png\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(base + "/api/search", data=body, method="POST", headers={
+            "Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request) as r:
+            assert json.load(r)["results"][0]["path"] == "coffee.png"
+        page.on("dialog", lambda d: d.accept())
+        page.click(".key-revoke")
+        page.wait_for_selector("#key-none:not([hidden])")
+        try:
+            urllib.request.urlopen(request)
+            raise AssertionError("a revoked key still searched")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+    assert not console, console

@@ -6,22 +6,20 @@ import math
 from flask import current_app, jsonify, request, url_for
 from flask_login import current_user
 
-from ..errors import ApiError
 from ..services.errors import NotFound
 from ..storage.history import delete_search, history_page
 from ..storage.models import Search
+from ..web.roles import require_sign_in
 from . import bp
 from .fields import int_arg
 
 
-def _require_login():
-    if not current_user.is_authenticated:
-        raise ApiError(401, "unauthorized", "Sign in to see your search history.")
+HISTORY = "Sign in to see your search history."
 
 
 @bp.get("/history")
 def history():
-    _require_login()
+    require_sign_in(HISTORY)
     page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
     per_page = int_arg(request.args.get("per_page"), "per_page", 10, 1, 100)
     found = history_page(current_user.id, page, per_page)
@@ -45,7 +43,7 @@ def search_json(s: Search, gallery_paths: dict[int, str]) -> dict:
 
 @bp.delete("/history/<int(max=2147483647):search_id>")
 def delete_history(search_id: int):
-    _require_login()
+    require_sign_in(HISTORY)
     if not delete_search(current_user.id, search_id, current_app.config["UPLOAD_DIR"]):
         raise NotFound(f"No search {search_id} in your history.")
     return jsonify({"deleted": search_id})

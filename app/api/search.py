@@ -9,6 +9,7 @@ from ..services.errors import InvalidInput
 from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
 from ..storage.photo_filters import allowed_ids
+from ..web.bearer import current_key
 from . import bp
 from .fields import (
     body_fields,
@@ -22,7 +23,10 @@ from .links import with_links
 
 
 def client_key() -> str:
-    """Searches are throttled per account when signed in, else per address."""
+    """Searches are throttled per API key for a script, per account when signed in, else per address."""
+    key = current_key()
+    if key is not None:
+        return f"key:{key.id}"
     return f"user:{current_user.id}" if current_user.is_authenticated else f"addr:{request.remote_addr}"
 
 

@@ -2,7 +2,7 @@
 client's address (after ProxyFix, the real one behind a trusted proxy)."""
 from __future__ import annotations
 
-from flask import has_request_context, request
+from flask import g, has_request_context, request
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -10,7 +10,11 @@ from .models import AuditEvent
 
 
 def record(action: str, user=None, email: str | None = None, **detail) -> None:
-    """Append one event; ``user`` (if any) names who acted, ``email`` an address that did not sign in."""
+    """Append one event; ``user`` (if any) names who acted, ``email`` an address that did not sign in. An
+    action of a script says which of the account's API keys it used (``detail["by"]``)."""
+    key = g.get("api_key") if has_request_context() else None
+    if key is not None:
+        detail = {"by": f"API key {key.name}", **detail}
     event = AuditEvent(action=action, user_id=getattr(user, "id", None), email=getattr(user, "email", None) or email,
                        address=request.remote_addr if has_request_context() else None, detail=detail)
     db.session.add(event)

@@ -9,6 +9,12 @@ from flask_login import current_user
 from ..errors import ApiError
 
 
+def require_sign_in(message: str) -> None:
+    """On an API route: 401 unless someone is signed in (by a cookie or an API key); ``message`` says why."""
+    if not current_user.is_authenticated:
+        raise ApiError(401, "unauthorized", message)
+
+
 def admin_required(api: bool):
     """Only administrators: anonymous users are sent to sign in (401 on the API), others get 403."""
     def wrap(view):

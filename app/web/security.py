@@ -26,6 +26,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
            "Referrer-Policy": "same-origin"}
 GALLERY_FILES = frozenset({"files.gallery_file", "files.thumbnail"})
+PAGES_UNDER_API = frozenset({"api.docs"})  # HTML: strangers are sent to sign in, not answered in JSON
 
 
 def is_private() -> bool:
@@ -35,7 +36,7 @@ def is_private() -> bool:
 def _require_sign_in():
     if not is_private() or current_user.is_authenticated or request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") and request.endpoint not in PAGES_UNDER_API:
         raise ApiError(401, "unauthorized", "Sign in first: this gallery is private.")
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 

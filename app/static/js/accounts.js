@@ -32,17 +32,36 @@ function loadAccounts() {
   });
 }
 
+function loadAllKeys() {
+  $.getJSON("/api/admin/keys").done((data) => {
+    const $body = $("#all-keys tbody").empty();
+    for (const k of data.items) {
+      $body.append(`<tr data-id="${k.id}"><td>${escapeHtml(k.email)}</td><td>${escapeHtml(k.name)}</td>
+        <td><code>${escapeHtml(k.prefix)}…</code></td><td>${escapeHtml(when(k.last_used_at) || "never")}</td>
+        <td>${k.expired ? "expired" : escapeHtml(when(k.expires_at) || "never")}</td>
+        <td class="text-end"><button class="btn btn-sm btn-outline-danger key-revoke-any">Revoke</button></td></tr>`);
+    }
+  });
+}
+
 const auditLog = pagedList("/api/admin/audit", () => ({}), (data) => {
   const $body = $("#audit tbody").empty();
   for (const e of data.items) {
     $body.append(`<tr><td class="text-nowrap">${escapeHtml(when(e.at))}</td><td>${escapeHtml(e.action)}</td>
-      <td>${escapeHtml(e.email || "")}</td><td>${escapeHtml(e.address || "")}</td>
+      <td>${escapeHtml(e.email || "")}${e.detail && e.detail.by ? `<div class="text-secondary">by ${escapeHtml(e.detail.by)}</div>` : ""}</td><td>${escapeHtml(e.address || "")}</td>
       <td class="audit-detail">${escapeHtml(Object.keys(e.detail || {}).length ? JSON.stringify(e.detail) : "")}</td></tr>`);
   }
 }, $("#audit-pager"));
 
 $(function () {
   $("#accounts-tab").on("shown.bs.tab", loadAccounts);
+  $("#accounts-tab").on("shown.bs.tab", loadAllKeys);
+  $(document).on("click", ".key-revoke-any", function () {
+    const $row = $(this).closest("tr");
+    if (!confirm(`Revoke ${$row.find("td").first().text()}'s key “${$row.find("td").eq(1).text()}”?`)) return;
+    $.ajax({ url: `/api/admin/keys/${$row.data("id")}`, type: "DELETE" })
+      .done(loadAllKeys).fail((xhr) => alert(apiErrorMessage(xhr)));
+  });
   $("#audit-tab").on("shown.bs.tab", () => auditLog.load(1));
   $(document).on("click", ".account-action", function () {
     const id = $(this).closest("tr").data("id");
