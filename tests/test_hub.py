@@ -328,3 +328,27 @@ def test_make_run_rebuilds_the_index_when_the_weights_change(base_hub, tmp_path,
     assert index.manifest["model"]["name"] == "facebook/dinov2-base" and index.features.shape == (2, 768)
     again = build_as_make_does("--rebuild-on-model-change")  # unchanged weights: incremental, nothing embedded
     assert "again" not in again.stdout and "0 embedded, 2 reused" in again.stdout
+
+
+@pytest.mark.slow
+def test_health_and_the_analysis_panel_name_meta_weights(base_hub, tmp_path):
+    from indexer.builder import build_gallery
+    from tests.helpers import csrf_headers, make_app
+    from tests.images import skimage_photo
+    url, _ = base_hub
+    weights = str(tmp_path / "dinov2-base.npz")
+    fetch_hub("base", False, weights, hub_url=url, quiet=True)
+    root = tmp_path / "site"
+    (root / "gallery").mkdir(parents=True)
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(skimage_photo(name), root / "gallery" / name)
+    build_gallery(str(root / "gallery"), str(root / "index"), weights, progress=False)
+    client = make_app(root, tmp_path, weights).test_client()
+    title = "Meta's DINOv2 ViT-B/14 (facebook/dinov2-base)"
+    health = client.get("/api/health").get_json()
+    assert health["weights"] == title and health["model"] == "facebook/dinov2-base" and health["dim"] == 768
+    with open(skimage_photo("coffee.png"), "rb") as f:
+        response = client.post("/api/search", data={"image": (f, "coffee.png")}, headers=csrf_headers(client))
+    assert response.status_code == 200
+    analysis = response.get_json()["analysis"]
+    assert analysis["weights"] == title and analysis["model"] == "facebook/dinov2-base" and analysis["dim"] == 768
