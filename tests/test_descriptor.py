@@ -86,8 +86,8 @@ def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy
     photos(labelled / "eiffel", [mvtb_photo("eiffel-1.png"), mvtb_photo("eiffel-2.png")])
     photos(labelled / "building", [mvtb_photo(f"building2-{i}.png") for i in (1, 2, 3)])
     photos(labelled / "rocks", [mvtb_photo("rocks2-l.png"), mvtb_photo("rocks2-r.png")])
-    code = cli(["tune-descriptor", str(labelled), "--originals", "2", "--no-scenes", "--weights", weights_copy,
-                "--write"])
+    code = cli(["tune-descriptor", str(labelled), "--originals", "2", "--no-scenes", "--no-caltech", "--weights",
+                weights_copy, "--write"])
     out = capsys.readouterr().out
     assert code == 0
     model = load_model(weights_copy)
@@ -97,10 +97,43 @@ def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy
         assert d.label() in out
     best = out.split("best: ")[-1].splitlines()[0]
     assert descriptor_of(model).label() == best
-    assert "reference" in out and "embedding time" in out
+    assert "reference" in out and "embedding time" in out and "current" in out
+    assert "weighted mAP" in out and "noise" in out and "P@1 ok" in out
     if "center-crop" in best:  # re-ranking is scored for the centre-crop descriptors it applies to
         assert "qe n=3" in out and "dba n=3" in out
     assert os.path.exists(os.path.splitext(weights_copy)[0] + ".before-tune.npz")
+
+
+@pytest.mark.slow
+def test_the_selection_rule_on_a_small_labelled_folder(model, tmp_path):
+    """evaluate_candidates and choose on real pictures: the weighted mean counts each set by its queries, the
+    choice keeps the reference's P@1 on every set, is within the noise of the top, and no tied candidate is
+    cheaper."""
+    from indexer.descriptor_tuning import choose, evaluate_candidates
+    from indexer.evaluate import benchmark_originals, labelled_images, make_near_duplicate_set
+    labelled = tmp_path / "labelled"
+    photos(labelled / "eiffel", [mvtb_photo("eiffel-1.png"), mvtb_photo("eiffel-2.png")])
+    photos(labelled / "flowers", [mvtb_photo(f"flowers{i}.png") for i in (1, 2, 3, 4)])
+    photos(labelled / "building", [mvtb_photo(f"building2-{i}.png") for i in (1, 2, 3)])
+    sets = {"labelled": labelled_images(str(labelled)),
+            "near-dup": make_near_duplicate_set(benchmark_originals(2), str(tmp_path / "nd"))}
+    evaluation = evaluate_candidates(model, sets, candidates(model))
+    table = evaluation.table
+    queries = {name: len(next(iter(aps.values()))) for name, aps in evaluation.average_precision.items()}
+    assert queries == {"labelled": 9, "near-dup": 36}
+    expected = (table["labelled mAP"] * 9 + table["near-dup mAP"] * 36) / 45
+    assert np.allclose(table["weighted mAP"], expected)
+    reference = Descriptor().resolved(model)
+    best, shown = choose(evaluation, reference, model)
+    row = shown.loc[[best]].iloc[0]
+    for name in sets:
+        assert row[f"{name} P@1"] >= shown.loc[[reference], f"{name} P@1"].iloc[0]
+    assert row["P@1 ok"] and row["tied"] and row["behind top"] <= row["noise"] + 1e-12
+    top = shown[shown["P@1 ok"]]["weighted mAP"].idxmax()
+    assert shown.loc[[top], "behind top"].iloc[0] == 0 and shown.loc[[top], "noise"].iloc[0] == 0
+    for d in shown.index[shown["tied"].to_numpy()]:
+        assert (best.width(model), best.block) <= (d.width(model), d.block)
+    assert not shown[~shown["P@1 ok"]]["tied"].any()
 
 
 def test_an_index_built_with_another_descriptor_is_refused(weights_copy, tmp_path):
@@ -188,3 +221,44 @@ def test_the_folder_watcher_waits_instead_of_mixing_descriptors(weights_copy, tm
         assert load_index(str(root / "index")).paths == ["chelsea.png", "coffee.png"]
     finally:
         supervisor.stop()
+
+
+def test_the_choice_weights_sets_by_their_queries_keeps_p1_and_ties_only_within_the_noise(model):
+    """The selection rule on per-query scores made to order: a large set and a small one."""
+    import pandas as pd
+
+    from indexer.descriptor_tuning import Evaluation, bootstrap_noise, choose
+    rng = np.random.default_rng(0)
+    reference = Descriptor().resolved(model)
+    wide_late = Descriptor(9, True, "cls+mean")  # the best weighted mAP that keeps P@1
+    narrow_close = Descriptor(8, False, "mean")  # a little behind it, differing query by query: tied
+    narrow_behind = Descriptor(6, False, "mean")  # behind it by the same on every query: not tied
+    small_set_star = Descriptor(7, False, "gem")  # the best on the small set, so the best mean over sets
+    loses_p1 = Descriptor(6, False, "cls+mean")  # the best mAP, but a lower P@1 on the small set
+    base = {"big": rng.uniform(0.3, 0.9, 400), "small": rng.uniform(0.3, 0.9, 12)}
+    ap = {d: {name: base[name] + shift[i] for i, name in enumerate(base)} for d, shift in {
+        reference: (-0.20, -0.20), wide_late: (0.05, 0.05), loses_p1: (0.08, 0.08), small_set_star: (-0.05, 0.35),
+        narrow_behind: (0.02, 0.02)}.items()}
+    jitter = {name: rng.normal(0, 0.05, len(v)) for name, v in base.items()}
+    ap[narrow_close] = {name: ap[wide_late][name] - 0.001 + jitter[name] - jitter[name].mean() for name in base}
+    p1 = {d: {"big": 0.9, "small": 0.75} for d in ap}
+    p1[loses_p1]["small"] = 0.70
+    rows = {d: {"descriptor": d.label(), **{f"{n} P@1": p1[d][n] for n in base},
+                **{f"{n} mAP": ap[d][n].mean() for n in base}} for d in ap}
+    table = pd.DataFrame(list(rows.values()), index=list(rows))
+    table["weighted mAP"] = (table["big mAP"] * 400 + table["small mAP"] * 12) / 412
+    per_set = {name: {d: ap[d][name] for d in ap} for name in base}
+    evaluation = Evaluation(table, {}, per_set)
+
+    best, shown = choose(evaluation, reference, model)
+    assert best == narrow_close
+    assert table[["big mAP", "small mAP"]].mean(axis=1).idxmax() == small_set_star  # an unweighted mean's pick
+    assert not shown.loc[[loses_p1], "P@1 ok"].iloc[0] and not shown.loc[[loses_p1], "tied"].iloc[0]
+    assert shown.loc[[wide_late], "behind top"].iloc[0] == 0
+    tied = {d for d in shown.index if shown.loc[[d], "tied"].iloc[0]}
+    assert tied == {wide_late, narrow_close}
+    # The noise is that of the paired difference: nothing for a constant gap, about sd/sqrt(n) otherwise.
+    noise = bootstrap_noise(per_set, wide_late, [narrow_behind, narrow_close])
+    assert noise[narrow_behind] < 1e-9
+    assert 0.5 * 0.05 / np.sqrt(412) < noise[narrow_close] < 2 * 0.05 / np.sqrt(412)
+    assert shown.loc[[narrow_close], "behind top"].iloc[0] <= noise[narrow_close]

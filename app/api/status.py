@@ -5,6 +5,8 @@ from flask import jsonify
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
+from dinov2_numpy.weights.hub import weights_title
+
 from ..extensions import engine
 from ..services.errors import NotReady
 from ..web.security import is_private
@@ -24,7 +26,8 @@ def health():
     body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
     try:
         described = eng.descriptor
-        body.update(model_loaded=True, model=eng.model.name, dim=described.width(eng.model), descriptor=described.label())
+        body.update(model_loaded=True, model=eng.model.name, weights=weights_title(eng.model.name, eng.model.dim, eng.model.config.patch_size),
+                    dim=described.width(eng.model), descriptor=described.label())
     except NotReady as e:
         body.update(status="not_ready", problem=e.message)
     try:

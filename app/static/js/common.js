@@ -27,6 +27,7 @@ const Results = {
     this.last = data;
     const a = data.analysis;
     $("#an-model").text(a.model);
+    $("#an-weights").text(a.weights);
     $("#an-dim").text(a.dim);
     $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : "from gallery");
     $("#an-gallery").text(a.gallery_size);
