@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from . import accounts, admin, explore, gallery, history, search, status  # noqa: E402,F401  (routes register on bp)
+from . import accounts, admin, explain, explore, gallery, history, search, status  # noqa: E402,F401  (routes register on bp)
