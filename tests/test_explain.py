@@ -164,3 +164,37 @@ def test_pixel_limit_and_overload(gallery_dirs, tmp_path, weights_path):
         statuses = list(pool.map(lambda _: explain(client, small, target, headers=headers), range(6)))
     assert {r.status_code for r in statuses} == {200, 503}
     assert all(int(r.headers["Retry-After"]) >= 1 for r in statuses if r.status_code == 503)
+
+
+def test_the_command_line_gives_the_api_pairs_and_draws_them(gallery_dirs, app, client, tmp_path, weights_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    query = tmp_path / "mirrored.png"
+    ImageOps.mirror(photo("sub/china.jpg")).save(query)
+    env = dict(os.environ, GALLERY_DIR=str(gallery_dirs / "gallery"), INDEX_DIR=str(gallery_dirs / "index"),
+               DINOV2_WEIGHTS=weights_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "pairs.png"
+    run = subprocess.run([sys.executable, "-m", "app.cli", "explain", str(query), "sub/china.jpg", "--json",
+                          "--out", str(out), "--pairs", "20"], cwd=root, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    from_cli = json.loads(run.stdout)
+    from_api = explain(client, query.read_bytes(), gallery_id(app, "sub/china.jpg")).get_json()
+    # The same pairs; their scores agree to the float rounding of two processes' forward passes.
+    joined = lambda body: sorted((p["query"]["x"], p["query"]["y"], p["result"]["x"], p["result"]["y"])  # noqa: E731
+                                 for p in body["pairs"])
+    assert joined(from_cli) == joined(from_api) and len(from_cli["pairs"]) > 100
+    assert np.allclose([p["score"] for p in from_cli["pairs"]], [p["score"] for p in from_api["pairs"]], atol=2e-3)
+    for heat in ("query_heat", "result_heat"):
+        assert from_cli[heat]["box"] == from_api[heat]["box"]
+        assert np.allclose(from_cli[heat]["values"], from_api[heat]["values"], atol=2e-3)
+    sheet = Image.open(out).convert("RGB")
+    assert sheet.height == 480 and sheet.width == 2 * 719 + 24  # two 640 x 427 pictures at 480 px, and the gap
+    # the lines are drawn: the gap between the pictures, white before, now holds their colours
+    gap = np.asarray(sheet)[:, 719:719 + 24]
+    assert (gap.min(axis=2) < 200).sum() > 20 * 10
+    missing = subprocess.run([sys.executable, "-m", "app.cli", "explain", str(query), "nowhere.jpg"], cwd=root,
+                             env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "nowhere.jpg" in missing.stderr

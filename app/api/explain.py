@@ -32,4 +32,6 @@ def explain():
             query = image_query(fields, files)
         answer = run_explain(engine(), query, result_id, limits())
         answer["result"] = with_links(answer["result"])
+        if answer["query"]["path"] is not None:
+            answer["query"] = with_links(answer["query"])
         return jsonify(answer)

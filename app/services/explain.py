@@ -67,6 +67,7 @@ def run_explain(engine: Engine, query: Query, gallery_id: int, limits: Limits) -
     timings["total"] = (time.perf_counter() - start) * 1e3
     return {
         "query": {"mode": query.mode, "gallery_id": query.gallery_id, "image_size": list(sides[0].image_size),
+                  "path": gallery_path(index, query.gallery_id) if query.mode == "gallery" else None,
                   "patch_size": round(sides[0].grid.patch_size, 2),
                   "segment": part.mask.json() if part.mask is not None else None},
         "result": {"id": gallery_id, "path": result_path, "image_size": list(sides[1].image_size),
