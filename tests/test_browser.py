@@ -522,3 +522,33 @@ def explain_shots(page, name):
             os.makedirs(folder, exist_ok=True)
             page.screenshot(path=os.path.join(folder, f"{name}{suffix}.png"))
     page.set_viewport_size(size)
+
+
+def test_why_on_a_gallery_pictures_results_and_a_sketchs(server, page):
+    """A gallery picture's results (the query is a gallery id: the answer links its picture) and a sketch's."""
+    console = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.goto(server + "/gallery")
+    page.fill("#filter", "chelsea")
+    expect(page.locator(".gallery-card")).to_have_count(1)
+    page.click(".gallery-card")
+    second = page.locator(".result-col:visible").nth(1)
+    path = second.locator(".text-truncate-path").inner_text()
+    second.locator(".explain-button").click()
+    page.wait_for_selector("#explain-lines .explain-pair")
+    assert page.get_attribute("#explain-query-img", "src") == "/media/gallery/chelsea.png"
+    assert page.get_attribute("#explain-result-img", "src") == f"/media/gallery/{path}" and path != "chelsea.png"
+    page.goto(server + "/sketch")
+    box = page.locator("#sketch").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    for x, y in ((200, 80), (260, 200), (90, 220), (60, 60)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
+    page.mouse.up()
+    page.click("#search-button")
+    page.wait_for_selector(".result-card")
+    page.locator(".explain-button").first.click()
+    page.wait_for_selector("#explain-summary:not(:empty)")
+    assert page.get_attribute("#explain-query-img", "src").startswith("data:image/png;base64,")
+    assert page.is_hidden("#explain-error")
+    assert not console, console

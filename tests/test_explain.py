@@ -198,3 +198,37 @@ def test_the_command_line_gives_the_api_pairs_and_draws_them(gallery_dirs, app, 
     missing = subprocess.run([sys.executable, "-m", "app.cli", "explain", str(query), "nowhere.jpg"], cwd=root,
                              env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "nowhere.jpg" in missing.stderr
+
+
+def test_every_query_mode_is_explained(gallery_dirs, tmp_path, weights_path):
+    """An object under a click (its pairs start inside the object, in the collage's pixels), a drawing, a URL and
+    base64 data: the same answer shape, each in its own picture's pixels."""
+    import base64
+
+    from tests.helpers import image_handler, local_http_server
+    from tests.test_query_modes import collage, sketch_png
+    app = make_app(gallery_dirs, tmp_path, weights_path, URL_FETCH_ALLOW=["127.0.0.0/8"])
+    client = app.test_client()
+    headers = csrf_headers(client)
+    coffee = gallery_id(app, "coffee.png")
+    body = explain(client, collage(), coffee, headers=headers, point={"x": 676, "y": 130}).get_json()
+    box = body["query"]["segment"]["bbox"]
+    q = points(body, "query")
+    assert body["query"]["image_size"] == [901, 300] and len(q) >= 20
+    assert (q[:, 0] >= box["x"]).all() and (q[:, 0] <= box["x"] + box["w"]).all() and box["x"] >= 440
+    assert "segment" in body["timings_ms"]
+    sketch = client.post("/api/explain", json={"sketch_base64": sketch_png(True), "gallery_id": coffee},
+                         headers=headers).get_json()
+    assert sketch["query"]["mode"] == "sketch" and sketch["query"]["image_size"] == [400, 300]
+    assert all(0 <= p["query"]["x"] <= 400 and 0 <= p["query"]["y"] <= 300 for p in sketch["pairs"])
+    blank = client.post("/api/explain", json={"sketch_base64": sketch_png(False), "gallery_id": coffee}, headers=headers)
+    assert blank.status_code == 400 and blank.get_json()["error"]["code"] == "empty_drawing"
+    picture = png(photo("coffee.png"))
+    data = client.post("/api/explain", json={"image_base64": base64.b64encode(picture).decode(), "gallery_id": coffee},
+                       headers=headers).get_json()
+    with local_http_server(image_handler(picture, "image/png")) as url:
+        fetched = client.post("/api/explain", json={"url": url + "/coffee.png", "gallery_id": coffee},
+                              headers=headers).get_json()
+    for body in (data, fetched):
+        assert len(body["pairs"]) == 256 and np.array_equal(points(body, "query"), points(body, "result"))
+    assert "fetch" in fetched["timings_ms"] and fetched["query"]["mode"] == "url"
