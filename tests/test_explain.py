@@ -232,3 +232,19 @@ def test_every_query_mode_is_explained(gallery_dirs, tmp_path, weights_path):
     for body in (data, fetched):
         assert len(body["pairs"]) == 256 and np.array_equal(points(body, "query"), points(body, "result"))
     assert "fetch" in fetched["timings_ms"] and fetched["query"]["mode"] == "url"
+
+
+def test_an_explanation_shares_one_pass_and_keeps_nobody_waiting(gallery_dirs, tmp_path, weights_path):
+    """Its two pictures ride in one forward pass; after it, the queue does not wait for company that is not
+    coming (the batch of two held one request, not two)."""
+    app = make_app(gallery_dirs, tmp_path, weights_path, INFER_MAX_WAIT_MS=3000)
+    client = app.test_client()
+    headers = csrf_headers(client)
+    target = gallery_id(app, "coffee.png")
+    query = png(photo("chelsea.png"))
+    answers = [explain(client, query, target, headers=headers).get_json() for _ in range(2)]
+    assert all(a["batch_size"] == 2 for a in answers)
+    assert answers[1]["timings_ms"]["queue"] < 1000
+    with app.app_context():
+        stats = engine().queue.stats()
+    assert stats["batches"] == 2 and stats["jobs"] == 4

@@ -45,6 +45,7 @@ class _Job:
     call: Callable[[Dinov2], Any] | None  # any other model work, run alone
     background: bool = False  # indexing work: runs alone, and only when no search is waiting
     patches: bool = False  # the result is (descriptor, patch tokens) rather than the descriptor alone
+    client: object = None  # the request the job is part of, when one request queues several (None: its own)
     enqueued: float = field(default_factory=time.perf_counter)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -115,7 +116,9 @@ class InferenceQueue:
         """Per preprocessed image (3, H, W): its unit descriptor, the patch tokens (N, D) the descriptor pools
         and how it ran. The images wait as searches do and may share one forward pass with each other and
         with searches of their size (they are queued together before any is waited for)."""
-        jobs = self._enqueue([_Job(np.ascontiguousarray(p, np.float32), None, patches=True) for p in images])
+        client = object()
+        jobs = self._enqueue([_Job(np.ascontiguousarray(p, np.float32), None, patches=True, client=client)
+                              for p in images])
         return [(*self._wait(job).result, job.ran) for job in jobs]
 
     def call(self, fn: Callable[[Dinov2], Any]) -> tuple[Any, Ran]:
@@ -241,7 +244,9 @@ class InferenceQueue:
             self.batches += 1
             self.jobs_run += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
-            self._last_batch, self._last_done = len(batch), end
+            # Clients, not jobs: the company to wait for after a shared batch is other requests coming back.
+            self._last_batch = len({id(job.client or job) for job in batch})
+            self._last_done = end
             self._per_image_s = 0.8 * self._per_image_s + 0.2 * (end - start) / len(batch)
         for job, result in zip(batch, results):
             job.result = result
