@@ -63,8 +63,9 @@ class Correspondences:
 
 def position_basis(position_embeddings: np.ndarray, k: int = POSITION_DIRECTIONS) -> np.ndarray:
     """(k, D) orthonormal leading directions of a grid's position embeddings (N, D) about their mean."""
-    centred = position_embeddings - position_embeddings.mean(axis=0)
-    return np.linalg.svd(centred.astype(np.float64), full_matrices=False)[2][:k].astype(np.float32)
+    centred = (position_embeddings - position_embeddings.mean(axis=0)).astype(np.float64)
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending: the leading directions are the last columns
+    return np.ascontiguousarray(vectors[:, ::-1][:, :k].T, np.float32)
 
 
 def without_position(tokens: np.ndarray, basis: np.ndarray) -> np.ndarray:

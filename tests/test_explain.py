@@ -117,18 +117,25 @@ def test_a_large_jpeg_decoded_reduced_is_answered_in_its_full_pixels(app, client
 
 
 def test_the_answer_shape_and_timings(app, client):
-    body = explain(client, png(photo("coffee.png")), gallery_id(app, "chelsea.png")).get_json()
-    assert body["result"]["path"] == "chelsea.png" and body["result"]["url"].endswith("/chelsea.png")
+    """Another shot of the Eiffel tower against the gallery's: many pairs, ranked; a cat against a cup: few."""
+    from tests.images import mvtb_photo
+    body = explain(client, open(mvtb_photo("eiffel-2.png"), "rb").read(), gallery_id(app, "sub/eiffel.png")).get_json()
+    assert body["result"]["path"] == "sub/eiffel.png" and body["result"]["url"].endswith("/sub/eiffel.png")
     assert body["result"]["thumbnail_url"].startswith("/thumbs/")
     scores = [p["score"] for p in body["pairs"]]
+    assert 40 <= len(scores) <= 200
     assert scores == sorted(scores, reverse=True) and all(0.1 <= s <= 1 for s in scores)
     assert all(p["similarity"] >= 0.5 for p in body["pairs"])
-    assert len(body["pairs"]) < 256 / 2  # a cat and a cup share little
+    width, height = body["result"]["image_size"]
+    assert all(0 <= p["result"]["x"] <= width and 0 <= p["result"]["y"] <= height for p in body["pairs"])
     assert {"decode", "decode_result", "preprocess", "queue", "inference", "match", "total"} <= set(body["timings_ms"])
     assert body["batch_size"] == 2  # the query and the result in one forward pass
     for side in ("query_heat", "result_heat"):
         values = np.array(body[side]["values"])
         assert values.shape == (16, 16) and (values <= 1.0).all() and (values >= -1.0).all()
+    unrelated = explain(client, png(photo("coffee.png")), gallery_id(app, "chelsea.png")).get_json()
+    assert len(unrelated["pairs"]) < 20
+    assert np.mean(unrelated["query_heat"]["values"]) < np.mean(body["query_heat"]["values"]) - 0.1
 
 
 def test_bad_input_is_refused_like_a_search(app, client):
