@@ -500,6 +500,9 @@ def test_why_a_result_matched(server, page, tmp_path):
     page.mouse.move(0, 0)
     page.check("#explain-heat")
     assert page.is_visible("#explain-query-heat") and page.is_visible("#explain-result-heat")
+    tint = page.evaluate("""() => { const c = document.getElementById('explain-query-heat');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).filter((v, i) => i % 4 === 3); }""")
+    assert len(tint) == 256 and sum(a > 0 for a in tint) > 128  # a mirrored copy's parts are mostly found well
     explain_shots(page, "why-heat")
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(200)

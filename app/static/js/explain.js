@@ -95,8 +95,8 @@ const Explain = {
     this.drawHeat("result");
   },
 
-  /* A side's heat map: its grid of best similarities, blue (found nowhere) to red (found well), laid over
-     the part of the picture the model saw. */
+  /* A side's heat map: its grid of best similarities as a tint, the stronger the better that part is found
+     in the other picture (on one scale for every pair: 0.4, about an unrelated patch's best, is clear). */
   drawHeat(side) {
     const canvas = document.getElementById(`explain-${side}-heat`);
     const on = $("#explain-heat").prop("checked");
@@ -107,11 +107,10 @@ const Explain = {
     canvas.width = heat.cols;
     canvas.height = heat.rows;
     const ctx = canvas.getContext("2d");
-    const values = heat.values.flat();
-    const low = Math.min(...values), high = Math.max(...values);
+    ctx.clearRect(0, 0, heat.cols, heat.rows);
     heat.values.forEach((row, r) => row.forEach((v, c) => {
-      const t = high > low ? (v - low) / (high - low) : 1;
-      ctx.fillStyle = `hsla(${Math.round(240 * (1 - t))}, 90%, 50%, 0.45)`;
+      const t = Math.max(0, Math.min(1, (v - 0.4) / 0.6));
+      ctx.fillStyle = `rgba(214, 51, 132, ${(0.7 * t).toFixed(3)})`;
       ctx.fillRect(c, r, 1, 1);
     }));
     // Positioned in percent of the picture, so that it follows the picture's size without redrawing.
