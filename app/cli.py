@@ -1,6 +1,7 @@
 """Command-line search and evaluation against the same configuration as the web app.
 
     python -m app.cli search photo.jpg [more.jpg | folder ...] [--top-k 5] [--json | --jsonl] [--grid out.png]
+    python -m app.cli explain QUERY GALLERY_PATH [--out pairs.png] [--pairs 30] [--json]
     python -m app.cli evaluate LABELLED_FOLDER_OR_CSV
     python -m app.cli near-dup-benchmark [--originals N] [--out DIR]
     python -m app.cli tune-descriptor [LABELLED_FOLDER_OR_CSV ...] [--write]
@@ -85,6 +86,73 @@ def write_grid(results: list[dict], gallery_dir: str, out: str, cell: int = 160)
             except OSError:
                 pass
             draw.text((x * cell + 4, y * (cell + 20) + cell), caption, fill="black")
+    sheet.save(out)
+
+
+def cmd_explain(args, cfg) -> int:
+    """Why GALLERY_PATH matches QUERY: the pairs ``POST /api/explain`` gives, drawn side by side."""
+    from .services.engine import Engine
+    from .services.explain import run_explain
+    from .services.search import Limits, Query
+    engine = Engine(cfg)
+    index = engine.index()
+    path = _gallery_relative(args.gallery_path, cfg["GALLERY_DIR"])
+    row = index.row_of_path(path)
+    if row is None:
+        print(f"error: the gallery index holds no picture '{path}'", file=sys.stderr)
+        return 2
+    with open(args.query, "rb") as f:
+        query = Query("file", data=f.read(), original_name=args.query)
+    limits = Limits(max_pixels=cfg["MAX_IMAGE_PIXELS"], max_bytes=cfg["MAX_CONTENT_LENGTH"])
+    answer = run_explain(engine, query, int(index.ids[row]), limits)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        t = answer["timings_ms"]
+        print(f"{len(answer['pairs'])} matched parts; model {t['inference']:.0f} ms, matching {t['match']:.1f} ms, "
+              f"total {t['total']:.0f} ms")
+    if args.out:
+        write_pairs(args.query, os.path.join(cfg["GALLERY_DIR"], path), answer, args.out, args.pairs)
+        print(f"wrote {args.out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _gallery_relative(path: str, gallery_dir: str) -> str:
+    """A gallery picture's path as the index holds it: relative to the gallery folder (a path to the file
+    inside it is made relative)."""
+    full, gallery = os.path.abspath(path), os.path.abspath(gallery_dir)
+    if os.path.exists(path) and os.path.commonpath([full, gallery]) == gallery:
+        return os.path.relpath(full, gallery).replace(os.sep, "/")
+    return path.replace(os.sep, "/")
+
+
+def write_pairs(query_path: str, result_path: str, answer: dict, out: str, count: int, height: int = 480) -> None:
+    """The query and the result side by side at ``height`` pixels, the ``count`` strongest pairs joined by
+    lines coloured from red (weak) to green (unmistakable), as the page draws them."""
+    import colorsys
+
+    from PIL import Image, ImageDraw
+
+    from indexer.decode import decode
+    pictures = []
+    for path, side in ((query_path, "query"), (result_path, "result")):
+        image = decode(path, shortest_side=height).image
+        width = round(image.width * height / image.height)
+        pictures.append((image.resize((width, height), Image.BICUBIC), answer[side]["image_size"]))
+    gap = 24
+    sheet = Image.new("RGB", (pictures[0][0].width + gap + pictures[1][0].width, height), "white")
+    sheet.paste(pictures[0][0], (0, 0))
+    sheet.paste(pictures[1][0], (pictures[0][0].width + gap, 0))
+    draw = ImageDraw.Draw(sheet)
+    left = pictures[0][0].width + gap
+    for pair in answer["pairs"][:count]:
+        r, g, b = colorsys.hsv_to_rgb(pair["score"] / 3, 0.85, 0.95)
+        colour = (round(255 * r), round(255 * g), round(255 * b))
+        a = [pair["query"][k] * height / pictures[0][1][1] for k in ("x", "y")]
+        z = [left + pair["result"]["x"] * height / pictures[1][1][1], pair["result"]["y"] * height / pictures[1][1][1]]
+        draw.line([*a, *z], fill=colour, width=2)
+        for x, y in (a, z):
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline="white")
     sheet.save(out)
 
 
@@ -213,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--jsonl", action="store_true")
     s.add_argument("--grid", help="write a picture of queries and results to this PNG")
+    x = sub.add_parser("explain", help="why a gallery picture matches a query: its matched parts, drawn side by side")
+    x.add_argument("query", help="the query picture's file")
+    x.add_argument("gallery_path", help="the result, as its path in the gallery (or the file inside the gallery folder)")
+    x.add_argument("--out", help="write the two pictures with lines between matched parts to this PNG")
+    x.add_argument("--pairs", type=int, default=30, help="how many of the strongest pairs to draw (default 30)")
+    x.add_argument("--json", action="store_true", help="print the answer POST /api/explain gives")
     e = sub.add_parser("evaluate", help="P@1, P@5, mAP, recall@10 on a labelled folder or path,label CSV")
     e.add_argument("source")
     n = sub.add_parser("near-dup-benchmark", help="evaluate on near-duplicates made from the demo photos")
@@ -230,10 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")
+    if args.command == "explain" and args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     from dinov2_numpy import WeightsError
 
     from .services.errors import ServiceError
-    commands = {"search": cmd_search, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup,
+    commands = {"search": cmd_search, "explain": cmd_explain, "evaluate": cmd_evaluate, "near-dup-benchmark": cmd_near_dup,
                 "tune-descriptor": cmd_tune_descriptor}
     try:
         return commands[args.command](args, cfg)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .model import Dinov2, Dinov2Output, normalize_rows
-from .preprocess import ImageInput, preprocess
+from .preprocess import ImageInput, input_box, preprocess
 
 POOLINGS = ("cls", "mean", "gem", "cls+mean")
 PREPROCESSINGS = ("center-crop", "whole")
@@ -117,3 +117,17 @@ def by_shape(embed: Callable[[np.ndarray], np.ndarray], pixels: Sequence[np.ndar
 def describe(model: Dinov2, pixels: np.ndarray, descriptor: Descriptor) -> np.ndarray:
     """Unit vectors (B, width) of preprocessed ``pixels`` (B, 3, H, W)."""
     return pool(model, run(model, pixels, [descriptor]), descriptor)
+
+
+def prepared_box(width: int, height: int, descriptor: Descriptor) -> tuple[float, float, float, float]:
+    """The part (x, y, w, h) of a ``width`` x ``height`` picture, in its own pixels, that ``prepare`` shows
+    the model for ``descriptor`` (``preprocess.input_box``)."""
+    return input_box(width, height, dynamic=descriptor.preprocessing == "whole")
+
+
+def patch_tokens(model: Dinov2, output: Dinov2Output, descriptor: Descriptor) -> np.ndarray:
+    """The patch tokens (B, N, D) of ``descriptor``'s block, normalised as its pooling sees them, from a pass
+    made by ``run`` with it among the descriptors: what the descriptor pools, patch by patch."""
+    d = descriptor.resolved(model)
+    tokens = output.intermediate[d.block][:, 1 + model.config.num_registers:]
+    return model.final_norm(tokens) if d.final_norm else tokens

@@ -164,6 +164,24 @@ def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = RESIZE
     return normalize(image.crop((left, top, left + crop, top + crop)))
 
 
+def input_box(width: int, height: int, *, dynamic: bool = False, resize: int = RESIZE,
+              crop: int = CROP) -> tuple[float, float, float, float]:
+    """The rectangle (x, y, w, h) of an upright ``width`` x ``height`` picture, in its own pixels, that
+    ``preprocess`` with the same arguments turns into the model input: a point (u, v) of the input shows the
+    picture's (x + u * w / input width, y + v * h / input height). The centre crop's box lies inside the
+    picture, or reaches past it where the reference pads a small picture; ``dynamic`` keeps the whole picture."""
+    if dynamic:
+        return 0.0, 0.0, float(width), float(height)
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = resize, int(resize * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    sx, sy = width / size[0], height / size[1]
+    padded = (max(size[0], crop), max(size[1], crop))
+    left = int((padded[0] - crop) / 2.0) - (padded[0] - size[0]) // 2
+    top = int((padded[1] - crop) / 2.0) - (padded[1] - size[1]) // 2
+    return left * sx, top * sy, crop * sx, crop * sy
+
+
 def _resized_centre_crop(image: Image.Image, size: tuple[int, int], crop: int) -> Image.Image:
     """The centre ``crop`` of ``image`` resized to ``size``, made by resizing only the source region that the
     crop keeps (PIL's ``box``), so that the full resized image never exists."""

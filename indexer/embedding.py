@@ -13,7 +13,10 @@ from dinov2_numpy.descriptor import (
     by_shape,
     describe,
     descriptor_of,
+    patch_tokens,
+    pool,
     prepare,
+    run,
 )
 from dinov2_numpy.preprocess import RESIZE
 
@@ -23,6 +26,13 @@ from .decode import decode
 def embed_pixels(model: Dinov2, pixels: np.ndarray) -> np.ndarray:
     """Unit descriptors (B, width) for preprocessed ``pixels`` (B, 3, H, W), as the weights' descriptor says."""
     return describe(model, pixels, descriptor_of(model))
+
+
+def embed_pixels_with_patches(model: Dinov2, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``embed_pixels`` and, from the same forward pass, the patch tokens (B, N, D) the descriptor pools."""
+    descriptor = descriptor_of(model)
+    output = run(model, pixels, [descriptor])
+    return pool(model, output, descriptor), patch_tokens(model, output, descriptor)
 
 
 def manifest_descriptor(manifest: dict) -> Descriptor:

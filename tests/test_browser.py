@@ -512,3 +512,102 @@ def test_api_reference_and_keys_in_a_private_gallery(gallery_dirs, tmp_path, wei
         except urllib.error.HTTPError as e:
             assert e.code == 401
     assert not console, console
+
+
+SHOTS = os.environ.get("EXPLAIN_SHOTS")  # where the "Why?" view's screenshots go as well (the issue's folder)
+
+
+def test_why_a_result_matched(server, page, tmp_path):
+    """"Why?" on a result: the query and the result side by side with lines between matched parts, the strongest
+    30 first and a slider for all; the heat maps; hovering a pair picks it out; at phone width the pictures
+    stand one above the other. Nothing goes to the console as an error."""
+    from PIL import Image, ImageOps
+    console = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    mirrored = tmp_path / "astronaut-mirrored.png"
+    ImageOps.mirror(Image.open(skimage_photo("astronaut.png"))).save(mirrored)
+    choose_on_search_page(page, server, str(mirrored))
+    card = page.locator(".result-card", has_text="astronaut.png")
+    card.locator(".explain-button").click()
+    page.wait_for_selector("#explain-lines .explain-pair")
+    pairs = page.locator("#explain-lines .explain-pair")
+    expect(pairs).to_have_count(30)
+    assert page.inner_text("#explain-title") == "Why it matched"
+    total = int(page.get_attribute("#explain-count", "max"))
+    assert total > 100 and page.inner_text("#explain-count-value") == f"30 of {total}"
+    # The mirrored copy: a pair's left end lies on the query's left when its right end is on the result's right.
+    ends = page.evaluate("""() => [...document.querySelectorAll('#explain-lines line')].map(l =>
+        [l.x1.baseVal.value, l.x2.baseVal.value])""")
+    q = page.locator("#explain-query-img").bounding_box()
+    r = page.locator("#explain-result-img").bounding_box()
+    assert r["x"] >= q["x"] + q["width"]  # side by side
+    left = page.locator("#explain-stage").bounding_box()["x"]  # the lines are drawn in the stage's coordinates
+    rel = [((left + a - q["x"]) / q["width"], (left + b - r["x"]) / r["width"]) for a, b in ends]
+    assert all(0 <= a <= 1 and 0 <= b <= 1 for a, b in rel)
+    assert sum(abs(a - (1 - b)) < 0.1 for a, b in rel) >= 0.8 * len(rel)
+    page.locator("#explain-count").fill(str(total))
+    expect(pairs).to_have_count(total)
+    page.locator("#explain-count").fill("30")
+    explain_shots(page, "why")
+    page.locator("#explain-lines .explain-pair circle").first.hover()
+    expect(page.locator("#explain-lines .explain-pair.active")).to_have_count(1)
+    assert "focused" in page.get_attribute("#explain-lines", "class")
+    page.screenshot(path=os.path.join(SHOTS or ARTIFACTS, "why-hover.png"))
+    page.mouse.move(0, 0)
+    page.check("#explain-heat")
+    assert page.is_visible("#explain-query-heat") and page.is_visible("#explain-result-heat")
+    tint = page.evaluate("""() => { const c = document.getElementById('explain-query-heat');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).filter((v, i) => i % 4 === 3); }""")
+    assert len(tint) == 256 and sum(a > 0 for a in tint) > 128  # a mirrored copy's parts are mostly found well
+    explain_shots(page, "why-heat")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    q = page.locator("#explain-query-img").bounding_box()
+    r = page.locator("#explain-result-img").bounding_box()
+    assert r["y"] >= q["y"] + q["height"]  # one above the other
+    expect(pairs).to_have_count(30)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not console, console
+
+
+def explain_shots(page, name):
+    """The open "Why?" view at desktop and phone width (the dialog, not the page behind it)."""
+    folders = [ARTIFACTS] + ([SHOTS] if SHOTS else [])
+    size = page.viewport_size
+    for suffix, width, height in (("", 1280, 900), ("-phone", 390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            page.screenshot(path=os.path.join(folder, f"{name}{suffix}.png"))
+    page.set_viewport_size(size)
+
+
+def test_why_on_a_gallery_pictures_results_and_a_sketchs(server, page):
+    """A gallery picture's results (the query is a gallery id: the answer links its picture) and a sketch's."""
+    console = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.goto(server + "/gallery")
+    page.fill("#filter", "chelsea")
+    expect(page.locator(".gallery-card")).to_have_count(1)
+    page.click(".gallery-card")
+    second = page.locator(".result-col:visible").nth(1)
+    path = second.locator(".text-truncate-path").inner_text()
+    second.locator(".explain-button").click()
+    page.wait_for_selector("#explain-lines .explain-pair")
+    assert page.get_attribute("#explain-query-img", "src") == "/media/gallery/chelsea.png"
+    assert page.get_attribute("#explain-result-img", "src") == f"/media/gallery/{path}" and path != "chelsea.png"
+    page.goto(server + "/sketch")
+    box = page.locator("#sketch").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    for x, y in ((200, 80), (260, 200), (90, 220), (60, 60)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
+    page.mouse.up()
+    page.click("#search-button")
+    page.wait_for_selector(".result-card")
+    page.locator(".explain-button").first.click()
+    page.wait_for_selector("#explain-summary:not(:empty)")
+    assert page.get_attribute("#explain-query-img", "src").startswith("data:image/png;base64,")
+    assert page.is_hidden("#explain-error")
+    assert not console, console

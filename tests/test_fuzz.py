@@ -46,7 +46,8 @@ urls = st.one_of(st.text(max_size=60), st.sampled_from([
     "http://127.0.0.1:1/a.png", "http://[64:ff9b::7f00:1]/", "http://user:pw@10.0.0.1/", "https://", "http://%zz/",
     "http://0x7f.1/", "http://2130706433/", "http://[::ffff:169.254.169.254]/"]))
 fields = st.fixed_dictionaries({}, optional={
-    "top_k": json_values, "threshold": json_values, "gallery_id": json_values, "region": st.one_of(boxes, json_values),
+    "top_k": json_values, "threshold": json_values, "gallery_id": json_values, "query_gallery_id": json_values,
+    "region": st.one_of(boxes, json_values),
     "point": st.one_of(points, json_values), "url": st.one_of(urls, json_values),
     "image_base64": st.one_of(st.text(max_size=80), st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode()),
                               json_values),
@@ -66,7 +67,7 @@ def check_contract(response):
 @given(body=fields)
 def test_search_json_fields(client, body):
     text = json.dumps(body, allow_nan=True)
-    for url in ("/api/search", "/api/segment"):
+    for url in ("/api/search", "/api/segment", "/api/explain"):
         check_contract(client.post(url, data=text, content_type="application/json", headers=csrf_headers(client)))
 
 

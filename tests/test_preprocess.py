@@ -92,3 +92,26 @@ def test_broken_bytes_raise_image_error():
     data = open(sklearn_photo("china.jpg"), "rb").read()
     with pytest.raises(ImageError):
         preprocess(data[: len(data) // 3])
+
+
+@pytest.mark.parametrize("path, size", [
+    (skimage_photo("chelsea.png"), None),              # landscape: the crop is narrower than the picture
+    (mvtb_photo("monalisa.png"), None),                # portrait: shorter than it
+    (skimage_photo("astronaut.png"), (300, 5000)),     # very tall: resized through the crop's box only
+    (skimage_photo("coffee.png"), (90, 60)),           # smaller than the crop: scaled up
+])
+def test_input_box_is_the_part_of_the_picture_the_model_sees(path, size):
+    """Cutting ``input_box`` out of the picture and resizing it to 224 gives the model input (to resampling),
+    so that a patch centre maps back into the picture's own pixels through it."""
+    from dinov2_numpy.preprocess import input_box, normalize
+    image = Image.open(path).convert("RGB")
+    if size:
+        image = image.resize(size, Image.BICUBIC)
+    x, y, w, h = input_box(*image.size)
+    assert 0 <= x and 0 <= y and x + w <= image.width + 1e-6 and y + h <= image.height + 1e-6
+    assert w == pytest.approx(h, rel=0.01) and min(image.size) * 224 / 256 == pytest.approx(min(w, h), rel=0.01)
+    cut = normalize(image.resize((224, 224), Image.BICUBIC, box=(x, y, x + w, y + h)))
+    assert np.abs(cut - preprocess(image)).mean() < 0.01
+    shifted = normalize(image.resize((224, 224), Image.BICUBIC, box=(x + w / 16, y, x + w + w / 16, y + h)))
+    assert np.abs(shifted - preprocess(image)).mean() > 0.05  # a box off by one patch is told apart
+    assert input_box(*image.size, dynamic=True) == (0.0, 0.0, float(image.width), float(image.height))

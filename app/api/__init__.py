@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from . import accounts, admin, contract, explore, gallery, history, keys, search, status  # noqa: E402,F401  (routes register on bp)
+from . import accounts, admin, contract, explain, explore, gallery, history, keys, search, status  # noqa: E402,F401  (routes register on bp)

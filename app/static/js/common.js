@@ -62,6 +62,7 @@ const Results = {
     $("#results-summary").text(`${data.results.length} found${filtered}, best score ${data.results.length ? data.results[0].score.toFixed(3) : "-"}`);
     $("#results-area").prop("hidden", false);
     this.applyThreshold();
+    $(document).trigger("results-shown", [data]);  // explain.js adds its "Why?" buttons
   },
   applyThreshold() {
     const fraction = Number($("#threshold").val()) / 100;
@@ -88,6 +89,7 @@ function searchByGalleryId(id, topK) {
 /* Search with a gallery picture and show the results below the page's content (gallery, groups, map). */
 function searchWithPicture(id) {
   searchByGalleryId(id, 20).done((data) => {
+    Explain.remember({ fields: () => ({ query_gallery_id: Number(id) }), image: null });
     Results.show(data);
     document.getElementById("results-area").scrollIntoView({ behavior: "smooth" });
   }).fail((xhr) => alert(apiErrorMessage(xhr)));

@@ -63,8 +63,20 @@ function send(request) {
   }).fail((xhr) => showError(apiErrorMessage(xhr))).always(() => busy(false));
 }
 
+/* What "Why?" on a result asks about (explain.js): the query's own fields, shown as the preview shows it. */
+function rememberQuery(fields) {
+  Explain.remember({ fields, get image() { return $("#preview").attr("src"); } });
+}
+
 function runSearch(extra) {
   if (!chosenFile) return;
+  const file = chosenFile;
+  rememberQuery(() => {
+    const form = new FormData();
+    form.append("image", file, file.name || "pasted.png");
+    for (const [key, value] of Object.entries(extra || {})) form.append(key, JSON.stringify(value));
+    return form;
+  });
   const form = new FormData();
   form.append("image", chosenFile, chosenFile.name || "pasted.png");
   form.append("top_k", $("#top-k").val());
@@ -146,6 +158,7 @@ $(function () {
     chosenFile = null;
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Image from " + url);
+    rememberQuery(() => ({ url }));
     send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
                       data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()), ...PhotoFilters.values() }) }, retrying))
       .done((data) => showPreview(data.query.preview));
@@ -155,7 +168,9 @@ $(function () {
     chosenFile = null;
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Searching with a gallery picture");
-    send(searchByGalleryId($(this).data("id"), $("#top-k").val()));
+    const id = Number($(this).data("id"));
+    rememberQuery(() => ({ query_gallery_id: id }));
+    send(searchByGalleryId(id, $("#top-k").val()));
     showPreview($(this).closest(".card").find("img").attr("src"));
     window.scrollTo({ top: 0, behavior: "smooth" });
   });

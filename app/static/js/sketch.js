@@ -63,9 +63,10 @@ $(function () {
   $("#search-button").on("click", () => {
     $("#busy").prop("hidden", false);
     $("#error").prop("hidden", true);
+    const drawing = canvas.toDataURL("image/png");
+    Explain.remember({ fields: () => ({ sketch_base64: drawing, filename: "sketch.png" }), image: drawing });
     postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
-                 data: JSON.stringify({ sketch_base64: canvas.toDataURL("image/png"), filename: "sketch.png",
-                                        top_k: Number($("#top-k").val()) }) },
+                 data: JSON.stringify({ sketch_base64: drawing, filename: "sketch.png", top_k: Number($("#top-k").val()) }) },
                (seconds) => $("#error").text(`Server busy, retrying in ${seconds} s…`).prop("hidden", false))
       .done((data) => Results.show(data))
       .fail((xhr) => $("#error").text(apiErrorMessage(xhr)).prop("hidden", false))

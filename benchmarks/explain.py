@@ -1,0 +1,115 @@
+"""Why it matched: how right the correspondences are on real photos and their edits, and what one costs.
+
+    python benchmarks/explain.py [--repeats 10]
+
+Builds a small gallery of real photos (the PyPI wheels' photos) and asks ``app.services.explain.run_explain``,
+the service behind ``POST /api/explain`` and ``python -m app.cli explain``, about edits of them:
+- a horizontally mirrored copy: the correlation of the pairs' x in the query and in the result (-1 is a
+  perfect mirror) and the median distance from the mirrored position, in the query's patches;
+- centre crops (60 % and 75 % of each side): the median distance between where a pair lands in the original
+  and where the crop came from, in the query's patches (a patch is 14 model pixels at the query's scale);
+- the picture against itself: whether every pair joins a patch to itself.
+Then the time of one explanation at the default 224-pixel crop (its forward pass over both pictures, and the
+matching), the median of ``--repeats`` runs, beside one search query's forward pass alone.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from app.services.engine import Engine  # noqa: E402
+from app.services.explain import run_explain  # noqa: E402
+from app.services.search import Limits, Query  # noqa: E402
+from dinov2_numpy.descriptor import prepare  # noqa: E402
+from indexer.builder import build_gallery  # noqa: E402
+from indexer.config import load_settings  # noqa: E402
+from tests.images import mvtb_photo, skimage_photo, sklearn_photo  # noqa: E402
+
+PHOTOS = {"chelsea.png": skimage_photo("chelsea.png"), "astronaut.png": skimage_photo("astronaut.png"),
+          "coffee.png": skimage_photo("coffee.png"), "china.jpg": sklearn_photo("china.jpg"),
+          "eiffel.png": mvtb_photo("eiffel-1.png")}
+LIMITS = Limits(max_pixels=50_000_000, max_bytes=50 << 20)
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def pairs(answer: dict) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.array([[p[s]["x"], p[s]["y"]] for p in answer["pairs"]]).reshape(-1, 2) for s in ("query", "result"))
+
+
+def geometry(engine: Engine, ids: dict[str, int]) -> None:
+    print("| photo | mirrored: corr. of x | mirrored: median error | crop 60 %: median error | "
+          "crop 75 %: median error | itself: identity |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, path in PHOTOS.items():
+        original = Image.open(path).convert("RGB")
+        ask = lambda image: run_explain(engine, Query("upload", data=png(image)), ids[name], LIMITS)  # noqa: E731
+        mirrored = ask(ImageOps.mirror(original))
+        q, r = pairs(mirrored)
+        corr = np.corrcoef(q[:, 0], r[:, 0])[0, 1]
+        mirror_error = np.median(np.abs(q[:, 0] - (original.width - r[:, 0]))) / mirrored["query"]["patch_size"]
+        cells = [f"{corr:.3f} ({len(q)} pairs)", f"{mirror_error:.2f} patch"]
+        for fraction in (0.6, 0.75):
+            w, h = int(original.width * fraction), int(original.height * fraction)
+            x0, y0 = (original.width - w) // 2, (original.height - h) // 2
+            answer = ask(original.crop((x0, y0, x0 + w, y0 + h)))
+            q, r = pairs(answer)
+            error = np.median(np.linalg.norm(q + [x0, y0] - r, axis=1)) / answer["query"]["patch_size"]
+            cells.append(f"{error:.2f} patch ({len(q)} pairs)")
+        itself = ask(original)
+        q, r = pairs(itself)
+        cells.append(f"{'yes' if np.array_equal(q, r) else 'no'} ({len(q)} pairs)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def timing(engine: Engine, ids: dict[str, int], repeats: int) -> None:
+    query = png(Image.open(PHOTOS["chelsea.png"]).convert("RGB"))
+    answers = [run_explain(engine, Query("upload", data=query), ids["astronaut.png"], LIMITS) for _ in range(repeats + 1)][1:]
+    stage = lambda key: float(np.median([a["timings_ms"][key] for a in answers]))  # noqa: E731
+    pixels = prepare(Image.open(PHOTOS["chelsea.png"]).convert("RGB"), engine.descriptor)
+    alone = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        engine.queue.embed(pixels)
+        alone.append((time.perf_counter() - t) * 1e3)
+    print(f"\none explanation at 224 px (median of {repeats}; batch {answers[0]['batch_size']}: query and result):")
+    print("| stage | ms |\n| --- | --- |")
+    for key in ("decode", "decode_result", "preprocess", "inference", "match", "total"):
+        print(f"| {key} | {stage(key):.1f} |")
+    print(f"| a search query's forward pass alone (batch 1), for comparison | {float(np.median(alone)):.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        gallery = os.path.join(tmp, "gallery")
+        os.makedirs(gallery)
+        for name, path in PHOTOS.items():
+            shutil.copy(path, os.path.join(gallery, name))
+        weights = load_settings()["WEIGHTS"]
+        build_gallery(gallery, os.path.join(tmp, "index"), weights, progress=False)
+        engine = Engine({"GALLERY_DIR": gallery, "INDEX_DIR": os.path.join(tmp, "index"), "WEIGHTS": weights})
+        index = engine.index()
+        ids = {name: int(index.ids[index.row_of_path(name)]) for name in PHOTOS}
+        geometry(engine, ids)
+        timing(engine, ids, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
