@@ -104,6 +104,7 @@ def _bounds(schema):
 
 # What the probed operations need besides the probed field (a search needs a picture: a gallery one).
 BASE_BODIES = {"search": lambda ids: {"gallery_id": ids[0]}, "createKey": lambda ids: {"name": "probe"},
+               "explain": lambda ids: {"gallery_id": ids[0], "query_gallery_id": ids[1]},
                "createInvitation": lambda ids: {}}
 
 
