@@ -144,3 +144,20 @@ def validate_state(state: Mapping[str, np.ndarray], config: ClipConfig) -> None:
     for tower in (config.vision, config.text):
         if tower.hidden_size % tower.num_heads:
             raise WeightsError(f"width {tower.hidden_size} is not divisible by {tower.num_heads} heads")
+
+
+# OpenAI's published shapes: (vision width, layers, heads, patch), (text width, layers, heads), projection.
+OPENAI_SHAPES = {
+    "b32": ((768, 12, 12, 32), (512, 12, 8), 512),
+    "b16": ((768, 12, 12, 16), (512, 12, 8), 512),
+    "l14": ((1024, 24, 16, 14), (768, 12, 12), 768),
+}
+
+
+def openai_config(model: str, vision_layers: int | None = None, text_layers: int | None = None) -> ClipConfig:
+    """The configuration of OpenAI's ``b32``, ``b16`` or ``l14``, optionally with fewer layers."""
+    (vw, vl, vh, patch), (tw, tl, th), projection = OPENAI_SHAPES[model]
+    return ClipConfig(vision=TowerConfig("vision_model.", vw, vision_layers or vl, vh, 4 * vw),
+                      text=TowerConfig("text_model.", tw, text_layers or tl, th, 4 * tw),
+                      patch_size=patch, image_size=224, projection_dim=projection, vocab_size=49408,
+                      context_length=77)

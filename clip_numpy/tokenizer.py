@@ -66,6 +66,10 @@ class Tokenizer:
         self._bytes = byte_symbols()
         self._word_ids = lru_cache(maxsize=1 << 16)(self._merge)
 
+    def forget_words(self) -> None:
+        """Empty the cache of merged words (to time a text as if every word were new)."""
+        self._word_ids.cache_clear()
+
     def _merge(self, piece: str) -> tuple[int, ...]:
         """The ids of one piece (its bytes as symbols): repeatedly join every occurrence, left to right, of the
         adjacent pair with the lowest merge rank."""

@@ -1,5 +1,6 @@
 """What the CLIP tests share: OpenAI's vocabulary and tokenizer as the open_clip_torch wheel ships them, and
-transformers' CLIPModel with random weights in a named shape, converted by our CLI."""
+transformers' CLIPModel with random weights in a named shape, converted by our CLI. torch and transformers are
+imported only where used, so that a benchmark may take the vocabulary without loading them."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,19 +9,8 @@ import os
 import subprocess
 import sys
 
-import torch
-from transformers import CLIPConfig, CLIPModel
-
+from clip_numpy.config import OPENAI_SHAPES
 from tests.images import package_dir
-
-# (vision width, layers, heads, patch), (text width, layers, heads), projection: OpenAI's published shapes, at
-# the depth the tests can afford (the blocks repeat, and every tensor of a layer is checked).
-SHAPES = {
-    "ViT-B/32": ((768, 12, 12, 32), (512, 12, 8), 512),
-    "ViT-B/16": ((768, 12, 12, 16), (512, 12, 8), 512),
-    "ViT-L/14": ((1024, 24, 16, 14), (768, 12, 12), 768),
-}
-
 
 def open_clip_vocab() -> str:
     """OpenAI's BPE merges inside the MIT-licensed open_clip_torch wheel."""
@@ -37,19 +27,22 @@ def open_clip_tokenizer():
     return module.SimpleTokenizer(open_clip_vocab())
 
 
-def clip_config(shape: str, vision_layers: int | None = None, text_layers: int | None = None, **text) -> CLIPConfig:
-    """transformers' configuration of ``shape`` (a key of SHAPES), with as many layers as given."""
-    (vw, vl, vh, patch), (tw, tl, th), projection = SHAPES[shape]
+def clip_config(model: str, vision_layers: int | None = None, text_layers: int | None = None) -> CLIPConfig:
+    """transformers' configuration of OpenAI's ``model`` (``b32``, ``b16``, ``l14``), with as many layers as given."""
+    from transformers import CLIPConfig
+    (vw, vl, vh, patch), (tw, tl, th), projection = OPENAI_SHAPES[model]
     return CLIPConfig(
         vision_config=dict(hidden_size=vw, intermediate_size=4 * vw, num_hidden_layers=vision_layers or vl,
                            num_attention_heads=vh, patch_size=patch, image_size=224),
         text_config=dict(hidden_size=tw, intermediate_size=4 * tw, num_hidden_layers=text_layers or tl,
-                         num_attention_heads=th, eos_token_id=2, **text),  # 2: what OpenAI's configs on the hub say
+                         num_attention_heads=th, eos_token_id=2),  # 2: what OpenAI's configs on the hub say
         projection_dim=projection)
 
 
 def random_clip(config: CLIPConfig, seed: int = 0) -> CLIPModel:
     """A random-init CLIPModel whose LayerNorms and embeddings are far from their initial values."""
+    import torch
+    from transformers import CLIPModel
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     with torch.no_grad():

@@ -12,8 +12,10 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessorPil
 
 from clip_numpy import WeightsError, load_model
+from clip_numpy.config import openai_config
 from clip_numpy.tokenizer import Tokenizer
 from clip_numpy.weights import convert
+from clip_numpy.weights.random_init import write_random
 from clip_numpy.weights.vocab import read_merges
 from dinov2_numpy.weights.npz import save_npz
 from tests.clip_helpers import clip_config, convert_with_cli, open_clip_vocab, random_clip
@@ -23,10 +25,10 @@ PHOTOS = [skimage_photo("chelsea.png"), skimage_photo("camera.png"), sklearn_pho
           mvtb_photo("monalisa.png")]
 TEXTS = ["a photo of a cat", "", "Red car at night", "東京の夜景 🌃", "Tom &amp; Jerry, ﬁsh &amp; chips",
          "a photo of a red car at night in the rain " * 12]  # the last is cut to 77 tokens
-# ViT-B/32 and ViT-B/16 widths, heads, patch, MLP, vocabulary and context, at two layers a tower (the blocks
-# repeat); ViT-L/14's at one.
-CASES = {"ViT-B/32, 2+2 layers": ("ViT-B/32", 2, 2), "ViT-B/16, 2+2 layers": ("ViT-B/16", 2, 2),
-         "ViT-L/14, 1+1 layers": ("ViT-L/14", 1, 1)}
+# OpenAI's widths, heads, patch, MLP, vocabulary and context: ViT-B/32 and ViT-B/16 at two layers a tower (the
+# blocks repeat), ViT-L/14 at one, and the default ViT-B/32 whole (12 + 12 layers, 151M parameters; slow).
+CASES = {"ViT-B/32, 2+2 layers": ("b32", 2, 2), "ViT-B/16, 2+2 layers": ("b16", 2, 2),
+         "ViT-L/14, 1+1 layers": ("l14", 1, 1), "ViT-B/32, 12+12 layers": ("b32", None, None)}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -69,7 +71,7 @@ def test_image_features_match_through_the_reference_processor(pair):
     assert np.abs(ours - unit(expected)).max() <= 1e-4
     config = model.config
     assert (config.patch_size, config.vision.hidden_size, config.text.hidden_size) == {
-        "ViT-B/32": (32, 768, 512), "ViT-B/16": (16, 768, 512), "ViT-L/14": (14, 1024, 768)}[shape]
+        "b32": (32, 768, 512), "b16": (16, 768, 512), "l14": (14, 1024, 768)}[shape]
 
 
 def test_other_widths_heads_and_gelu_come_from_config_json(tmp_path):
@@ -108,7 +110,7 @@ def test_other_widths_heads_and_gelu_come_from_config_json(tmp_path):
 def converted(tmp_path_factory):
     """A one-layer ViT-B/32-shaped checkpoint folder (no tokenizer files in it) and its conversion."""
     folder = tmp_path_factory.mktemp("b32")
-    random_clip(clip_config("ViT-B/32", 1, 1), seed=1).save_pretrained(folder / "hf")
+    random_clip(clip_config("b32", 1, 1), seed=1).save_pretrained(folder / "hf")
     assert convert_with_cli(folder / "hf", folder / "w.npz").returncode == 0
     return folder
 
@@ -136,3 +138,14 @@ def test_info_and_the_stored_tokenizer(converted):
     stored = load_model(converted / "w.npz").tokenizer
     direct = Tokenizer(read_merges(open_clip_vocab(), 49408))
     assert np.array_equal(stored(TEXTS), direct(TEXTS))
+
+
+def test_random_stand_in_weights_load_in_their_shape(tmp_path):
+    config = openai_config("b16", 1, 1)
+    write_random(tmp_path / "r.npz", config, open_clip_vocab(), seed=3)
+    model = load_model(tmp_path / "r.npz")
+    assert model.config == config and model.metadata["source"] == "random (seed 3)"
+    texts = model.embed_texts(["a", "b c"])
+    images = model.embed_images([PHOTOS[0]])
+    assert texts.shape == (2, 512) and images.shape == (1, 512)
+    assert np.allclose(np.linalg.norm(np.concatenate([texts, images]), axis=1), 1, atol=1e-5)

@@ -13,7 +13,7 @@ from dinov2_numpy.weights.convert import sha256_file
 from dinov2_numpy.weights.npz import save_npz
 from dinov2_numpy.weights.safetensors import read_safetensors
 
-from ..config import config_from_state_dict, expected_shapes, validate_state
+from ..config import ClipConfig, config_from_state_dict, expected_shapes, validate_state
 from .vocab import METADATA_KEY, check_vocab_json, merges_to_metadata, read_merges
 
 FORMAT = "clip-numpy/1"
@@ -83,19 +83,28 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, vocab: str | os.P
     if vocab_json:
         check_vocab_json(vocab_json, merges)
     kept = {k: v for k, v in state.items() if k in expected_shapes(config)}
+    meta.update(metadata_of(config, merges, model=model or _default_name(config),
+                            source=source or os.path.abspath(weights), vocab_source=os.path.basename(merges_file)),
+                source_sha256=sha256_file(weights))
     scale = state.get("logit_scale")
-    meta.update({f"{t}_{k}": getattr(getattr(config, t), attr) for t in _TOWERS
-                 for k, attr in (("num_heads", "num_heads"), ("layer_norm_eps", "layer_norm_eps"),
-                                 ("hidden_act", "activation"), ("hidden_size", "hidden_size"),
-                                 ("num_layers", "num_layers"))})
-    meta.update(architecture="clip", patch_size=config.patch_size, image_size=config.image_size,
-                projection_dim=config.projection_dim, context_length=config.context_length,
-                vocab_source=os.path.basename(merges_file), source_sha256=sha256_file(weights),
-                model=model or _default_name(config), source=source or os.path.abspath(weights))
     if scale is not None:
         meta["logit_scale"] = float(np.asarray(scale, np.float32).reshape(-1)[0])
-    meta[METADATA_KEY] = merges_to_metadata(merges)
     save_npz(dst, kept, meta, FORMAT)
+    return meta
+
+
+def metadata_of(config: ClipConfig, merges: list[tuple[str, str]], *, model: str, source: str,
+                vocab_source: str) -> dict[str, Any]:
+    """What a CLIP weights file records besides its tensors: the shape's hyper-parameters that the tensors do not
+    hold (head counts, epsilons, activations), a summary, where it came from, and the tokenizer's merges."""
+    meta: dict[str, Any] = {f"{t}_{k}": getattr(getattr(config, t), attr) for t in _TOWERS
+                            for k, attr in (("num_heads", "num_heads"), ("layer_norm_eps", "layer_norm_eps"),
+                                            ("hidden_act", "activation"), ("hidden_size", "hidden_size"),
+                                            ("num_layers", "num_layers"))}
+    meta.update(architecture="clip", patch_size=config.patch_size, image_size=config.image_size,
+                projection_dim=config.projection_dim, context_length=config.context_length,
+                vocab_source=vocab_source, model=model, source=source)
+    meta[METADATA_KEY] = merges_to_metadata(merges)
     return meta
 
 
