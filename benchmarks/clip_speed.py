@@ -29,6 +29,7 @@ from benchmarks.blas import blas_kernels, without_blas_pin  # noqa: E402
 from clip_numpy import load_model, preprocess  # noqa: E402
 from clip_numpy.config import OPENAI_SHAPES, openai_config  # noqa: E402
 from clip_numpy.weights.random_init import write_random  # noqa: E402
+from dinov2_numpy.bench import run_times  # noqa: E402
 from tests.clip_helpers import open_clip_vocab  # noqa: E402
 from tests.images import mvtb_photo, skimage_photo, sklearn_photo  # noqa: E402
 
@@ -41,13 +42,7 @@ LONG = "a photo of a red car parked at night in the rain under a street lamp, " 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
     """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(run_times(fn, repeat))
 
 
 def main() -> None:

@@ -54,7 +54,8 @@ class Clip:
         """(N, context) int64 token ids."""
         return self.tokenizer(texts)
 
-    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 8, max_pixels: int | None = None) -> np.ndarray:
+    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 8,
+                     max_pixels: int | None = None) -> np.ndarray:
         """Unit image embeddings (len(images), dim) of PIL images, paths or encoded bytes."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")

@@ -8,9 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from clip_numpy.config import OPENAI_SHAPES
 from tests.images import package_dir
+
+if TYPE_CHECKING:
+    from transformers import CLIPConfig, CLIPModel
 
 def open_clip_vocab() -> str:
     """OpenAI's BPE merges inside the MIT-licensed open_clip_torch wheel."""

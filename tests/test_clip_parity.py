@@ -35,7 +35,8 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-@pytest.fixture(scope="module", params=[pytest.param(c, marks=[pytest.mark.slow] if i else []) for i, c in enumerate(CASES)])
+@pytest.fixture(scope="module",
+                params=[pytest.param(case, marks=[pytest.mark.slow] if i else []) for i, case in enumerate(CASES)])
 def pair(request, tmp_path_factory):
     shape, vision_layers, text_layers = CASES[request.param]
     reference = random_clip(clip_config(shape, vision_layers, text_layers))

@@ -6,7 +6,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..ops import gelu_, standardize
+from ..ops import standardize
 from .attention import DINOV2_NAMES, Attention
 from .mlp import Mlp, SwiGLUFFN
 
@@ -14,14 +14,14 @@ from .mlp import Mlp, SwiGLUFFN
 @dataclass(frozen=True)
 class BlockLayout:
     """What differs between the models that share this block: tensor names below the block's prefix, the
-    LayerScale tensors (None: no LayerScale), the MLP's activation and whether attention is causal.
-    The defaults are DINOv2's."""
+    LayerScale tensors (None: no LayerScale), the MLP's activation (None: the MLP's default, the erf GELU)
+    and whether attention is causal. The defaults are DINOv2's."""
 
     norm1: str = "norm1"
     norm2: str = "norm2"
     attention: Mapping[str, str] = field(default_factory=lambda: DINOV2_NAMES)
     layer_scale: tuple[str, str] | None = ("layer_scale1.lambda1", "layer_scale2.lambda1")
-    activation: Callable[[np.ndarray], np.ndarray] = gelu_
+    activation: Callable[[np.ndarray], np.ndarray] | None = None
     causal: bool = False
 
 
