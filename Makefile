@@ -24,8 +24,9 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements.txt requirements-extras.txt | $(BIN)/python
+$(VENV)/.installed-dev: requirements-dev.txt requirements-dev-nodeps.txt requirements.txt requirements-extras.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements-dev-nodeps.txt
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -38,6 +38,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.blas import blas_kernels, without_blas_pin  # noqa: E402
 from dinov2_numpy import ImageError, load_model  # noqa: E402
 from dinov2_numpy.descriptor import by_shape, descriptor_of, prepare  # noqa: E402
 from indexer import camera_files  # noqa: E402
@@ -45,25 +46,6 @@ from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels, prepare_file  # noqa: E402
 from indexer.evaluate import average_precision, distinct_photos, near_duplicate_edits  # noqa: E402
 from indexer.generations import load_index  # noqa: E402
-
-# Set by the environment for reproducible tests (one kernel on every machine); a benchmark of the model wants
-# the kernel OpenBLAS picks for this CPU.
-BLAS_PIN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def without_blas_pin() -> None:
-    """Run this script again, in place of this process, without the OpenBLAS pin when the environment sets
-    one (OpenBLAS reads it once, when it loads)."""
-    if any(name in os.environ for name in BLAS_PIN):
-        env = {k: v for k, v in os.environ.items() if k not in BLAS_PIN}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
-
-def blas_kernels() -> str:
-    """The BLAS libraries threadpoolctl finds loaded: library, version, kernel and threads."""
-    from threadpoolctl import threadpool_info
-    return "; ".join(f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, "
-                     f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas") or "none loaded"
 
 
 @dataclass(frozen=True)

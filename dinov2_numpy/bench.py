@@ -35,16 +35,21 @@ def _backbone_session(onnx_path: str, threads: int = 0):
         return ort.InferenceSession(cut, options, providers=["CPUExecutionProvider"])
 
 
-def _best_of(fn, repeat: int) -> float:
-    # The untimed call re-warms this engine's caches, which the other engine's interleaved run evicts;
-    # without it onnxruntime's batch-1 time nearly doubles and the ratio reads far too kind.
+def run_times(fn, repeat: int) -> list[float]:
+    """Seconds of ``repeat`` calls of ``fn``, after one untimed call."""
     fn()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
+
+
+def _best_of(fn, repeat: int) -> float:
+    # The untimed call re-warms this engine's caches, which the other engine's interleaved run evicts;
+    # without it onnxruntime's batch-1 time nearly doubles and the ratio reads far too kind.
+    return min(run_times(fn, repeat))
 
 
 def random_model(config: Dinov2Config, seed: int = 0) -> Dinov2:

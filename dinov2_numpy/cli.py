@@ -99,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand's ``func``; a weights, image or file error prints one line
+    and exits with status 2, an interrupt with 130."""
+    args = parser.parse_args(argv)
     try:
         args.func(args)
     except (WeightsError, ImageError, OSError) as e:

@@ -125,12 +125,17 @@ def expected_shapes(config: Dinov2Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def validate_state(state: Mapping[str, np.ndarray], config: Dinov2Config) -> None:
-    """Raise ``WeightsError`` naming the first missing or misshapen tensor."""
-    for name, shape in expected_shapes(config).items():
+def check_shapes(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise ``WeightsError`` naming the first tensor of ``expected`` that ``state`` lacks or has in another shape."""
+    for name, shape in expected.items():
         if name not in state:
             raise WeightsError(f"the weights have no tensor '{name}'")
         if tuple(state[name].shape) != shape:
             raise WeightsError(f"tensor '{name}' has shape {tuple(state[name].shape)}, expected {shape}")
+
+
+def validate_state(state: Mapping[str, np.ndarray], config: Dinov2Config) -> None:
+    """Raise ``WeightsError`` naming the first missing or misshapen tensor."""
+    check_shapes(state, expected_shapes(config))
     if config.hidden_size % config.num_heads:
         raise WeightsError(f"width {config.hidden_size} is not divisible by {config.num_heads} heads")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -13,7 +12,7 @@ from .layers import Block, Embeddings
 from .ops import layer_norm
 from .parallel import can_shard, map_shards
 from .preprocess import ImageInput
-from .weights.npz import load_npz
+from .weights.npz import load_cached, load_npz
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Dinov2:
         self.config = config
         self.metadata = dict(metadata or {})
         self.embeddings = Embeddings(state, config)
-        self.blocks = [Block(state, i, config) for i in range(config.num_layers)]
+        self.blocks = [Block(state, f"encoder.layer.{i}.", config) for i in range(config.num_layers)]
         self.norm = (np.asarray(state["layernorm.weight"], np.float32), np.asarray(state["layernorm.bias"], np.float32))
 
     @property
@@ -121,29 +120,18 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return (x / norms).astype(np.float32)
 
 
-_CACHE: dict[tuple[str, int, int], Dinov2] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def load_model(path: str | os.PathLike) -> Dinov2:
     """Load a canonical ``.npz``. Tensors are memory-mapped, and a file already loaded in this process
     (same path, size and modification time) returns the same model."""
-    path = os.path.realpath(os.fspath(path))
-    stat = os.stat(path) if os.path.exists(path) else None
-    key = (path, stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1)
-    with _CACHE_LOCK:
-        model = _CACHE.get(key)
-        if model is not None:
-            return model
-        state, metadata = load_npz(path)
-        config = config_from_state_dict(state, metadata.get("num_heads"))
-        config = replace(
-            config,
-            layer_norm_eps=float(metadata.get("layer_norm_eps", config.layer_norm_eps)),
-            interpolate_antialias=bool(metadata.get("interpolate_antialias", config.interpolate_antialias)),
-        )
-        model = Dinov2(state, config, metadata)
-        for old in [k for k in _CACHE if k[0] == path]:  # the file was replaced: forget the old model
-            del _CACHE[old]
-        _CACHE[key] = model
-        return model
+    return load_cached(path, _build)
+
+
+def _build(path: str) -> Dinov2:
+    state, metadata = load_npz(path)
+    config = config_from_state_dict(state, metadata.get("num_heads"))
+    config = replace(
+        config,
+        layer_norm_eps=float(metadata.get("layer_norm_eps", config.layer_norm_eps)),
+        interpolate_antialias=bool(metadata.get("interpolate_antialias", config.interpolate_antialias)),
+    )
+    return Dinov2(state, config, metadata)

@@ -16,6 +16,7 @@ _A = tuple(np.float32(c * 0.5) for c in (0.254829592, -0.284496736, 1.421413741,
 _MINUS_HALF = np.float32(-0.5)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
+_QUICK_GELU = np.float32(1.702)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -70,13 +71,23 @@ def gelu_(x: np.ndarray) -> np.ndarray:
 
 def silu_(x: np.ndarray) -> np.ndarray:
     """SiLU in place: ``x * sigmoid(x)``."""
-    flat = _flat(x)
+    return _times_sigmoid_(x, _ONE)
 
+
+def quick_gelu_(x: np.ndarray) -> np.ndarray:
+    """OpenAI CLIP's QuickGELU in place: ``x * sigmoid(1.702 x)``."""
+    return _times_sigmoid_(x, _QUICK_GELU)
+
+
+def _times_sigmoid_(x: np.ndarray, slope: np.float32) -> np.ndarray:
+    """``x * sigmoid(slope * x)`` in place, as ``x / (1 + exp(-slope * x))``."""
+    flat = _flat(x)
+    minus_slope = -slope
     t = np.empty(_CHUNK, np.float32)
     for s in range(0, flat.size, _CHUNK):
         xc = flat[s:s + _CHUNK]
         T = t[:xc.size]
-        np.negative(xc, out=T)
+        np.multiply(xc, minus_slope, out=T)
         np.exp(T, out=T)
         T += _ONE
         np.divide(xc, T, out=xc)

@@ -114,11 +114,11 @@ def load_rgb(source: ImageInput, max_pixels: int | None = None) -> Image.Image:
     return to_rgb(open_image(source, max_pixels))
 
 
-def normalize(image: Image.Image) -> np.ndarray:
-    """(3, H, W) float32: scale to [0, 1] then ImageNet mean/std."""
+def normalize(image: Image.Image, mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD) -> np.ndarray:
+    """(3, H, W) float32: scale to [0, 1] then subtract ``mean`` and divide by ``std`` (ImageNet's by default)."""
     a = np.asarray(image, dtype=np.float32) * np.float32(1 / 255)
-    a -= IMAGENET_MEAN
-    a /= IMAGENET_STD
+    a -= mean
+    a /= std
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
@@ -134,8 +134,9 @@ def dynamic_size(width: int, height: int, max_side: int, patch: int, pixel_budge
 
 def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = RESIZE, crop: int = CROP,
                max_side: int = 518, patch: int = 14, max_pixels: int | None = None,
-               pixel_budget: int | None = None) -> np.ndarray:
-    """One image as (3, H, W) float32 model input.
+               pixel_budget: int | None = None, mean: np.ndarray = IMAGENET_MEAN,
+               std: np.ndarray = IMAGENET_STD) -> np.ndarray:
+    """One image as (3, H, W) float32 model input, normalised by ``mean`` and ``std``.
 
     Default: shortest edge to ``resize`` (bicubic), centre ``crop`` x ``crop``. With ``dynamic=True`` the
     whole image is kept, its longest side at most ``max_side`` (and its area about ``pixel_budget`` if
@@ -147,12 +148,12 @@ def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = RESIZE
         size = dynamic_size(w, h, max_side, patch, pixel_budget)
         if size != (w, h):
             image = image.resize(size, Image.BICUBIC)
-        return normalize(image)
+        return normalize(image, mean, std)
     short, long = (w, h) if w <= h else (h, w)
     new_short, new_long = resize, int(resize * long / short)
     size = (new_short, new_long) if w <= h else (new_long, new_short)
     if size[0] * size[1] > MAX_RESIZED_PIXELS and new_short >= crop:
-        return normalize(_resized_centre_crop(image, size, crop))
+        return normalize(_resized_centre_crop(image, size, crop), mean, std)
     if size != (w, h):
         image = image.resize(size, Image.BICUBIC)
     w, h = image.size
@@ -161,7 +162,7 @@ def preprocess(image: ImageInput, *, dynamic: bool = False, resize: int = RESIZE
         padded.paste(image, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
         image, (w, h) = padded, padded.size
     top, left = int((h - crop) / 2.0), int((w - crop) / 2.0)
-    return normalize(image.crop((left, top, left + crop, top + crop)))
+    return normalize(image.crop((left, top, left + crop, top + crop)), mean, std)
 
 
 def input_box(width: int, height: int, *, dynamic: bool = False, resize: int = RESIZE,

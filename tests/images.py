@@ -21,3 +21,18 @@ def sklearn_photo(name: str) -> str:
 
 def mvtb_photo(name: str) -> str:
     return os.path.join(package_dir("mvtbdata"), "images", name)
+
+
+def varied_photos() -> list[str]:
+    """Photos of every shape and mode a preprocessing reference handles: square, landscape, wide, portrait,
+    greyscale, JPEG."""
+    return [
+        skimage_photo("astronaut.png"),      # RGB, square
+        skimage_photo("chelsea.png"),        # RGB, landscape
+        skimage_photo("coffee.png"),         # RGB, landscape 3:2
+        skimage_photo("camera.png"),         # L
+        skimage_photo("page.png"),           # L, wide
+        sklearn_photo("flower.jpg"),         # JPEG
+        mvtb_photo("monalisa.png"),          # portrait
+        skimage_photo("hubble_deep_field.jpg"),
+    ]

@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import BitImageProcessorPil
 
 from dinov2_numpy import ImageError, load_rgb, preprocess
-from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+from tests.images import skimage_photo, sklearn_photo, varied_photos
 
 # The processor settings of facebook/dinov2-* (preprocessor_config.json).
 REFERENCE = BitImageProcessorPil(
@@ -19,16 +19,7 @@ def reference(image: Image.Image) -> np.ndarray:
     return REFERENCE(image, return_tensors="np")["pixel_values"][0]
 
 
-@pytest.mark.parametrize("path", [
-    skimage_photo("astronaut.png"),      # RGB, square
-    skimage_photo("chelsea.png"),        # RGB, landscape
-    skimage_photo("coffee.png"),         # RGB, landscape 3:2
-    skimage_photo("camera.png"),         # L
-    skimage_photo("page.png"),           # L, wide
-    sklearn_photo("flower.jpg"),         # JPEG
-    mvtb_photo("monalisa.png"),          # portrait
-    skimage_photo("hubble_deep_field.jpg"),
-])
+@pytest.mark.parametrize("path", varied_photos())
 def test_matches_transformers_processor(path):
     ours = preprocess(path)
     assert ours.shape == (3, 224, 224) and ours.dtype == np.float32

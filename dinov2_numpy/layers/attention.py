@@ -1,35 +1,53 @@
-"""Multi-head self-attention with a fused query/key/value projection."""
+"""Multi-head self-attention with a fused query/key/value projection, optionally causal."""
 from __future__ import annotations
 
+import threading
 from typing import Mapping
 
 import numpy as np
 
 from .. import ops
-from ..config import Dinov2Config
 from .linear import Linear
 
 # Upper bound for one block of attention scores, so that large images do not allocate N^2 x heads at once.
 _SCORES_BYTES = 8 << 20
+# Where DINOv2's attention keeps its tensors, below the block's prefix (Hugging Face naming).
+DINOV2_NAMES = {"query": "attention.attention.query", "key": "attention.attention.key",
+                "value": "attention.attention.value", "output": "attention.output.dense"}
 
 
 class Attention:
     """``softmax(q k^T / sqrt(d)) v`` over all heads, then the output projection (times ``output_scale``);
-    ``input_affine`` is the preceding LayerNorm's (gamma, beta)."""
+    ``input_affine`` is the preceding LayerNorm's (gamma, beta). ``names`` says where the query, key, value
+    and output projections live below ``prefix``; ``causal`` lets each token see only itself and earlier ones
+    (a text encoder). ``config`` needs ``hidden_size``, ``num_heads`` and ``head_dim``."""
 
-    def __init__(self, state: Mapping[str, np.ndarray], prefix: str, config: Dinov2Config,
+    def __init__(self, state: Mapping[str, np.ndarray], prefix: str, config,
                  input_affine: tuple[np.ndarray, np.ndarray] | None = None,
-                 output_scale: np.ndarray | None = None) -> None:
+                 output_scale: np.ndarray | None = None, names: Mapping[str, str] = DINOV2_NAMES,
+                 causal: bool = False) -> None:
         self.heads = config.num_heads
         self.head_dim = config.head_dim
-        a = prefix + "attention.attention."
-        names = ("query", "key", "value")
+        self.causal = causal
+        parts = [prefix + names[n] for n in ("query", "key", "value")]
         # The 1/sqrt(d) temperature is folded into the query rows, saving a pass over the scores.
         temperature = np.concatenate([np.full(config.hidden_size, self.head_dim ** -0.5), np.ones(2 * config.hidden_size)])
-        self.qkv = Linear(np.concatenate([state[a + n + ".weight"] for n in names]),
-                          np.concatenate([state[a + n + ".bias"] for n in names]), temperature, input_affine)
-        self.out = Linear(state[prefix + "attention.output.dense.weight"], state[prefix + "attention.output.dense.bias"],
-                          output_scale)
+        self.qkv = Linear(np.concatenate([state[p + ".weight"] for p in parts]),
+                          np.concatenate([state[p + ".bias"] for p in parts]), temperature, input_affine)
+        out = prefix + names["output"]
+        self.out = Linear(state[out + ".weight"], state[out + ".bias"], output_scale)
+        self._masks: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _mask(self, n: int) -> np.ndarray | None:
+        """The causal mask for ``n`` tokens (-inf above the diagonal), cached per length; None if not causal."""
+        if not self.causal:
+            return None
+        with self._lock:
+            mask = self._masks.get(n)
+            if mask is None:
+                mask = self._masks[n] = np.triu(np.full((n, n), -np.inf, np.float32), k=1)
+        return mask
 
     def __call__(self, x: np.ndarray, batch: int) -> np.ndarray:
         """``x`` is (batch * tokens, D); returns the same shape."""
@@ -40,17 +58,20 @@ class Attention:
         q, k, v = qkv
         context = np.empty((batch, self.heads, n, self.head_dim), np.float32)
         group = max(1, min(self.heads, _SCORES_BYTES // (4 * n * n)))
+        mask = self._mask(n)
         for b in range(batch):
             for h0 in range(0, self.heads, group):
                 hs = slice(h0, h0 + group)
-                _attend(q[b, hs], k[b, hs].transpose(0, 2, 1), v[b, hs], out=context[b, hs])
+                _attend(q[b, hs], k[b, hs].transpose(0, 2, 1), v[b, hs], out=context[b, hs], mask=mask)
         return self.out(context.transpose(0, 2, 1, 3).reshape(rows, dim))
 
 
-def _attend(q: np.ndarray, k_t: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
-    """``softmax(q k^T) v`` into ``out``, for one head or a stack of them. The division comes after the
+def _attend(q: np.ndarray, k_t: np.ndarray, v: np.ndarray, out: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """``softmax(q k^T + mask) v`` into ``out``, for one head or a stack of them. The division comes after the
     value product: tokens x head_dim divisions, not tokens x tokens."""
     scores = ops.matmul(q, k_t)
+    if mask is not None:
+        scores += mask
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     total = scores.sum(axis=-1, keepdims=True)

@@ -54,8 +54,7 @@ class Embeddings:
         if h % p or w % p or h == 0 or w == 0:
             raise ValueError(f"image sides must be positive multiples of {p}, got {h}x{w}")
         rows, cols = h // p, w // p
-        patches = pixels.reshape(b, c, rows, p, cols, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * rows * cols, c * p * p)
-        tokens = ops.matmul(patches, self.proj_t)
+        tokens = ops.matmul(patchify(pixels, p), self.proj_t)
         tokens += self.proj_b
         tokens = tokens.reshape(b, rows * cols, -1)
         tokens += self.position_embeddings(rows, cols)
@@ -66,3 +65,11 @@ class Embeddings:
             out[:, 1:1 + r] = self.registers
         out[:, 1 + r:] = tokens
         return out
+
+
+def patchify(pixels: np.ndarray, patch: int) -> np.ndarray:
+    """(B, C, H, W) pixels as (B * patches, C * patch * patch) rows, patches row-major over the grid and each
+    row in the (channel, y, x) order of a convolution kernel, so that one matrix product is the patch embedding."""
+    b, c, h, w = pixels.shape
+    rows, cols = h // patch, w // patch
+    return pixels.reshape(b, c, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5).reshape(b * rows * cols, -1)

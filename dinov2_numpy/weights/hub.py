@@ -160,6 +160,21 @@ def download(url: str, dst: str, *, connect_timeout: float = CONNECT_TIMEOUT, ti
     return actual
 
 
+def download_from_hub(repo: str, filename: str, dst: str, *, hub_url: str | None = None,
+                      connect_timeout: float = CONNECT_TIMEOUT, timeout: float = READ_TIMEOUT,
+                      quiet: bool = False, hint: str = "") -> str:
+    """Download ``filename`` of the hub repository ``repo`` (its main branch) to ``dst`` as ``download`` does;
+    returns the URL. An unreachable hub raises ``HubError`` ending with ``hint``."""
+    base = (hub_url or default_hub_url()).rstrip("/")
+    url = f"{base}/{repo}/resolve/main/{filename}"
+    try:
+        download(url, dst, connect_timeout=connect_timeout, timeout=timeout, quiet=quiet)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise HubError(f"cannot reach the model hub at {base} ({reason}).{hint}") from None
+    return url
+
+
 def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str | None = None,
               connect_timeout: float = CONNECT_TIMEOUT, timeout: float = READ_TIMEOUT,
               quiet: bool = False) -> dict[str, Any]:
@@ -167,14 +182,10 @@ def fetch_hub(size: str, registers: bool, output: str, *, hub_url: str | None = 
     convert it to ``output``, which keeps the reference descriptor until ``tune-descriptor`` stores another.
     HubError when the hub cannot be reached, answers with an error or sends a file whose checksum is wrong."""
     repo = repo_name(size, registers)
-    hub_url = hub_url or default_hub_url()
-    url = f"{hub_url.rstrip('/')}/{repo}/resolve/main/model.safetensors"
     # The raw download sits beside the output, so an interrupted fetch resumes from its '.part' file.
     raw = os.path.join(os.path.dirname(os.path.abspath(output)), f".{repo.split('/')[1]}.safetensors")
-    try:
-        download(url, raw, connect_timeout=connect_timeout, timeout=timeout, quiet=quiet)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        raise HubError(f"cannot reach the model hub at {hub_url} ({getattr(e, 'reason', e)})") from None
+    url = download_from_hub(repo, "model.safetensors", raw, hub_url=hub_url, connect_timeout=connect_timeout,
+                            timeout=timeout, quiet=quiet)
     try:
         return convert(raw, output, model=repo, source=url)
     finally:

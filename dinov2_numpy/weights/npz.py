@@ -6,8 +6,9 @@ import json
 import os
 import struct
 import tempfile
+import threading
 import zipfile
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
@@ -15,14 +16,19 @@ from ..config import WeightsError
 
 METADATA_KEY = "__metadata__"
 FORMAT = "dinov2-numpy/1"
+T = TypeVar("T")
+_CACHE: dict[tuple[str, int, int, Callable], Any] = {}
+_CACHE_LOCK = threading.Lock()
 
 
-def save_npz(path: str | os.PathLike, state: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> None:
-    """Write ``state`` and ``metadata`` atomically (a temporary file renamed over ``path``)."""
+def save_npz(path: str | os.PathLike, state: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+             file_format: str = FORMAT) -> None:
+    """Write ``state`` and ``metadata`` atomically (a temporary file renamed over ``path``); ``file_format``
+    names the model family in the metadata's ``format``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    meta = dict(metadata, format=FORMAT)
+    meta = dict(metadata, format=file_format)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.part")
     os.chmod(tmp, 0o644)
     try:
@@ -80,3 +86,21 @@ def load_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, 
             raise
         raise WeightsError(f"{path} is not a readable .npz weights file ({e})") from None
     return state, metadata
+
+
+def load_cached(path: str | os.PathLike, build: Callable[[str], T]) -> T:
+    """``build(path)`` once per weights file and builder in this process: the same file (path, size and
+    modification time) returns the object built before; a file replaced since is built anew and the old object
+    forgotten."""
+    path = os.path.realpath(os.fspath(path))
+    stat = os.stat(path) if os.path.exists(path) else None
+    key = (path, stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1, build)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        built = build(path)
+        for old in [k for k in _CACHE if k[0] == path and k[3] is build]:
+            del _CACHE[old]
+        _CACHE[key] = built
+        return built

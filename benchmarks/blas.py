@@ -1,0 +1,24 @@
+"""The BLAS the benchmarks time: without the environment's reproducibility pin, and named in their output."""
+from __future__ import annotations
+
+import os
+import sys
+
+# Set by the environment for reproducible tests (one kernel on every machine); a benchmark of the model wants
+# the kernel OpenBLAS picks for this CPU.
+BLAS_PIN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def without_blas_pin() -> None:
+    """Run this script again, in place of this process, without the OpenBLAS pin when the environment sets
+    one (OpenBLAS reads it once, when it loads)."""
+    if any(name in os.environ for name in BLAS_PIN):
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_PIN}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def blas_kernels() -> str:
+    """The BLAS libraries threadpoolctl finds loaded: library, version, kernel and threads."""
+    from threadpoolctl import threadpool_info
+    return "; ".join(f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')}, "
+                     f"{i['num_threads']} threads" for i in threadpool_info() if i["user_api"] == "blas") or "none loaded"
