@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import BitImageProcessorPil
 
 from dinov2_numpy import ImageError, load_rgb, preprocess
-from tests.images import skimage_photo, sklearn_photo, varied_photos
+from tests.images import mvtb_photo, skimage_photo, sklearn_photo, varied_photos
 
 # The processor settings of facebook/dinov2-* (preprocessor_config.json).
 REFERENCE = BitImageProcessorPil(
