@@ -5,8 +5,9 @@ hold tens of gigabytes: the queue's admission bounds searches, not their size. E
 reserves its picture's pixel count (read from the header, before decoding) and gives it back when it is done;
 beyond the budget a request waits briefly, then gets ``Overloaded`` (503 with Retry-After).
 
-After a burst, glibc keeps freed memory in its heaps and arenas, so the worker's RSS would stay at its peak;
-when the last large reservation ends, ``malloc_trim`` hands it back to the system.
+glibc keeps freed memory in the heap arena of the thread that freed it, so each request thread that decoded a
+large picture would keep its share and the worker's RSS would grow with the number of threads, not with the
+budget; whenever a large reservation ends, ``malloc_trim`` hands the free memory back to the system.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from indexer.decode import UNTRUSTED_HEADERS
 
 from .errors import Overloaded
 
-TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large makes the release trim the heap once idle
+TRIM_AFTER_PIXELS = 4_000_000  # a reservation this large trims the heap when it ends
 
 
 class PixelBudget:
@@ -34,7 +35,6 @@ class PixelBudget:
         self.in_flight = 0
         self.peak = 0
         self.refused = 0
-        self._large_since_trim = False
         self._cond = threading.Condition()
 
     @contextlib.contextmanager
@@ -52,17 +52,13 @@ class PixelBudget:
                 self._cond.wait(left)
             self.in_flight += pixels
             self.peak = max(self.peak, self.in_flight)
-            self._large_since_trim |= pixels >= TRIM_AFTER_PIXELS
         try:
             yield
         finally:
             with self._cond:
                 self.in_flight -= pixels
-                trim = self.in_flight == 0 and self._large_since_trim
-                if trim:
-                    self._large_since_trim = False
                 self._cond.notify_all()
-            if trim:
+            if pixels >= TRIM_AFTER_PIXELS:
                 release_free_memory()
 
     def hold_picture(self, width: int, height: int, pil_format: str | None):

@@ -35,6 +35,5 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_api_keys_user_id'))
+    # The table's indexes go with it (MariaDB refuses to drop the user_id index alone: its foreign key needs it).
     op.drop_table('api_keys')
