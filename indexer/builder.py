@@ -259,20 +259,21 @@ def _embedder(build: _Build, todo: list[tuple[str, str]], bar) -> Iterator[Batch
                            build.width + colour.DIM, todo, options.batch_size, options.workers, options.max_pixels,
                            build.descriptor, build.report.decoded)
         return
-    from .cluster import connect, embed_on_cluster, live_workers
-    client, local = connect(options.cluster)
-    try:
-        def stream():
-            for part in embed_on_cluster(client, build.weights, todo, shard_size=options.shard_size,
-                                         batch_size=options.batch_size, max_pixels=options.max_pixels,
-                                         ship_bytes=options.ship_bytes):
-                bar.set_postfix(workers=live_workers(client))
-                yield part
-        yield stream()
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
+    from .cluster import connect, embed_on_cluster, environment_kept, live_workers
+    with environment_kept():
+        client, local = connect(options.cluster)
+        try:
+            def stream():
+                for part in embed_on_cluster(client, build.weights, todo, shard_size=options.shard_size,
+                                             batch_size=options.batch_size, max_pixels=options.max_pixels,
+                                             ship_bytes=options.ship_bytes):
+                    bar.set_postfix(workers=live_workers(client))
+                    yield part
+            yield stream()
+        finally:
+            client.close()
+            if local is not None:
+                local.close()
 
 
 def _write_log(path: str, report: BuildReport) -> None:

@@ -9,6 +9,7 @@ embedded into the index twice or left out. Imported only when a build is given `
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -21,6 +22,19 @@ CONNECT_SECONDS = 5
 
 class ClusterError(RuntimeError):
     """The cluster cannot be reached or cannot do the work."""
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """This process's environment as it was before the ``with``: Dask's nanny writes its workers' settings
+    (one BLAS thread, glibc's trim threshold) into the environment of the process that starts them, where
+    every subprocess started later would inherit them."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def connect(address: str):

@@ -44,8 +44,10 @@ def assert_same_index(a, b):
 
 
 def test_a_cluster_build_equals_a_local_one(gallery, weights_path):
+    environment = dict(os.environ)
     report = build_gallery(str(gallery / "gallery"), str(gallery / "two"), weights_path, progress=False,
                            cluster="local:2", shard_size=4)
+    assert dict(os.environ) == environment  # Dask's settings for its workers stay theirs
     assert report.embedded == len(load_index(str(gallery / "two")).paths)
     assert [s.path for s in report.skipped] == ["broken.png"]
     assert_same_index(str(gallery / "local"), str(gallery / "two"))
