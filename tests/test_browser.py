@@ -401,7 +401,9 @@ def test_duplicates_groups_and_map_pages(planted_server, page):
     page.click(".dropdown-menu >> text=Duplicates")
     expect(page.locator(".dup-group")).to_have_count(2, timeout=60000)
     expect(page.locator(".dup-group").first.locator("img")).to_have_count(3)
-    assert page.locator(".dup-group img").first.evaluate("i => i.complete && i.naturalWidth > 0")
+    # Its thumbnail is made on first request: wait for it to load (a broken one never gets a width).
+    page.wait_for_function("() => { const i = document.querySelector('.dup-group img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30000)
     shot(page, "duplicates")
     page.once("dialog", lambda d: d.accept())
     page.locator(".keep-best").first.click()
