@@ -9,8 +9,10 @@ the service behind ``POST /api/explain`` and ``python -m app.cli explain``, abou
 - centre crops (60 % and 75 % of each side): the median distance between where a pair lands in the original
   and where the crop came from, in the query's patches (a patch is 14 model pixels at the query's scale);
 - the picture against itself: whether every pair joins a patch to itself.
-Then the time of one explanation at the default 224-pixel crop (its forward pass over both pictures, and the
-matching), the median of ``--repeats`` runs, beside one search query's forward pass alone.
+Then the mirrored copies of other photos (``HELD_OUT``, not in the gallery of the tests), and the time of one
+explanation at 224 pixels, the median of ``--repeats`` runs: after the search that found the result (its
+query's patch tokens kept, so the model runs on the result alone) and cold, as ``app.cli explain`` runs
+(both pictures), beside one search query's forward pass alone.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from app.services.engine import Engine  # noqa: E402
 from app.services.explain import run_explain  # noqa: E402
+from app.services.recent_patches import RecentPatches  # noqa: E402
 from app.services.search import Limits, Query  # noqa: E402
 from dinov2_numpy.descriptor import prepare  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
@@ -38,6 +41,11 @@ from tests.images import mvtb_photo, skimage_photo, sklearn_photo  # noqa: E402
 PHOTOS = {"chelsea.png": skimage_photo("chelsea.png"), "astronaut.png": skimage_photo("astronaut.png"),
           "coffee.png": skimage_photo("coffee.png"), "china.jpg": sklearn_photo("china.jpg"),
           "eiffel.png": mvtb_photo("eiffel-1.png")}
+HELD_OUT = {name: find(name) for find, names in (
+    (skimage_photo, ["rocket.jpg", "motorcycle_left.png", "retina.jpg"]), (sklearn_photo, ["flower.jpg"]),
+    (mvtb_photo, ["monalisa.png", "building2-1.png", "castle.png", "church.png", "notre-dame.png", "parks.png",
+                  "penguins.png", "road.png", "street.png", "roof.png", "butterfly.jpg", "lab-scene.png",
+                  "walls-l.png", "wally.png"])) for name in names}
 LIMITS = Limits(max_pixels=50_000_000, max_bytes=50 << 20)
 
 
@@ -49,6 +57,24 @@ def png(image: Image.Image) -> bytes:
 
 def pairs(answer: dict) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.array([[p[s]["x"], p[s]["y"]] for p in answer["pairs"]]).reshape(-1, 2) for s in ("query", "result"))
+
+
+def mirror_correlation(engine: Engine, path: str, gallery_id: int) -> tuple[float, int]:
+    """The correlation of the pairs' x between a mirrored copy of ``path`` and the gallery's, and their number."""
+    answer = run_explain(engine, Query("upload", data=png(ImageOps.mirror(Image.open(path).convert("RGB")))),
+                         gallery_id, LIMITS)
+    q, r = pairs(answer)
+    return float(np.corrcoef(q[:, 0], r[:, 0])[0, 1]), len(q)
+
+
+def held_out(engine: Engine, ids: dict[str, int]) -> None:
+    print("\n| photo (held out) | mirrored: corr. of x |\n| --- | --- |")
+    reached = 0
+    for name in HELD_OUT:
+        corr, count = mirror_correlation(engine, HELD_OUT[name], ids[name])
+        reached += corr <= -0.9
+        print(f"| {name} | {corr:.3f} ({count} pairs) |")
+    print(f"{reached} of {len(HELD_OUT)} at -0.9 or below")
 
 
 def geometry(engine: Engine, ids: dict[str, int]) -> None:
@@ -77,20 +103,29 @@ def geometry(engine: Engine, ids: dict[str, int]) -> None:
 
 
 def timing(engine: Engine, ids: dict[str, int], repeats: int) -> None:
-    query = png(Image.open(PHOTOS["chelsea.png"]).convert("RGB"))
-    answers = [run_explain(engine, Query("upload", data=query), ids["astronaut.png"], LIMITS) for _ in range(repeats + 1)][1:]
-    stage = lambda key: float(np.median([a["timings_ms"][key] for a in answers]))  # noqa: E731
-    pixels = prepare(Image.open(PHOTOS["chelsea.png"]).convert("RGB"), engine.descriptor)
+    picture = Image.open(PHOTOS["chelsea.png"]).convert("RGB")
+    query = Query("upload", data=png(picture))
+
+    def explained(after_search: bool) -> dict:
+        engine.recent_patches = RecentPatches()  # nothing seen before this round
+        if after_search:
+            engine.embed_query(picture)
+        return run_explain(engine, query, ids["astronaut.png"], LIMITS)
+
+    pixels = prepare(picture, engine.descriptor)
     alone = []
     for _ in range(repeats):
         t = time.perf_counter()
         engine.queue.embed(pixels)
         alone.append((time.perf_counter() - t) * 1e3)
-    print(f"\none explanation at 224 px (median of {repeats}; batch {answers[0]['batch_size']}: query and result):")
-    print("| stage | ms |\n| --- | --- |")
+    rounds = {case: [explained(case) for _ in range(repeats + 1)][1:] for case in (True, False)}
+    print(f"\none explanation at 224 px (median of {repeats}):")
+    print("| stage | after its search (ms) | cold (ms) |\n| --- | --- | --- |")
+    print("| pictures the model ran on | " + " | ".join(str(rounds[c][0]["pictures_run"]) for c in rounds) + " |")
     for key in ("decode", "decode_result", "preprocess", "inference", "match", "total"):
-        print(f"| {key} | {stage(key):.1f} |")
-    print(f"| a search query's forward pass alone (batch 1), for comparison | {float(np.median(alone)):.1f} |")
+        cells = [f"{float(np.median([a['timings_ms'][key] for a in rounds[c]])):.1f}" for c in rounds]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print(f"| a search query's forward pass alone (batch 1), for comparison | {float(np.median(alone)):.1f} | |")
 
 
 def main() -> None:
@@ -100,14 +135,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gallery = os.path.join(tmp, "gallery")
         os.makedirs(gallery)
-        for name, path in PHOTOS.items():
+        for name, path in {**PHOTOS, **HELD_OUT}.items():
             shutil.copy(path, os.path.join(gallery, name))
         weights = load_settings()["WEIGHTS"]
         build_gallery(gallery, os.path.join(tmp, "index"), weights, progress=False)
         engine = Engine({"GALLERY_DIR": gallery, "INDEX_DIR": os.path.join(tmp, "index"), "WEIGHTS": weights})
         index = engine.index()
-        ids = {name: int(index.ids[index.row_of_path(name)]) for name in PHOTOS}
+        ids = {name: int(index.ids[index.row_of_path(name)]) for name in {**PHOTOS, **HELD_OUT}}
         geometry(engine, ids)
+        held_out(engine, ids)
         timing(engine, ids, args.repeats)
 
 

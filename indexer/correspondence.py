@@ -23,6 +23,12 @@ MIN_SIMILARITY = 0.5  # a kept pair's cosine similarity at least (an unrelated p
 # (1 - best) / (1 - next) at most this (Lowe's ratio test, on cosine distances). Plain walls and skies, which
 # match everywhere about as well and so land where the position bias puts them, drop out here.
 MAX_RATIO = 0.9
+# A kept pair must keep its neighbourhood: of its NEIGHBOURS nearest pairs in the query, at least MIN_SHARED
+# (a fraction) must also be among its nearest in the result. A mirror, a crop, a change of scale or a bent
+# object keeps neighbourhoods; a wrong match, landed where a repeated texture or a symmetric part looks the
+# same, is alone among strangers. Locality-preserving matching (Ma et al., 2019), repeated until stable.
+NEIGHBOURS = 12
+MIN_SHARED = 0.5
 
 
 @dataclass
@@ -87,12 +93,38 @@ def match(query: np.ndarray, result: np.ndarray, query_grid: Grid, result_grid: 
     runner_up = np.maximum(_next_best(similarity[mutual], partner, result_grid),
                            _next_best(similarity[:, partner].T, mutual, query_grid))
     ratio = (1.0 - best) / np.maximum(1.0 - runner_up, 1e-6)
-    kept = (best >= min_similarity) & (ratio <= max_ratio)
+    kept = np.nonzero((best >= min_similarity) & (ratio <= max_ratio))[0]
+    kept = kept[locally_consistent(query_grid.centres(mutual[kept]) / query_grid.patch_size,
+                                   result_grid.centres(partner[kept]) / result_grid.patch_size)]
     order = np.argsort(ratio[kept], kind="stable")
     mutual, partner, best, ratio = (a[kept][order] for a in (mutual, partner, best, ratio))
     return Correspondences(mutual, partner, 1.0 - ratio, best,
                            similarity.max(axis=1).reshape(query_grid.rows, query_grid.cols),
                            similarity.max(axis=0).reshape(result_grid.rows, result_grid.cols))
+
+
+def locally_consistent(query: np.ndarray, result: np.ndarray, neighbours: int = NEIGHBOURS,
+                       min_shared: float = MIN_SHARED) -> np.ndarray:
+    """Indices of the pairs (``query[i]``, ``result[i]``: (n, 2) positions) whose nearest pairs in the query
+    are mostly their nearest in the result too (``NEIGHBOURS``, ``MIN_SHARED``), dropping the others until none
+    is left to drop. Distances count ties alike, so that a perfect mirror keeps every pair."""
+    kept = np.arange(len(query))
+    while len(kept) > 2:
+        k = min(neighbours, len(kept) - 1)
+        near_q, near_r = _nearest(query[kept], k), _nearest(result[kept], k)
+        shared = (near_q & near_r).sum(axis=1) / np.minimum(near_q.sum(axis=1), near_r.sum(axis=1))
+        if shared.min() >= min_shared:
+            break
+        kept = kept[shared >= min_shared]
+    return kept
+
+
+def _nearest(points: np.ndarray, k: int) -> np.ndarray:
+    """(n, n) booleans: j is among i's ``k`` nearest other points (with every point as far as the k-th)."""
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    radius = np.partition(distance, k - 1, axis=1)[:, k - 1:k]
+    return distance <= radius
 
 
 def _next_best(similarity: np.ndarray, best: np.ndarray, grid: Grid) -> np.ndarray:

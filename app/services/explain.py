@@ -1,6 +1,7 @@
 """Why a result matched: which parts of the query and of one gallery picture correspond, for the API and the
-command line alike. One forward pass on the inference queue gives both pictures' patch tokens from the
-descriptor's block (the query's and the result's images share the pass); ``indexer.correspondence`` pairs them;
+command line alike. The patch tokens of both pictures come from the descriptor's block: the query's were kept
+by the search that found the result (``recent_patches``), so one forward pass on the inference queue gives the
+result's (both share one pass when neither was seen); ``indexer.correspondence`` pairs them;
 every patch centre is mapped back through the preprocessing (and a region's or object's crop) into the
 picture's own pixels."""
 from __future__ import annotations
@@ -55,10 +56,13 @@ def run_explain(engine: Engine, query: Query, gallery_id: int, limits: Limits) -
         t = time.perf_counter()
         pixels = [prepare(part.image, engine.descriptor), prepare(result.image, engine.descriptor)]
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
-        (_, query_tokens, ran), (_, result_tokens, _) = engine.describe_patches(pixels)
+        (query_tokens, query_ran), (result_tokens, result_ran) = engine.describe_patches(pixels)
         sides = (_side(source, part, pixels[0], engine), _side(result, QueryPicture(result.image, (0, 0)),
                                                                pixels[1], engine))
-    timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
+    ran = [r for r in (query_ran, result_ran) if r is not None]
+    passes = {r.batch_number: r for r in ran}.values()  # one pass, or two when the inputs' shapes differ
+    timings["queue"] = max((r.queue_ms for r in ran), default=0.0)
+    timings["inference"] = sum(r.run_ms for r in passes)
     t = time.perf_counter()
     basis = _position_basis(engine.model)
     found = match(without_position(query_tokens, basis), without_position(result_tokens, basis),
@@ -73,7 +77,8 @@ def run_explain(engine: Engine, query: Query, gallery_id: int, limits: Limits) -
         "result": {"id": gallery_id, "path": result_path, "image_size": list(sides[1].image_size),
                    "patch_size": round(sides[1].grid.patch_size, 2)},
         **explanation_json(found, *sides),
-        "batch_size": ran.batch_size,
+        "pictures_run": len(ran),
+        "batch_size": max((r.batch_size for r in ran), default=0),
         "timings_ms": {k: round(v, 2) for k, v in timings.items()},
     }
 

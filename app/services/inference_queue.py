@@ -32,11 +32,13 @@ from .errors import Overloaded
 
 @dataclass
 class Ran:
-    """How a job ran: the batch it was part of, how long it waited for the model and how long the batch took."""
+    """How a job ran: the batch it was part of (its size, and its number: jobs of one batch share it), how long
+    it waited for the model and how long the batch took."""
 
     batch_size: int
     queue_ms: float
     run_ms: float
+    batch_number: int = 0
 
 
 @dataclass
@@ -242,6 +244,7 @@ class InferenceQueue:
         run_ms = (end - start) * 1e3
         with self._cond:
             self.batches += 1
+            number = self.batches
             self.jobs_run += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
             # Clients, not jobs: the company to wait for after a shared batch is other requests coming back.
@@ -250,5 +253,5 @@ class InferenceQueue:
             self._per_image_s = 0.8 * self._per_image_s + 0.2 * (end - start) / len(batch)
         for job, result in zip(batch, results):
             job.result = result
-            job.ran = Ran(len(batch), (start - job.enqueued) * 1e3, run_ms)
+            job.ran = Ran(len(batch), (start - job.enqueued) * 1e3, run_ms, number)
             job.done.set()
