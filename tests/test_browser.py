@@ -530,7 +530,9 @@ def test_why_a_result_matched(server, page, tmp_path):
     ImageOps.mirror(Image.open(skimage_photo("astronaut.png"))).save(mirrored)
     choose_on_search_page(page, server, str(mirrored))
     card = page.locator(".result-card", has_text="astronaut.png")
-    card.locator(".explain-button").click()
+    with page.expect_response(lambda r: r.url.endswith("/api/explain")) as answer:
+        card.locator(".explain-button").click()
+    assert answer.value.json()["pictures_run"] == 1  # the search kept the query's patch tokens
     page.wait_for_selector("#explain-lines .explain-pair")
     pairs = page.locator("#explain-lines .explain-pair")
     expect(pairs).to_have_count(30)
