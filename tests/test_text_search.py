@@ -228,3 +228,51 @@ def test_text_fields_are_checked(clip_app):
     assert search(client, text="a cat", space="words").status_code == 400
     assert search(client, text=5).status_code == 400
     assert search(client, text="   ").get_json()["error"]["code"] == "missing_field"
+
+
+# --- the vector backends -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "faiss-hnsw", "faiss-ivf", "milvus", "milvus-server"])
+def test_every_backend_answers_text_queries_like_exact_search(backend, clip_gallery, clip_weights, model,
+                                                              weights_path, request, tmp_path):
+    from app.services.engine import Engine
+    from indexer.vector_index import CLIP_SET
+    name, _, kind = backend.partition("-")
+    uri = request.getfixturevalue("milvus_server") if backend == "milvus-server" else str(tmp_path / "m.db")
+    cfg = {"VECTOR_BACKEND": name, "FAISS_INDEX": kind or "hnsw", "MILVUS_URI": uri,
+           "MILVUS_COLLECTION": "clip" + str(abs(hash(str(tmp_path))))[:12], "CLIP_WEIGHTS": clip_weights}
+    root = tmp_path / "site"
+    shutil.copytree(clip_gallery, root, symlinks=True)
+    gallery, index_dir = root / "gallery", str(root / "index")
+    build_gallery(str(gallery), index_dir, weights_path, progress=False, backend=cfg, clip_weights=clip_weights,
+                  embed=no_descriptors)  # a backend build reuses both sets: nothing is embedded again
+    if name == "faiss":
+        assert os.path.exists(os.path.join(load_index(index_dir).location, "faiss-clip.index"))
+    engine = Engine({**cfg, "WEIGHTS": weights_path, "INDEX_DIR": index_dir})
+    texts = ["red car at night", "a cat asleep", "coffee"]
+
+    def answers():
+        index = load_index(index_dir)
+        queries = [engine.embed_text(t).vector for t in texts]
+        got = [[h.path for h in engine.search(q, 10, space=CLIP_SET)] for q in queries]
+        return got, [exact_clip_order(index, q) for q in queries], index
+
+    got, want, index = answers()
+    assert got == want and len(got[0]) == len(index) == 7
+    shutil.copy(mvtb_photo("street.png"), gallery / "street.png")
+    with build_lock(index_dir):
+        update_paths(str(gallery), index_dir, lambda p: embed_pixels(model, p), add=["street.png"],
+                     remove=["coffee.png"], options=EmbedOptions(backend=cfg, clip_weights=clip_weights))
+    got, want, index = answers()
+    assert got == want and "street.png" in got[0] and "coffee.png" not in got[0]
+    if name == "milvus":
+        from indexer.vector_index import for_set, open_backend
+        held = open_backend(for_set(cfg, CLIP_SET, 512), 512)
+        assert held.count() == len(index) == 7
+        held.close()
+    with build_lock(index_dir):
+        assert compact(index_dir, cfg) is not None
+    got_after, want_after, _ = answers()
+    assert got_after == want_after == want
+    engine._load()[1].close()
+    engine.clip_current(engine.current())[1].close()
