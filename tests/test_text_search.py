@@ -276,3 +276,41 @@ def test_every_backend_answers_text_queries_like_exact_search(backend, clip_gall
     assert got_after == want_after == want
     engine._load()[1].close()
     engine.clip_current(engine.current())[1].close()
+
+
+# --- the other paths a descriptor takes: Dask shards and the folder watcher ---------------------------------
+
+@pytest.mark.slow
+def test_a_cluster_build_embeds_clip_in_shards_as_a_local_build_does(gallery_dirs, clip_gallery, clip_weights,
+                                                                     weights_path, tmp_path):
+    root = tmp_path / "site"
+    shutil.copytree(gallery_dirs, root, symlinks=True)
+    environment = dict(os.environ)
+    report = build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False,
+                           clip_weights=clip_weights, cluster="local:1", shard_size=3)
+    assert dict(os.environ) == environment
+    assert (report.embedded, report.clip_embedded) == (0, 7)
+    local, shards = load_index(str(clip_gallery / "index")), load_index(str(root / "index"))
+    assert shards.paths == local.paths and shards.has_clip
+    assert np.abs(shards.clip_of(np.arange(7)) - local.clip_of(np.arange(7))).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_the_folder_watcher_gives_new_photos_their_clip_embedding(clip_gallery, clip_weights, tmp_path,
+                                                                  weights_path):
+    from tests.test_watch import wait_until
+    root = tmp_path / "site"
+    shutil.copytree(clip_gallery, root, symlinks=True)
+    app = make_app(root, tmp_path, weights_path, CLIP_WEIGHTS=clip_weights, WATCH_GALLERY=True,
+                   WATCH_SETTLE_SECONDS=0.5)
+    try:
+        client = app.test_client()
+        shutil.copy(mvtb_photo("street.png"), root / "gallery" / "street.png")
+        wait_until(lambda: "street.png" in load_index(str(root / "index")).paths, "the watcher to index street.png")
+        index = load_index(str(root / "index"))
+        assert index.has_clip and len(index.segments) == 2
+        row = index.row_of_path("street.png")
+        found = search(client, gallery_id=int(index.ids[row]), space="clip", top_k=1).get_json()["results"]
+        assert found[0]["path"] == "street.png"
+    finally:
+        app.extensions["gallery_watch"].stop()
