@@ -140,7 +140,7 @@ def test_text_search_answers_k_results_with_cosine_scores(clip_app, clip_weights
     expected = index.clip_of([index.row_of_path(h["path"]) for h in results]) @ words
     np.testing.assert_allclose([h["score"] for h in results], expected, atol=1e-5)
     best = results[0]["score"]
-    assert body["analysis"]["match_count"] == sum(h["score"] >= 0.9 * best for h in results)
+    assert body["analysis"]["match_count"] == sum(h["score"] >= best - 0.1 * abs(best) for h in results)
 
 
 def test_text_search_applies_the_photo_filters(clip_app):

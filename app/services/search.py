@@ -107,6 +107,7 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
     if query.mode in ("gallery", "text"):
         embedded = _stored_or_words(engine, query, index, space)
         vector, colour = embedded.vector, embedded.colour
+        batch_size = 1 if query.text is not None else 0  # the words ran through the model, alone
         timings = {"lookup": (time.perf_counter() - start) * 1e3, **embedded.timings_ms}
     else:
         with load_picture(query, limits) as picture:
@@ -142,10 +143,16 @@ def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
             "batch_size": batch_size, "gallery_size": len(index), "threshold": threshold,
             "color_weight": colour_weight,
-            "match_count": sum(1 for r in results if r["score"] >= threshold * best) if results else 0,
+            "match_count": sum(1 for r in results if r["score"] >= relative_cut(threshold, best)),
             "text_model": engine.clip.name if space == CLIP_SET else None,
         },
     }
+
+
+def relative_cut(threshold: float, best: float) -> float:
+    """The score a result needs: ``threshold`` x ``best``, and as far below the best as that when every score
+    is negative (CLIP's words against pictures can be)."""
+    return best - (1 - threshold) * abs(best)
 
 
 def _stored_or_words(engine: Engine, query: Query, index, space: str) -> Embedding:
