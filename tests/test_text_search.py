@@ -314,3 +314,12 @@ def test_the_folder_watcher_gives_new_photos_their_clip_embedding(clip_gallery, 
         assert found[0]["path"] == "street.png"
     finally:
         app.extensions["gallery_watch"].stop()
+
+
+def test_health_names_the_text_model_and_its_last_time(clip_app, client):
+    c = clip_app.test_client()
+    text = c.get("/api/health").get_json()["text_search"]
+    assert text == {"enabled": True, "model": "random-clip", "dim": 512, "indexed": True, "last_text_ms": None}
+    search(c, text="a cat")
+    assert c.get("/api/health").get_json()["text_search"]["last_text_ms"] > 0
+    assert client.get("/api/health").get_json()["text_search"] == {"enabled": False, "model": None, "indexed": False}

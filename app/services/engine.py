@@ -93,6 +93,7 @@ class Engine:
         self._model: Dinov2 | None = None
         self._current: Current | None = None
         self._clip_current: Current | None = None  # the current generation's CLIP set, opened when searched
+        self.last_text_ms: float | None = None  # the text tower's time on the last words searched (health)
         self._lock = threading.Lock()
         self._ranking = threading.BoundedSemaphore(BLAS_CALLERS)
         self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
@@ -146,6 +147,7 @@ class Engine:
         """The unit CLIP embedding of ``text``, on the inference queue as a search, with its timings."""
         clip = self.clip
         vector, ran = self.queue.call(lambda _model: clip.embed_texts([text])[0])
+        self.last_text_ms = round(ran.run_ms, 2)
         return Embedding(vector, None, {"queue": ran.queue_ms, "text": ran.run_ms})
 
     def embed_clip_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
