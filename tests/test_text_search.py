@@ -323,3 +323,21 @@ def test_health_names_the_text_model_and_its_last_time(clip_app, client):
     search(c, text="a cat")
     assert c.get("/api/health").get_json()["text_search"]["last_text_ms"] > 0
     assert client.get("/api/health").get_json()["text_search"] == {"enabled": False, "model": None, "indexed": False}
+
+
+def test_the_command_line_searches_with_words_and_by_meaning(clip_gallery, clip_weights, weights_path):
+    import json
+
+    from tests.test_cli import cli
+    env = dict(os.environ, GALLERY_DIR=str(clip_gallery / "gallery"), INDEX_DIR=str(clip_gallery / "index"),
+               DINOV2_WEIGHTS=weights_path, CLIP_WEIGHTS=clip_weights)
+    words = cli(env, "search", "--text", "red car at night", "--top-k", "3", "--json")
+    assert words.returncode == 0, words.stderr
+    (answer,) = json.loads(words.stdout)
+    assert answer["query"]["mode"] == "text" and len(answer["results"]) == 3
+    assert answer["analysis"]["text_model"] == "random-clip"
+    table = cli(env, "search", skimage_photo("coffee.png"), "--space", "clip", "--top-k", "2")
+    assert table.returncode == 0 and table.stdout.splitlines()[1].split()[-1] == "coffee.png"
+    env.pop("CLIP_WEIGHTS")
+    off = cli(env, "search", "--text", "red car at night")
+    assert off.returncode == 2 and FETCH in off.stderr and len(off.stderr.strip().splitlines()) == 1
