@@ -176,6 +176,7 @@ class _Build:
                                                "descriptor": self.descriptor.to_dict(), "colour": colour.VERSION})
         self.clip = clip_set.load_clip(self.options.clip_weights) if self.options.clip_weights else None
         self.clip_fresh: set[str] = set()  # contents whose CLIP embedding this build made
+        self.clip_work: WorkCache | None = None
 
     def plan(self) -> Plan:
         """The plan of every file below the images folder against the replaced index."""
@@ -248,22 +249,33 @@ class _Build:
         previous_files = self.previous.files if self.previous is not None else {}
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if previous_files.get(p, {}).get("sha256") != files[p]["sha256"]}
-        backend = self.options.backend
-        hashes = [files[p]["sha256"] for p in paths]
-        clip_rows = clip_set.matrix(self.clip, hashes, clip) if clip is not None else None
-
-        def backends(folder: str) -> None:
-            build_for_generation(backend, folder, paths, embeddings, fresh)
-            if clip_rows is not None:
-                renewed = fresh | {p for p, sha in zip(paths, hashes) if sha in self.clip_fresh}
-                build_for_generation(backend, folder, paths, clip_rows, renewed, vector_set=CLIP_SET)
+        clip_rows = self._clip_rows(paths, files, clip)
         self.report.index_path = save_index(
-            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows), extra=backends)
-        self.work.clear()
-        if clip is not None:
-            self.clip_work.clear()
+            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows),
+            extra=lambda folder: self._backends(folder, paths, files, embeddings, clip_rows, fresh))
+        self._clear_work()
         self.report.images = len(paths)
         self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
+
+    def _clip_rows(self, paths: list[str], files: dict[str, dict],
+                   clip: dict[str, np.ndarray] | None) -> np.ndarray | None:
+        """The CLIP rows of ``paths`` from ``clip`` (content hash -> embedding), None when CLIP is off."""
+        return None if clip is None else clip_set.matrix(self.clip, (files[p]["sha256"] for p in paths), clip)
+
+    def _clear_work(self) -> None:
+        """Forget what an interrupted build would have resumed from: the generation holds it now."""
+        self.work.clear()
+        if self.clip_work is not None:
+            self.clip_work.clear()
+
+    def _backends(self, folder: str, paths: list[str], files: dict[str, dict], embeddings: np.ndarray,
+                  clip_rows: np.ndarray | None, fresh: set[str]) -> None:
+        """The configured backend for the new generation: its descriptors, and its CLIP set when kept (where
+        Milvus re-uploads the rows whose CLIP embedding this build made, too)."""
+        build_for_generation(self.options.backend, folder, paths, embeddings, fresh)
+        if clip_rows is not None:
+            renewed = fresh | {p for p in paths if files[p]["sha256"] in self.clip_fresh}
+            build_for_generation(self.options.backend, folder, paths, clip_rows, renewed, vector_set=CLIP_SET)
 
     def _manifest(self, files: dict[str, dict]) -> dict:
         return {
