@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
 
+from dinov2_numpy.config import WeightsError
+
 from .embedding import Prepare, embed_stream
 from .options import Embed, EmbedOptions
 from .plan import Batches, embed_missing, to_embed
@@ -99,10 +101,14 @@ def for_change(index: "GalleryIndex", images_dir: str, new: Mapping[str, str], o
                on_batch: Callable | None = None) -> tuple["Clip", dict[str, np.ndarray]] | None:
     """The CLIP embeddings of a change's ``new`` contents (content hash -> path): kept ones for a renamed
     file, the others embedded now. None when the new segment gets none: CLIP is off, the index keeps no CLIP
-    set, or other CLIP weights made it (the next ``python build_gallery.py`` brings the set up to date)."""
+    set, other CLIP weights made it, or they cannot be read now (the next ``python build_gallery.py`` brings the
+    set up to date; an upload never fails for want of CLIP)."""
     if not options.clip_weights or not index.has_clip:
         return None
-    model = load_clip(options.clip_weights)
+    try:
+        model = load_clip(options.clip_weights)
+    except (OSError, WeightsError):
+        return None
     if index.manifest.get(MANIFEST_KEY) != fingerprint(model):
         return None
     vectors: dict[str, np.ndarray] = {}

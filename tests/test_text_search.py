@@ -341,3 +341,14 @@ def test_the_command_line_searches_with_words_and_by_meaning(clip_gallery, clip_
     env.pop("CLIP_WEIGHTS")
     off = cli(env, "search", "--text", "red car at night")
     assert off.returncode == 2 and FETCH in off.stderr and len(off.stderr.strip().splitlines()) == 1
+
+
+def test_a_change_never_fails_for_want_of_clip_weights(clip_gallery, model, tmp_path):
+    root = tmp_path / "site"
+    shutil.copytree(clip_gallery, root, symlinks=True)
+    shutil.copy(mvtb_photo("street.png"), root / "gallery" / "street.png")
+    with build_lock(str(root / "index")):
+        report = update_paths(str(root / "gallery"), str(root / "index"), lambda p: embed_pixels(model, p),
+                              add=["street.png"], options=EmbedOptions(clip_weights=str(tmp_path / "gone.npz")))
+    index = load_index(str(root / "index"))
+    assert report.added == ["street.png"] and "street.png" in index.paths and not index.has_clip

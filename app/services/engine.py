@@ -174,6 +174,12 @@ class Engine:
         vectors, _ = self.queue.call(lambda _model: clip_set.embedder(clip)(pixels))
         return vectors
 
+    def embed_clip_background(self, pixels: np.ndarray) -> np.ndarray:
+        """``embed_clip_batch`` for background indexing: one queue job per image, each yielding to searches."""
+        embed = clip_set.embedder(self.clip)
+        return np.concatenate([self.queue.call(lambda _model, p=p: embed(p[None]), background=True)[0]
+                               for p in pixels])
+
     def clip_current(self, current: Current) -> Current:
         """The generation of ``current`` with the backend of its CLIP set, opened once per generation."""
         index = current[0]
