@@ -1,6 +1,7 @@
 """Command-line search and evaluation against the same configuration as the web app.
 
     python -m app.cli search photo.jpg [more.jpg | folder ...] [--top-k 5] [--json | --jsonl] [--grid out.png]
+    python -m app.cli search --text "red car at night" [photo.jpg ...] [--space clip]   (CLIP_WEIGHTS set)
     python -m app.cli explain QUERY GALLERY_PATH [--out pairs.png] [--pairs 30] [--json]
     python -m app.cli evaluate LABELLED_FOLDER_OR_CSV
     python -m app.cli near-dup-benchmark [--originals N] [--out DIR]
@@ -29,14 +30,15 @@ def _queries(args: list[str]) -> list[str]:
     return out
 
 
-def search_file(engine, path: str, limits, top_k: int) -> dict:
-    """The API's result for one query file, or ``{"query", "error", "code"}`` when it cannot be used."""
+def search_file(engine, path: str, limits, top_k: int, text: str | None = None, space: str = "dinov2") -> dict:
+    """The API's result for one query file (with ``text``: the picture plus the words, in CLIP's space), or
+    ``{"query", "error", "code"}`` when it cannot be used."""
     from .services.errors import NotReady, ServiceError
     from .services.search import Query, run_search
     try:
         with open(path, "rb") as f:
             data = f.read()
-        return run_search(engine, Query("file", data=data, original_name=path), limits, top_k)
+        return run_search(engine, Query("file", data=data, original_name=path, text=text, space=space), limits, top_k)
     except NotReady:
         raise
     except ServiceError as e:
@@ -48,10 +50,16 @@ def search_file(engine, path: str, limits, top_k: int) -> dict:
 def cmd_search(args, cfg) -> int:
     from .services.engine import Engine
     from .services.search import Limits
+    from .services.search import Query, run_search
     engine = Engine(cfg)
-    engine.index()  # no index: NotReady before any query is embedded
+    index = engine.index()  # no index: NotReady before any query is embedded
+    if args.text is not None or args.space == "clip":
+        engine.check_clip(index)  # without CLIP: one line naming the fetch command
     limits = Limits(max_pixels=cfg["MAX_IMAGE_PIXELS"], max_bytes=cfg["MAX_CONTENT_LENGTH"])
-    results = [search_file(engine, q, limits, args.top_k) for q in _queries(args.queries)]
+    if args.queries:
+        results = [search_file(engine, q, limits, args.top_k, args.text, args.space) for q in _queries(args.queries)]
+    else:
+        results = [run_search(engine, Query("text", text=args.text), limits, args.top_k)]
     if args.json:
         print(json.dumps(results, indent=2))
     elif args.jsonl:
@@ -59,7 +67,7 @@ def cmd_search(args, cfg) -> int:
             print(json.dumps(r))
     else:
         for r in results:
-            print(r["query"]["filename"])
+            print(r["query"]["filename"] or f"words: {r['query']['text']}")
             if "error" in r:
                 print(f"  error: {r['error']}")
             for h in r.get("results", []):
@@ -275,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("search", help="top-K gallery matches for images or folders of images")
-    s.add_argument("queries", nargs="+")
+    s.add_argument("queries", nargs="*", help="pictures or folders of pictures (none with --text alone)")
     s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("--text", help="words describing the picture (CLIP): alone, or added to each picture")
+    s.add_argument("--space", choices=("dinov2", "clip"), default="dinov2",
+                   help="compare pictures by look (dinov2, default) or by meaning (clip)")
     fmt = s.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--jsonl", action="store_true")
@@ -304,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")
+    if args.command == "search" and not args.queries and not (args.text or "").strip():
+        parser.error("give pictures to search with, or --text")
     if args.command == "explain" and args.pairs < 1:
         parser.error("--pairs must be at least 1")
     from dinov2_numpy import WeightsError

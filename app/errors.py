@@ -22,13 +22,14 @@ from .services.errors import (
     NotReady,
     Overloaded,
     ServiceError,
+    TextSearchOff,
     Unprocessable,
     UnsupportedMedia,
 )
 from .web.uploads import body_limit
 
-STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, UnsupportedMedia: 415, Unprocessable: 422,
-          NotReady: 503}
+STATUS = {InvalidInput: 400, NotFound: 404, Busy: 409, TextSearchOff: 409, UnsupportedMedia: 415,
+          Unprocessable: 422, NotReady: 503}
 # A fetched URL's failure: (status, code).
 FETCH_STATUS = {FetchBadURL: (400, "invalid_field"), FetchRefused: (400, "url_not_allowed"),
                 FetchTooLarge: (413, "request_entity_too_large"), FetchNotImage: (415, "unsupported_media_type"),

@@ -15,7 +15,7 @@ import numpy as np
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.descriptor import descriptor_of
 
-from . import colour
+from . import clip_set, colour
 from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
@@ -23,7 +23,7 @@ from .ids import SCHEME as ID_SCHEME
 from .options import BuildOptions
 from .plan import Batches, Plan, Previous, embed_missing, plan_files, to_embed
 from .scan import Skipped, scan
-from .vector_index import build_for_generation
+from .vector_index import CLIP_SET, build_for_generation
 from .work_cache import WorkCache
 
 
@@ -56,11 +56,15 @@ class BuildReport:
     seconds: float = 0.0
     index_path: str = ""
     rebuilt_because: str = ""  # the previous index's model or descriptor, when it differed and was replaced
+    clip: str = ""  # the CLIP weights' name, when the build keeps CLIP embeddings too
+    clip_embedded: int = 0
 
     def summary(self) -> str:
         lines = [f"embedded everything again: {self.rebuilt_because}"] if self.rebuilt_because else []
         lines += [f"{self.images} images in the index ({self.embedded} embedded, {self.reused} reused, "
                  f"{self.removed} removed) in {self.seconds:.1f}s -> {self.index_path}"]
+        if self.clip:
+            lines.append(f"CLIP ({self.clip}): {self.clip_embedded} embedded, the others kept")
         if self.decoded:
             lines.append("read as: " + ", ".join(f"{n} {how}" for how, n in sorted(self.decoded.items())))
         if self.duplicates:
@@ -120,7 +124,7 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
         build.report.rebuilt_because = changed
         plan = build.plan()
         rows = build.embed(plan)
-        build.publish(plan, rows)
+        build.publish(plan, rows, build.embed_clip(plan))
     build.report.seconds = time.perf_counter() - start
     _write_log(options.log_path or os.path.join(index_dir, "build.log"), build.report)
     return build.report
@@ -170,6 +174,9 @@ class _Build:
         self.failed: set[str] = set()  # paths whose pictures could not be embedded
         self.work = WorkCache(self.index_dir, {"model": model_fingerprint(self.model),
                                                "descriptor": self.descriptor.to_dict(), "colour": colour.VERSION})
+        self.clip = clip_set.load_clip(self.options.clip_weights) if self.options.clip_weights else None
+        self.clip_fresh: set[str] = set()  # contents whose CLIP embedding this build made
+        self.clip_work: WorkCache | None = None
 
     def plan(self) -> Plan:
         """The plan of every file below the images folder against the replaced index."""
@@ -204,8 +211,34 @@ class _Build:
         self.failed = {plan.contents[key] for key in failed}
         return rows
 
-    def publish(self, plan: Plan, rows: dict[str, np.ndarray]) -> None:
-        """Write the new generation: every planned path with a row, sorted, and the manifest."""
+    def embed_clip(self, plan: Plan) -> dict[str, np.ndarray] | None:
+        """CLIP embeddings by content hash (None when CLIP is off): the replaced index's, made with the same
+        CLIP weights, those an interrupted build left, and the missing ones embedded now with CLIP alone."""
+        if self.clip is None:
+            return None
+        self.report.clip = self.clip.name
+        work = WorkCache(self.index_dir, {"clip": clip_set.fingerprint(self.clip)}, clip_set.WORK_FOLDER)
+        vectors = clip_set.stored(self.previous, self.clip)
+        vectors.update(work.load())
+        contents = {sha: p for sha, p in plan.contents.items() if p not in self.failed}
+        todo = to_embed(self.images_dir, contents, vectors)
+        from tqdm import tqdm
+        with tqdm(total=len(todo), unit="img", desc="CLIP", disable=not self.options.progress or not todo) as bar, \
+                _embedder(self, todo, bar, clip=True) as batches:
+            def on_batch(keys: list[str], embeddings: np.ndarray, failures: list[tuple[str, str]]) -> None:
+                if keys:
+                    work.add(keys, embeddings)
+                self.clip_fresh.update(keys)
+                bar.update(len(keys) + len(failures))
+
+            embed_missing(batches, vectors, on_batch)
+        self.report.clip_embedded = len(self.clip_fresh)
+        self.clip_work = work
+        return vectors
+
+    def publish(self, plan: Plan, rows: dict[str, np.ndarray], clip: dict[str, np.ndarray] | None = None) -> None:
+        """Write the new generation: every planned path with a row (and its CLIP embedding, when ``clip``
+        holds them), sorted, and the manifest."""
         paths = sorted(p for sha, p in plan.contents.items() if p not in self.failed and sha in rows)
         embeddings, colours = colour.split(np.stack([rows[plan.files[p]["sha256"]] for p in paths]) if paths
                                            else np.empty((0, self.width + colour.DIM)), self.width)
@@ -216,13 +249,33 @@ class _Build:
         previous_files = self.previous.files if self.previous is not None else {}
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if previous_files.get(p, {}).get("sha256") != files[p]["sha256"]}
-        backend = self.options.backend
+        clip_rows = self._clip_rows(paths, files, clip)
         self.report.index_path = save_index(
-            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours),
-            extra=lambda folder: build_for_generation(backend, folder, paths, embeddings, fresh))
-        self.work.clear()
+            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows),
+            extra=lambda folder: self._backends(folder, paths, files, embeddings, clip_rows, fresh))
+        self._clear_work()
         self.report.images = len(paths)
         self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
+
+    def _clip_rows(self, paths: list[str], files: dict[str, dict],
+                   clip: dict[str, np.ndarray] | None) -> np.ndarray | None:
+        """The CLIP rows of ``paths`` from ``clip`` (content hash -> embedding), None when CLIP is off."""
+        return None if clip is None else clip_set.matrix(self.clip, (files[p]["sha256"] for p in paths), clip)
+
+    def _clear_work(self) -> None:
+        """Forget what an interrupted build would have resumed from: the generation holds it now."""
+        self.work.clear()
+        if self.clip_work is not None:
+            self.clip_work.clear()
+
+    def _backends(self, folder: str, paths: list[str], files: dict[str, dict], embeddings: np.ndarray,
+                  clip_rows: np.ndarray | None, fresh: set[str]) -> None:
+        """The configured backend for the new generation: its descriptors, and its CLIP set when kept (where
+        Milvus re-uploads the rows whose CLIP embedding this build made, too)."""
+        build_for_generation(self.options.backend, folder, paths, embeddings, fresh)
+        if clip_rows is not None:
+            renewed = fresh | {p for p in paths if files[p]["sha256"] in self.clip_fresh}
+            build_for_generation(self.options.backend, folder, paths, clip_rows, renewed, vector_set=CLIP_SET)
 
     def _manifest(self, files: dict[str, dict]) -> dict:
         return {
@@ -237,6 +290,7 @@ class _Build:
             "files": files,
             "duplicates": dict(self.report.duplicates),
             "skipped": {f.path: f.reason for f in self.report.skipped},
+            **({clip_set.MANIFEST_KEY: clip_set.fingerprint(self.clip)} if self.clip is not None else {}),
         }
 
 
@@ -251,9 +305,13 @@ def _stored_rows(index: GalleryIndex | None) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def _embedder(build: _Build, todo: list[tuple[str, str]], bar) -> Iterator[Batches]:
-    """The batches of embedded rows: local threads and the model, or shards on a Dask cluster."""
+def _embedder(build: _Build, todo: list[tuple[str, str]], bar, clip: bool = False) -> Iterator[Batches]:
+    """The batches of embedded rows (with ``clip``, of CLIP embeddings): local threads and the model, or
+    shards on a Dask cluster."""
     options = build.options
+    if clip and (options.cluster is None or not todo):
+        yield clip_set.stream(build.clip, todo, options)
+        return
     if options.cluster is None or not todo:
         yield embed_stream(colour.with_colour(options.embed or functools.partial(embed_pixels, build.model)),
                            build.width + colour.DIM, todo, options.batch_size, options.workers, options.max_pixels,
@@ -264,9 +322,10 @@ def _embedder(build: _Build, todo: list[tuple[str, str]], bar) -> Iterator[Batch
         client, local = connect(options.cluster)
         try:
             def stream():
-                for part in embed_on_cluster(client, build.weights, todo, shard_size=options.shard_size,
-                                             batch_size=options.batch_size, max_pixels=options.max_pixels,
-                                             ship_bytes=options.ship_bytes):
+                for part in embed_on_cluster(client, options.clip_weights if clip else build.weights, todo,
+                                             shard_size=options.shard_size, batch_size=options.batch_size,
+                                             max_pixels=options.max_pixels, ship_bytes=options.ship_bytes,
+                                             task=clip_set.embed_shard if clip else None):
                     bar.set_postfix(workers=live_workers(client))
                     yield part
             yield stream()

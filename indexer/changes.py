@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from . import clip_set
 from .colour import DIM, split, with_colour
 from .embedding import embed_stream, manifest_descriptor
 from .generations import (
@@ -26,7 +27,7 @@ from .generations import (
 from .options import Embed, EmbedOptions
 from .plan import Previous, embed_missing, plan_files, to_embed
 from .scan import FileEntry, check_file
-from .vector_index import apply_change, build_for_generation
+from .vector_index import CLIP_SET, apply_change, build_for_generation
 
 
 @dataclass
@@ -69,8 +70,10 @@ def update_paths(images_dir: str, index_dir: str, embed: Embed, *, add: Iterable
     unusable = set(gone) | set(report.skipped) | {p for p, _ in plan.duplicates} | {new[sha] for sha in failed}
     remove += _dropped(index, add, unusable)
     paths = [p for sha, p in new.items() if sha in rows]
+    clip = clip_set.for_change(index, images_dir, {sha: p for sha, p in new.items() if sha in rows}, options)
     return _publish(index_dir, index, {p: rows[plan.files[p]["sha256"]] for p in paths}, plan.files, remove,
-                    report, options.backend)
+                    report, options.backend,
+                    None if clip is None else clip_set.matrix(clip[0], (plan.files[p]["sha256"] for p in paths), clip[1]))
 
 
 def _orphaned_copies(images_dir: str, index: GalleryIndex, remove: list[str], add: list[str]) -> list[str]:
@@ -116,9 +119,11 @@ def _stored_rows(index: GalleryIndex, new: dict[str, str]) -> dict[str, np.ndarr
 
 
 def _publish(index_dir: str, index: GalleryIndex, added: dict[str, np.ndarray], files: dict[str, dict],
-             remove: list[str], report: ChangeReport, backend: Mapping[str, Any]) -> ChangeReport:
-    """Append the ``added`` paths with their rows as a new segment and drop ``remove``, recording the report's
-    skipped files and duplicates in the manifest; the backend follows. Nothing is written when nothing changes."""
+             remove: list[str], report: ChangeReport, backend: Mapping[str, Any],
+             clip: np.ndarray | None = None) -> ChangeReport:
+    """Append the ``added`` paths with their rows (and ``clip``, their CLIP embeddings) as a new segment and
+    drop ``remove``, recording the report's skipped files and duplicates in the manifest; the backend follows.
+    Nothing is written when nothing changes."""
     paths = list(added)
     rows = np.stack(list(added.values())) if added else np.empty((0, index.dim + DIM), np.float32)
     embeddings, colours = split(rows, index.dim)
@@ -129,7 +134,7 @@ def _publish(index_dir: str, index: GalleryIndex, added: dict[str, np.ndarray], 
     report.location, change = append_change(
         index_dir, paths, embeddings, files, remove=remove, colours=colours if index.has_colours else None,
         skipped={**cleared, **report.skipped},
-        duplicates=duplicates, extra=lambda folder, change: apply_change(backend, folder, change))
+        duplicates=duplicates, extra=lambda folder, change: apply_change(backend, folder, change), clip=clip)
     report.added, report.removed = change.added, [p for p in change.removed if p not in set(change.added)]
     return report
 
@@ -144,6 +149,11 @@ def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | N
     paths = [index.paths[r] for r in order]
     embeddings = np.ascontiguousarray(index.features[order], np.float32)
     manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}
-    compacted = GalleryIndex.single(embeddings, paths, manifest, index.colours_of(order))
-    return save_index(index_dir, compacted, extra=lambda folder: build_for_generation(
-        dict(backend or {}), folder, paths, embeddings, fresh=set()))
+    clip = index.clip_of(order)
+    compacted = GalleryIndex.single(embeddings, paths, manifest, index.colours_of(order), clip)
+
+    def backends(folder: str) -> None:
+        build_for_generation(dict(backend or {}), folder, paths, embeddings, fresh=set())
+        if clip is not None:
+            build_for_generation(dict(backend or {}), folder, paths, clip, fresh=set(), vector_set=CLIP_SET)
+    return save_index(index_dir, compacted, extra=backends)

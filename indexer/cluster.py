@@ -66,7 +66,7 @@ def embed_shard(weights: str, items: list[tuple[str, str | bytes]], max_pixels: 
 
     from .colour import DIM, with_colour
     from .embedding import embed_pixels, embed_stream
-    _undo_dask_malloc_settings()
+    undo_dask_malloc_settings()
     model = load_model(weights)
     descriptor = descriptor_of(model)
     width = descriptor.width(model) + DIM
@@ -82,10 +82,11 @@ def embed_shard(weights: str, items: list[tuple[str, str | bytes]], max_pixels: 
 
 
 def embed_on_cluster(client, weights: str, todo: list[tuple[str, str]], *, shard_size: int, batch_size: int,
-                     max_pixels: int | None, ship_bytes: bool = False
+                     max_pixels: int | None, ship_bytes: bool = False, task=None
                      ) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
     """Embed ``(sha, path)`` items on the cluster in shards; yields ``(keys, features, [(key, reason)])`` per
-    finished shard, in the order they finish, as ``embed_stream`` does for a local build."""
+    finished shard, in the order they finish, as ``embed_stream`` does for a local build. ``task`` embeds a
+    shard on a worker with ``weights`` (default ``embed_shard``; ``indexer.clip_set.embed_shard`` for CLIP)."""
     from dask.distributed import as_completed
     futures = []
     unreadable: list[tuple[str, str]] = []
@@ -94,7 +95,7 @@ def embed_on_cluster(client, weights: str, todo: list[tuple[str, str]], *, shard
         if ship_bytes:
             shard, missing = _with_bytes(shard)
             unreadable += missing
-        futures.append(client.submit(embed_shard, os.path.abspath(weights), shard, max_pixels, batch_size,
+        futures.append(client.submit(task or embed_shard, os.path.abspath(weights), shard, max_pixels, batch_size,
                                      pure=False, retries=2))
     if unreadable:
         yield [], np.empty((0, 0), np.float32), unreadable
@@ -107,7 +108,7 @@ def embed_on_cluster(client, weights: str, todo: list[tuple[str, str]], *, shard
 
 
 @functools.cache
-def _undo_dask_malloc_settings() -> None:
+def undo_dask_malloc_settings() -> None:
     """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which makes glibc give every large array
     back to the system at once and map it again for the next one: the forward pass, which allocates large
     intermediate arrays in every block, ran 25% slower. Raise both thresholds again in this worker process."""

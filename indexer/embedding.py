@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from dinov2_numpy import Dinov2
 from dinov2_numpy.descriptor import (
@@ -54,22 +55,27 @@ def descriptor_mismatch(manifest: dict, model: Dinov2) -> str | None:
 DECODE_SHORTEST_SIDE = 2 * RESIZE
 
 
-def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None) -> tuple[np.ndarray, str]:
+Prepare = Callable[[Image.Image], np.ndarray]  # a decoded RGB picture to another model's input (CLIP's)
+
+
+def prepare_file(source: str | bytes, descriptor: Descriptor, max_pixels: int | None,
+                 other: Prepare | None = None) -> tuple[np.ndarray, str]:
     """A gallery file (its path or its bytes) decoded through the one boundary, no larger than the model
-    needs, and prepared as ``descriptor`` says: model input (3, H, W) and how it was read
-    (``indexer.decode.Picture.source``), or ``ImageError``."""
+    needs, and prepared as ``descriptor`` says (or by ``other``, for another model): model input (3, H, W) and
+    how it was read (``indexer.decode.Picture.source``), or ``ImageError``."""
     picture = decode(source, max_pixels, DECODE_SHORTEST_SIDE)
-    return prepare(picture.image, descriptor), picture.source
+    return (prepare(picture.image, descriptor) if other is None else other(picture.image)), picture.source
 
 
 def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Iterable[tuple[str, str]],
                  batch_size: int, workers: int,
-                 max_pixels: int | None, descriptor: Descriptor = Descriptor(), tally: Counter | None = None
-                 ) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
+                 max_pixels: int | None, descriptor: Descriptor = Descriptor(), tally: Counter | None = None,
+                 other: Prepare | None = None) -> Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]]:
     """Embed ``(key, path)`` items in batches with ``embed`` (pixels to unit ``dim``-wide descriptors, e.g.
     ``embed_pixels`` bound to a model), preprocessed as ``descriptor`` says; decoding runs ``workers``
     threads ahead of the model, at most three batches ahead (each picture decoded no larger than the model
-    needs, so that memory does not grow with the files' size). ``tally`` counts how the pictures were read.
+    needs, so that memory does not grow with the files' size). ``tally`` counts how the pictures were read;
+    ``other`` prepares them for another model instead (CLIP's pass, ``indexer.clip_set``).
 
     Yields ``(keys, unit features, [(key, reason)])`` per batch; an item is a path or the file's bytes.
     """
@@ -85,7 +91,7 @@ def embed_stream(embed: Callable[[np.ndarray], np.ndarray], dim: int, items: Ite
             if item is None:
                 exhausted = True
                 return
-            pending.append((item, pool.submit(prepare_file, item[1], descriptor, max_pixels)))
+            pending.append((item, pool.submit(prepare_file, item[1], descriptor, max_pixels, other)))
 
     try:
         keys: list[str] = []

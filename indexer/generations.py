@@ -29,6 +29,7 @@ from .ids import image_ids
 
 FEATURES = "gallery_features.npy"
 COLOURS = "gallery_colours.npy"  # indexer.colour histograms, same rows
+CLIP = "gallery_clip.npy"  # CLIP image embeddings, same rows, when CLIP_WEIGHTS is set (indexer.clip_set)
 PATHS = "image_paths.json"
 MANIFEST = "manifest.json"
 SEGMENTS = "segments.json"
@@ -55,6 +56,7 @@ class Segment:
     files: dict[str, dict]  # path -> {"size", "mtime_ns", "sha256"}
     manifest: dict[str, Any] = field(default_factory=dict)  # the build's, for a base
     colours: np.ndarray | None = None  # (n, indexer.colour.DIM), absent in indexes built before colours
+    clip: np.ndarray | None = None  # (n, CLIP's dim) unit rows, absent when CLIP was off for these rows
 
     def __post_init__(self) -> None:
         if len(self.paths) != self.features.shape[0]:
@@ -97,9 +99,10 @@ class GalleryIndex:
 
     @classmethod
     def single(cls, features: np.ndarray, paths: list[str], manifest: dict[str, Any],
-               colours: np.ndarray | None = None) -> "GalleryIndex":
+               colours: np.ndarray | None = None, clip: np.ndarray | None = None) -> "GalleryIndex":
         """A generation of one segment (what a full build writes)."""
-        return cls([Segment(BASE, features, paths, manifest.get("files", {}), colours=colours)], manifest=manifest)
+        return cls([Segment(BASE, features, paths, manifest.get("files", {}), colours=colours, clip=clip)],
+                   manifest=manifest)
 
     def __len__(self) -> int:
         return len(self._live_raw)
@@ -167,6 +170,23 @@ class GalleryIndex:
     def colours_of(self, rows) -> np.ndarray | None:
         """The colour histograms of several rows, or None when the index was built without them."""
         return self._gather(rows, "colours") if self.has_colours else None
+
+    @property
+    def has_clip(self) -> bool:
+        """Whether every row has its CLIP image embedding (the second vector set)."""
+        return bool(self.segments) and all(s.clip is not None for s in self.segments)
+
+    @property
+    def clip_dim(self) -> int:
+        return int(self.segments[0].clip.shape[1]) if self.has_clip else 0
+
+    def clip_of(self, rows) -> np.ndarray | None:
+        """The CLIP image embeddings of several rows, or None when some rows have none."""
+        return self._gather(rows, "clip") if self.has_clip else None
+
+    def clip_blocks(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(ids, CLIP embeddings, live mask)`` of each segment, as ``blocks`` gives the descriptors."""
+        return [(ids, s.clip, live) for s, (ids, _, live) in zip(self.segments, self.blocks())]
 
     def info(self, row: int) -> dict:
         """Size, mtime, content hash and metadata (``meta``) of a row's file."""
@@ -269,12 +289,24 @@ def _load_segment(folder: str, name: str) -> Segment:
     colours = np.load(colours_path, mmap_mode="r") if os.path.exists(colours_path) else None
     if colours is not None and colours.shape[0] != features.shape[0]:
         raise IndexFilesError(f"{os.path.basename(colours_path)} has {colours.shape[0]} rows, not {features.shape[0]}")
-    segment = Segment(name, features, paths, files, manifest, colours)
+    segment = Segment(name, features, paths, files, manifest, colours,
+                      _aligned(folder, CLIP if name == BASE else name + ".clip.npy", features.shape[0]))
     with _cache_lock:
         _cache[key] = segment
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return segment
+
+
+def _aligned(folder: str, file: str, rows: int) -> np.ndarray | None:
+    """An optional matrix with a segment's rows (memory-mapped), or None when the segment has none."""
+    path = os.path.join(folder, file)
+    if not os.path.exists(path):
+        return None
+    matrix = np.load(path, mmap_mode="r")
+    if matrix.ndim != 2 or matrix.shape[0] != rows:
+        raise IndexFilesError(f"{file} has {matrix.shape[0] if matrix.ndim else 0} rows, not {rows}")
+    return matrix
 
 
 def current_dir(index_dir: str) -> str | None:
@@ -343,6 +375,9 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
         if index.has_colours:
             colours = index.colours_of(np.arange(len(index)))
             atomic_write(os.path.join(tmp, COLOURS), lambda f: np.save(f, colours))
+        if index.has_clip:
+            clip = np.ascontiguousarray(index.clip_of(np.arange(len(index))), np.float32)
+            atomic_write(os.path.join(tmp, CLIP), lambda f: np.save(f, clip))
         atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
         manifest = {**index.manifest, "files": index.files}
         atomic_write(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -360,16 +395,19 @@ class Change:
     added: list[str] = field(default_factory=list)
     vectors: np.ndarray | None = None
     removed: list[str] = field(default_factory=list)
+    clip: np.ndarray | None = None  # the added paths' CLIP embeddings, when the index keeps them
+    clip_dim: int = 0  # the width of the index's CLIP embeddings before the change (0: it kept none)
 
 
 def append_change(index_dir: str, paths: list[str], features: np.ndarray, files: dict[str, dict],
                   remove: Iterable[str] = (), colours: np.ndarray | None = None,
                   skipped: dict[str, str | None] | None = None,
                   duplicates: dict[str, str | None] | None = None,
-                  extra: Callable[[str, Change], None] | None = None) -> tuple[str, Change]:
+                  extra: Callable[[str, Change], None] | None = None,
+                  clip: np.ndarray | None = None) -> tuple[str, Change]:
     """Publish a generation that adds ``paths`` with their embeddings ``features`` (a new segment, written by
     ``write_segment``; a path already indexed is replaced) and drops ``remove``, hard-linking the previous
-    generation's segments. ``skipped`` and ``duplicates`` update the manifest's maps of files left out (a value
+    generation's segments; ``clip`` are their CLIP embeddings, if kept. ``skipped`` and ``duplicates`` update the manifest's maps of files left out (a value
     of None clears an entry). ``extra(folder, change)`` updates a backend before the switch. Returns the new
     folder and the change made."""
     old = load_index(index_dir)
@@ -377,7 +415,9 @@ def append_change(index_dir: str, paths: list[str], features: np.ndarray, files:
         raise IndexFilesError("there is no index to change yet; build it first with 'python build_gallery.py'")
     if len(paths) and features.shape[1] != old.dim:
         raise IndexFilesError(f"new rows have {features.shape[1]} dimensions, the index {old.dim}")
-    change = Change(old.dim, list(paths), np.ascontiguousarray(features, np.float32) if len(paths) else None)
+    change = Change(old.dim, list(paths), np.ascontiguousarray(features, np.float32) if len(paths) else None,
+                    clip=np.ascontiguousarray(clip, np.float32) if clip is not None and len(paths) else None,
+                    clip_dim=old.clip_dim)
     dead = _dead_after(old, list(paths) + [p for p in remove if p not in set(paths)], change)
     maps = {key: _updated_map(old.manifest.get(key, {}), updates, paths)
             for key, updates in (("skipped", skipped), ("duplicates", duplicates))}
@@ -388,7 +428,7 @@ def append_change(index_dir: str, paths: list[str], features: np.ndarray, files:
             if entry != SEGMENTS:
                 os.link(os.path.join(old.location, entry), os.path.join(tmp, entry))
         if paths:
-            names.append(write_segment(tmp, paths, change.vectors, colours, files))
+            names.append(write_segment(tmp, paths, change.vectors, colours, files, change.clip))
         state = {"segments": names, "dead": {k: sorted(v) for k, v in dead.items() if v}, **maps}
         atomic_write(os.path.join(tmp, SEGMENTS), json.dumps(state).encode())
         if extra is not None:
@@ -397,15 +437,18 @@ def append_change(index_dir: str, paths: list[str], features: np.ndarray, files:
 
 
 def write_segment(folder: str, paths: list[str], embeddings: np.ndarray, colours: np.ndarray | None,
-                  files: dict[str, dict]) -> str:
+                  files: dict[str, dict], clip: np.ndarray | None = None) -> str:
     """Write the rows of a gallery change as a new segment in the generation ``folder``: ``seg-<time>.npy``
-    (the embeddings), ``.colours.npy`` (their colour histograms, when the index keeps them) and ``.json``
+    (the embeddings), ``.colours.npy`` (their colour histograms, when the index keeps them), ``.clip.npy``
+    (their CLIP embeddings, likewise) and ``.json``
     (the paths and their files' facts). Returns the segment's name, for ``segments.json``."""
     name = f"seg-{time.time_ns():020d}"
     atomic_write(os.path.join(folder, name + ".npy"), lambda f: np.save(f, embeddings))
     if colours is not None:
         rows = np.ascontiguousarray(colours, np.float32)
         atomic_write(os.path.join(folder, name + ".colours.npy"), lambda f: np.save(f, rows))
+    if clip is not None:
+        atomic_write(os.path.join(folder, name + ".clip.npy"), lambda f: np.save(f, clip))
     atomic_write(os.path.join(folder, name + ".json"),
                  json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
     return name

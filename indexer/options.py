@@ -22,6 +22,8 @@ class EmbedOptions:
     workers: int = DECODE_WORKERS  # threads decoding pictures ahead of the model
     max_pixels: int | None = MAX_IMAGE_PIXELS
     backend: Mapping[str, Any] | None = None  # None: NumPy, no positions
+    clip_weights: str | None = None  # CLIP_WEIGHTS: also keep each picture's CLIP embedding (None: off)
+    clip_embed: Embed | None = None  # CLIP-preprocessed pixels to unit CLIP embeddings, instead of the model's own
 
     def __post_init__(self) -> None:
         self.backend = dict(self.backend or {})
@@ -35,7 +37,7 @@ class EmbedOptions:
     def from_settings(cls: type[Options], cfg: Mapping[str, Any], **fields: Any) -> Options:
         """The options ``indexer.config.load_settings`` (or the app's settings) describe, ``fields`` replaced."""
         return cls(**{"batch_size": cfg["BATCH_SIZE"], "max_pixels": cfg["MAX_IMAGE_PIXELS"], "backend": dict(cfg),
-                      **fields})
+                      "clip_weights": cfg.get("CLIP_WEIGHTS") or None, **fields})
 
     @classmethod
     def merged(cls: type[Options], options: Options | None, fields: Mapping[str, Any]) -> Options:

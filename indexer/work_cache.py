@@ -18,8 +18,9 @@ class WorkCache:
     Keyed by content hash and valid only for the model and preprocessing that made them.
     """
 
-    def __init__(self, index_dir: str, key: dict) -> None:
-        self.folder = os.path.join(index_dir, ".work")
+    def __init__(self, index_dir: str, key: dict, name: str = ".work") -> None:
+        """``name``: the folder below ``index_dir``, one for each vector set a build makes."""
+        self.folder = os.path.join(index_dir, name)
         self.key = key
         marker = os.path.join(self.folder, "fingerprint.json")
         try:

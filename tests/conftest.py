@@ -59,6 +59,29 @@ def gallery_dirs(tmp_path_factory, weights_path):
     return root
 
 
+@pytest.fixture(scope="session")
+def clip_weights(tmp_path_factory) -> str:
+    """Stand-in CLIP weights: random, in ViT-B/32's widths with two layers a tower, and OpenAI's vocabulary
+    (from the open_clip_torch wheel). Their rankings mean nothing; the pipeline around them is what is tested.
+    Written for the session, never committed."""
+    from clip_numpy.config import openai_config
+    from clip_numpy.weights.random_init import write_random
+    from tests.clip_helpers import open_clip_vocab
+    path = tmp_path_factory.mktemp("clip") / "random-clip-b32.npz"
+    write_random(path, openai_config("b32", vision_layers=2, text_layers=2), open_clip_vocab())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def clip_gallery(gallery_dirs, clip_weights, weights_path, tmp_path_factory):
+    """The test gallery's index brought up to date with CLIP on: one incremental build, which embeds only CLIP."""
+    from indexer.builder import build_gallery
+    root = tmp_path_factory.mktemp("clip-site")
+    shutil.copytree(gallery_dirs, root, symlinks=True, dirs_exist_ok=True)
+    build_gallery(str(root / "gallery"), str(root / "index"), weights_path, progress=False, clip_weights=clip_weights)
+    return root
+
+
 @pytest.fixture
 def site(gallery_dirs, tmp_path):
     """A private copy of the test gallery and its index, which these tests change."""

@@ -615,3 +615,53 @@ def test_why_on_a_gallery_pictures_results_and_a_sketchs(server, page):
     assert page.get_attribute("#explain-query-img", "src").startswith("data:image/png;base64,")
     assert page.is_hidden("#explain-error")
     assert not console, console
+
+
+CLIP_SHOTS = os.environ.get("CLIP_SHOTS")  # where the text search's screenshots go as well
+
+
+def clip_shot(page, name):
+    """The search page at desktop and phone width, into test-artifacts/ (and CLIP_SHOTS)."""
+    shot(page, name)
+    if CLIP_SHOTS:
+        os.makedirs(CLIP_SHOTS, exist_ok=True)
+        for suffix in ("", "-phone"):
+            shutil.copy(os.path.join(ARTIFACTS, f"{name}{suffix}.png"), CLIP_SHOTS)
+
+
+def test_describe_the_picture_then_search_a_photo_by_meaning(clip_gallery, clip_weights, tmp_path, weights_path,
+                                                             page):
+    """With (stand-in) CLIP weights: words typed in "Describe the picture" answer every picture with scores and
+    the text model in the analysis; "by meaning" searches a dropped photo in CLIP's space, where it finds
+    itself first (random weights: which picture words find means nothing)."""
+    with live_server(make_app(clip_gallery, tmp_path, weights_path, CLIP_WEIGHTS=clip_weights)) as base:
+        page.goto(base + "/")
+        assert page.is_enabled("#text-input") and page.is_enabled("#space-meaning")
+        page.fill("#text-input", "red car at night")
+        page.press("#text-input", "Enter")
+        page.wait_for_selector(".result-card")
+        expect(page.locator(".result-col")).to_have_count(7)
+        assert page.inner_text("#an-text-model") == "random-clip" and page.is_visible("#an-text-row")
+        assert page.locator("#an-timings td:first-child").all_inner_texts() == [
+            "lookup", "queue", "text", "search", "total"]
+        scores = [float(s) for s in page.locator(".result-col .score").all_inner_texts()]
+        assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+        expect(page.locator(".result-col:visible").first).to_be_visible()  # a negative best still shows
+        clip_shot(page, "search-words")
+        page.fill("#text-input", "")
+        page.click("label[for=space-meaning]")
+        drop_file(page, skimage_photo("coffee.png"))
+        first = page.locator(".result-col").first
+        expect(first).to_contain_text("coffee.png")
+        expect(first.locator(".score")).to_have_text("1.000")
+        assert page.inner_text("#an-text-model") == "random-clip"
+        clip_shot(page, "search-by-meaning")
+        page.click("label[for=space-look]")  # the same photo by look: DINOv2 again, no text model
+        expect(page.locator("#an-text-row")).to_be_hidden()
+
+
+def test_without_clip_the_text_box_is_disabled_and_says_how_to_enable_it(server, page):
+    page.goto(server + "/")
+    assert page.is_disabled("#text-input") and page.is_disabled("#text-button") and page.is_disabled("#space-meaning")
+    assert "python -m clip_numpy fetch --model b32" in page.inner_text("#text-help")
+    clip_shot(page, "search-words-off")

@@ -12,7 +12,7 @@ from datetime import date
 from flask import request
 
 from ..services.errors import InvalidInput
-from ..services.search import DEFAULT_THRESHOLD, Query
+from ..services.search import DEFAULT_THRESHOLD, SPACES, Query
 from ..storage.photo_filters import ORIENTATIONS, PhotoFilter
 from ..web.uploads import read_upload
 
@@ -128,6 +128,33 @@ def image_query(fields, files) -> Query:
         return Query("url", url=fields["url"].strip(), **extra)
     raise InvalidInput("Send an 'image' file, or JSON with 'image_base64', 'sketch_base64', 'url' or 'gallery_id'.",
                        "missing_field")
+
+
+TEXT_MAX = 1000  # characters of a text query; CLIP reads its first 77 tokens in any case
+
+
+def query_text(value) -> str | None:
+    """The words of a search, or None when absent or blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value) > TEXT_MAX or not printable_text(value):
+        raise InvalidInput(f"'text' must be a text of at most {TEXT_MAX} characters without control characters.")
+    return value.strip()
+
+
+def search_space(value) -> str:
+    """Where a picture is searched: ``dinov2`` (by look, the default) or ``clip`` (by meaning)."""
+    if value is None or value == "":
+        return SPACES[0]
+    if value not in SPACES:
+        raise InvalidInput(f"'space' must be one of {', '.join(SPACES)}.")
+    return value
+
+
+def has_picture(fields, files) -> bool:
+    """Whether a search request sends a picture of its own (a file, base64 data, a drawing or a URL)."""
+    return bool(files and files.get("image") is not None) or any(
+        fields.get(key) for key in ("image_base64", "sketch_base64", "url"))
 
 
 def _file_name(fields) -> str | None:

@@ -14,9 +14,12 @@ from . import bp
 from .fields import (
     body_fields,
     colour_weight,
+    has_picture,
     image_query,
     int_arg,
     photo_filter,
+    query_text,
+    search_space,
     threshold,
 )
 from .links import with_links
@@ -57,16 +60,20 @@ def _search():
     if wanted.active:
         allowed = allowed_ids(wanted)
         db.session.close()  # not held while waiting for the model
+    text, space = query_text(fields.get("text")), search_space(fields.get("space"))
     if fields.get("gallery_id") is not None and not files:
         query = Query("gallery", gallery_id=int_arg(fields["gallery_id"], "gallery_id", 0, 1, 2**53 - 1))
+    elif text is not None and not has_picture(fields, files):
+        query = Query("text")
     else:
         query = image_query(fields, files)
+    query.text, query.space = text, space
     result = run_search(engine(), query, limits(), top_k, cut, allowed, colour_weight(fields.get("color_weight")))
     if wanted.active:
         result["query"]["filter"] = {**wanted.json(), "matching": len(allowed)}
     if current_user.is_authenticated:
         result["query"]["search_id"] = record_search(current_user.id, current_app.config["UPLOAD_DIR"], query.data,
-                                                     result, top_k, query.original_name or query.url)
+                                                     result, top_k, query.original_name or query.url or text)
     result["results"] = [with_links(r) for r in result["results"]]
     return jsonify(result)
 

@@ -6,6 +6,7 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from dinov2_numpy.weights.hub import weights_title
+from indexer.generations import IndexFilesError
 
 from ..extensions import engine
 from ..services.errors import NotReady
@@ -17,6 +18,24 @@ from . import bp
 def csrf_token():
     """For API clients: a token to send back in the X-CSRFToken header, tied to this session cookie."""
     return jsonify({"csrf_token": generate_csrf()})
+
+
+def _text_search(eng) -> dict:
+    """Search with words: on (CLIP_WEIGHTS set) or off; the CLIP model; whether the index holds its vectors."""
+    if not eng.clip_enabled:
+        return {"enabled": False, "model": None, "indexed": False}
+    out = {"enabled": True, "model": None, "indexed": False, "last_text_ms": eng.last_text_ms}
+    try:
+        out.update(model=eng.clip.name, dim=eng.clip.dim)
+        index = eng.latest_index()
+        if index is not None:
+            eng.check_clip(index)
+            out["indexed"] = True
+    except NotReady as e:
+        out["problem"] = e.message
+    except IndexFilesError:
+        out["problem"] = "The gallery index is unreadable."
+    return out
 
 
 @bp.get("/health")
@@ -38,6 +57,7 @@ def health():
     except NotReady as e:
         body.update(status="not_ready", problem=body.get("problem") or e.message)
     body["queue"] = eng.queue.stats()
+    body["text_search"] = _text_search(eng)
     status = 200 if body["status"] == "ok" else 503
     if is_private() and not current_user.is_authenticated:  # a private gallery tells strangers nothing more
         body = {"status": body["status"]}

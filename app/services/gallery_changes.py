@@ -69,7 +69,16 @@ def _build(engine: Engine, embed: Embed | None = None, **kwargs):
     """Build while the caller holds the lock (``holding_index``)."""
     cfg = engine.settings
     return build_gallery(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], cfg["WEIGHTS"],
-                         BuildOptions.from_settings(cfg, progress=False, embed=embed, lock_held=True, **kwargs))
+                         BuildOptions.from_settings(cfg, progress=False, embed=embed, lock_held=True,
+                                                    clip_embed=_clip_embed(engine), **kwargs))
+
+
+def _clip_embed(engine: Engine, embed: Embed | None = None) -> Embed | None:
+    """CLIP's pass through the engine's inference queue, when CLIP is on: in the background when the
+    descriptors' ``embed`` is (the folder watcher's), so that searches never wait behind a batch of it."""
+    if not engine.clip_enabled:
+        return None
+    return engine.embed_clip_background if embed == engine.embed_background else engine.embed_clip_batch
 
 
 def safe_name(original: str, sha: str, ext: str) -> str:
@@ -86,7 +95,8 @@ def _update(engine: Engine, embed: Embed | None, add=(), remove=(), workers: int
         _refuse_another_descriptor(engine, engine.latest_index())
         embed = embed or engine.embed_batch
     return update_paths(cfg["GALLERY_DIR"], cfg["INDEX_DIR"], embed, add=add, remove=remove,
-                        options=EmbedOptions.from_settings(cfg, **({} if workers is None else {"workers": workers})))
+                        options=EmbedOptions.from_settings(cfg, clip_embed=_clip_embed(engine, embed),
+                                                           **({} if workers is None else {"workers": workers})))
 
 
 def _refuse_another_descriptor(engine: Engine, index: GalleryIndex | None) -> None:

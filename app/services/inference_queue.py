@@ -123,9 +123,10 @@ class InferenceQueue:
                               for p in images])
         return [(*self._wait(job).result, job.ran) for job in jobs]
 
-    def call(self, fn: Callable[[Dinov2], Any]) -> tuple[Any, Ran]:
-        """Run ``fn(model)`` on the dispatcher, alone (segmentation, a builder's batch)."""
-        job = self._submit(_Job(None, fn))
+    def call(self, fn: Callable[[Dinov2], Any], background: bool = False) -> tuple[Any, Ran]:
+        """Run ``fn(model)`` on the dispatcher, alone (segmentation, a builder's batch, CLIP's work); a
+        ``background`` call (indexing) yields to every waiting search."""
+        job = self._submit(_Job(None, fn, background))
         return job.result, job.ran
 
     def retry_after(self) -> int:

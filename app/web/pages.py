@@ -25,7 +25,8 @@ def _upload_accept() -> dict:
 def _status() -> dict:
     """What the pages need to show an empty state instead of a broken one."""
     eng = engine()
-    status = {"weights_ready": os.path.exists(eng.weights), "index_ready": False, "gallery_size": 0}
+    status = {"weights_ready": os.path.exists(eng.weights), "index_ready": False, "gallery_size": 0,
+              "text_search": eng.clip_enabled}
     try:
         status.update(index_ready=True, gallery_size=len(eng.index()))
     except NotReady:  # no index yet, or unreadable: the page explains how to build one

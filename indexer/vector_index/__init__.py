@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from ..generations import Change, GalleryIndex
 
 BACKENDS = ("numpy", "faiss", "milvus")
+DINOV2_SET, CLIP_SET = "dinov2", "clip"  # the vector sets of a generation: descriptors, CLIP embeddings
 
-__all__ = ["BACKENDS", "DimensionMismatch", "NumpyIndex", "VectorIndex", "apply_change", "build_for_generation",
+__all__ = ["BACKENDS", "CLIP_SET", "DINOV2_SET", "DimensionMismatch", "NumpyIndex", "VectorIndex", "apply_change", "build_for_generation",
            "open_backend", "open_for_generation"]
 
 
@@ -34,6 +35,19 @@ def backend_name(cfg: Mapping[str, Any]) -> str:
     if name not in BACKENDS:
         raise ValueError(f"VECTOR_BACKEND must be one of {', '.join(BACKENDS)}, not '{name}'")
     return name
+
+
+def for_set(cfg: Mapping[str, Any], vector_set: str, dim: int) -> dict[str, Any]:
+    """The backend settings of a vector set: the descriptors' are ``cfg``; the CLIP set has its own Milvus
+    collection (named by its width, so another CLIP model never meets a collection of the wrong width)."""
+    if vector_set == DINOV2_SET:
+        return dict(cfg)
+    return {**cfg, "MILVUS_COLLECTION": f"{backend_setting(cfg, 'MILVUS_COLLECTION')}_{vector_set}{dim}"}
+
+
+def _faiss_stem(vector_set: str) -> str:
+    from .faiss_index import STEM
+    return STEM if vector_set == DINOV2_SET else f"{STEM}-{vector_set}"
 
 
 def open_backend(cfg: Mapping[str, Any], dim: int, written_at: float | None = None) -> VectorIndex:
@@ -51,19 +65,19 @@ def open_backend(cfg: Mapping[str, Any], dim: int, written_at: float | None = No
 
 
 def build_for_generation(cfg: Mapping[str, Any], folder: str, paths: Sequence[str], vectors: np.ndarray,
-                         fresh: set[str]) -> None:
-    """Make the configured backend hold exactly ``paths``/``vectors``; ``fresh`` are paths whose content was
-    embedded anew in this build (Milvus re-uploads only those and the ones it lacks)."""
+                         fresh: set[str], vector_set: str = DINOV2_SET) -> None:
+    """Make the configured backend hold exactly ``paths``/``vectors`` of ``vector_set``; ``fresh`` are paths
+    whose vectors were made anew in this build (Milvus re-uploads only those and the ones it lacks)."""
     name = backend_name(cfg)
     if name == "numpy":
-        return  # gallery_features.npy itself is the matrix
+        return  # gallery_features.npy (gallery_clip.npy) itself is the matrix
     ids = image_ids(paths)
-    index = open_backend(cfg, vectors.shape[1])
+    index = open_backend(for_set(cfg, vector_set, vectors.shape[1]), vectors.shape[1])
     try:
         if name == "faiss":
             if len(ids):
                 index.add(ids, vectors)
-            index.save(folder)
+            index.save(folder, _faiss_stem(vector_set))
         else:
             held = index.ids()
             index.remove(np.setdiff1d(held, ids))
@@ -81,30 +95,37 @@ def apply_change(cfg: Mapping[str, Any], folder: str, change: "Change") -> None:
     only Milvus keeps rows of its own; NumPy and FAISS read the new segment from the generation itself."""
     if backend_name(cfg) != "milvus":
         return
-    index = open_backend(cfg, change.dim)
-    try:
-        gone = sorted(set(change.removed) - set(change.added))
-        if gone:
-            index.remove(image_ids(gone))
-        if change.added:
-            index.add(image_ids(change.added), change.vectors, change.added)
-    finally:
-        index.close()
+    gone = sorted(set(change.removed) - set(change.added))
+    sets = [(cfg, change.dim, change.vectors)]
+    if change.clip_dim:  # the CLIP collection follows: it holds the index's rows, or fewer
+        sets.append((for_set(cfg, CLIP_SET, change.clip_dim), change.clip_dim, change.clip))
+    for settings, dim, vectors in sets:
+        index = open_backend(settings, dim)
+        try:
+            if gone:
+                index.remove(image_ids(gone))
+            if change.added and vectors is not None:
+                index.add(image_ids(change.added), vectors, change.added)
+        finally:
+            index.close()
 
 
-def open_for_generation(cfg: Mapping[str, Any], index: "GalleryIndex") -> VectorIndex:
-    """The configured backend for an index generation (loaded by ``indexer.generations.load_index``)."""
+def open_for_generation(cfg: Mapping[str, Any], index: "GalleryIndex", vector_set: str = DINOV2_SET) -> VectorIndex:
+    """The configured backend for an index generation (loaded by ``indexer.generations.load_index``), searching
+    its descriptors or (``vector_set`` CLIP_SET) its CLIP embeddings."""
     name = backend_name(cfg)
-    blocks = index.blocks()
+    dim = index.dim if vector_set == DINOV2_SET else index.clip_dim
+    blocks = index.blocks() if vector_set == DINOV2_SET else index.clip_blocks()
     if name == "numpy":
-        return NumpyIndex(index.dim, blocks=blocks)
+        return NumpyIndex(dim, blocks=blocks)
     if name == "faiss":
         from .faiss_index import FaissIndex, faiss_params
-        if not os.path.exists(os.path.join(index.location, "faiss.index")):
+        stem = _faiss_stem(vector_set)
+        if not os.path.exists(os.path.join(index.location, stem + ".index")):
             raise FileNotFoundError("the index was built without FAISS; run 'python build_gallery.py' again with "
                                     "VECTOR_BACKEND=faiss")
         base_ids, _, base_live = blocks[0]
         base = FaissIndex.load(index.location, backend_setting(cfg, "FAISS_INDEX"), faiss_params(cfg),
-                               also_deleted=base_ids[~base_live])
-        return Layered(base, NumpyIndex(index.dim, blocks=blocks[1:])) if len(blocks) > 1 else base
-    return open_backend(cfg, index.dim, written_at=os.path.getmtime(index.location))
+                               also_deleted=base_ids[~base_live], stem=stem)
+        return Layered(base, NumpyIndex(dim, blocks=blocks[1:])) if len(blocks) > 1 else base
+    return open_backend(for_set(cfg, vector_set, dim), dim, written_at=os.path.getmtime(index.location))

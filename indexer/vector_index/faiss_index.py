@@ -11,10 +11,11 @@ import numpy as np
 from ..config import BACKEND_DEFAULTS, backend_setting
 from .base import VectorIndex, pad
 
-FILE = "faiss.index"
-_loaded: dict = {}  # the last index file read: {"key": its identity, "index": the FAISS object}
+STEM = "faiss"  # faiss.index and faiss-deleted.npy; a second vector set has its own stem (faiss-clip)
+FILE = STEM + ".index"
+_loaded: dict = {}  # the index files read, by path: (their identity, the FAISS object)
 _loaded_lock = threading.Lock()
-DELETED = "faiss-deleted.npy"
+DELETED = STEM + "-deleted.npy"
 
 
 def faiss_params(cfg: Mapping[str, Any]) -> dict:
@@ -115,27 +116,29 @@ class FaissIndex(VectorIndex):
     def count(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal) - len(self.deleted)
 
-    def save(self, folder: str) -> None:
+    def save(self, folder: str, stem: str = STEM) -> None:
+        """Write ``<stem>.index`` and ``<stem>-deleted.npy`` into ``folder``."""
         os.makedirs(folder, exist_ok=True)
         if self.index is not None:
-            _faiss().write_index(self.index, os.path.join(folder, FILE))
-        np.save(os.path.join(folder, DELETED), np.array(sorted(self.deleted), np.int64))
+            _faiss().write_index(self.index, os.path.join(folder, stem + ".index"))
+        np.save(os.path.join(folder, stem + "-deleted.npy"), np.array(sorted(self.deleted), np.int64))
 
     @classmethod
     def load(cls, folder: str, kind: str = BACKEND_DEFAULTS["FAISS_INDEX"], params: Mapping[str, Any] | None = None,
-             also_deleted: np.ndarray | None = None) -> "FaissIndex":
-        """The index saved in ``folder``, hiding ``also_deleted`` ids too (rows later changes removed). The
-        file is read once per process: generations hard-link it, and searching does not change it."""
-        path = os.path.join(folder, FILE)
+             also_deleted: np.ndarray | None = None, stem: str = STEM) -> "FaissIndex":
+        """The index saved in ``folder`` under ``stem``, hiding ``also_deleted`` ids too (rows later changes
+        removed). Each file is read once per process: generations hard-link it, and searching does not change
+        it; a newer file replaces the one read before under the same stem."""
+        path = os.path.join(folder, stem + ".index")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no FAISS index in {folder}; run 'python build_gallery.py' with VECTOR_BACKEND=faiss")
         st = os.stat(path)
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         with _loaded_lock:
-            if _loaded.get("key") != key:
-                _loaded.update(key=key, index=_faiss().read_index(path))
-            index = _loaded["index"]
-        deleted_path = os.path.join(folder, DELETED)
+            if _loaded.get(stem, (None,))[0] != key:
+                _loaded[stem] = (key, _faiss().read_index(path))
+            index = _loaded[stem][1]
+        deleted_path = os.path.join(folder, stem + "-deleted.npy")
         deleted = np.load(deleted_path) if os.path.exists(deleted_path) else np.empty(0, np.int64)
         if also_deleted is not None:
             deleted = np.concatenate([deleted, np.asarray(also_deleted, np.int64)])

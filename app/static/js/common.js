@@ -21,6 +21,10 @@ function apiErrorMessage(xhr) {
   return "Something went wrong (" + xhr.status + ").";
 }
 
+/* The score a result needs for the threshold ``fraction`` of the ``best``: fraction x best, and, when every
+   score is negative (words against pictures can be), as far below the best as that (app/services/search.py). */
+function relativeCut(fraction, best) { return best - (1 - fraction) * Math.abs(best); }
+
 const Results = {
   last: null,
   show(data) {
@@ -29,10 +33,13 @@ const Results = {
     $("#an-model").text(a.model);
     $("#an-weights").text(a.weights);
     $("#an-dim").text(a.dim);
-    $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : "from gallery");
+    $("#an-text-model").text(a.text_model || "");
+    $("#an-text-row").toggleClass("d-none", !a.text_model).toggleClass("d-flex", !!a.text_model);
+    const from = data.query && data.query.mode === "text" ? "words alone" : "from gallery";
+    $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : from);
     $("#an-gallery").text(a.gallery_size);
     $("#an-batch").text(a.batch_size ? `${a.batch_size} ${a.batch_size === 1 ? "query" : "queries"}` : "no model run");
-    const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "queue", "inference", "search", "total"].filter((k) => k in a.timings_ms);
+    const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "queue", "inference", "text", "search", "total"].filter((k) => k in a.timings_ms);
     const rows = stages.map((k) => [k, a.timings_ms[k]]).map(([k, v]) =>
       `<tr><td class="${k === "total" ? "fw-semibold" : ""}">${escapeHtml(k)}</td><td class="text-end">${v.toFixed(1)} ms</td></tr>`);
     $("#an-timings").html(rows.join(""));
@@ -71,7 +78,7 @@ const Results = {
     const best = this.last.results.length ? this.last.results[0].score : 0;
     let visible = 0;
     $(".result-col").each(function () {
-      const keep = Number($(this).data("score")) >= fraction * best;
+      const keep = Number($(this).data("score")) >= relativeCut(fraction, best);
       $(this).prop("hidden", !keep);
       if (keep) visible += 1;
     });
@@ -81,9 +88,10 @@ const Results = {
 };
 $(document).on("input", "#threshold", () => Results.applyThreshold());
 
-function searchByGalleryId(id, topK) {
+function searchByGalleryId(id, topK, extra) {
   return $.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
-                  data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10), ...PhotoFilters.values() }) });
+                  data: JSON.stringify({ gallery_id: Number(id), top_k: Number(topK || 10), ...PhotoFilters.values(),
+                                         ...(extra || {}) }) });
 }
 
 /* Search with a gallery picture and show the results below the page's content (gallery, groups, map). */

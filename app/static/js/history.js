@@ -13,7 +13,7 @@ const searches = pagedList("/api/history", () => ({ per_page: 10 }), (data) => {
         </div>
         <div class="d-flex gap-2">${thumbs}</div>
         <div class="d-flex gap-2">
-          <button class="btn btn-sm btn-primary rerun" data-url="${escapeHtml(s.query_url || "")}" data-gallery="${s.gallery_id || ""}" data-topk="${s.top_k}"><i class="bi bi-arrow-repeat"></i> Re-run</button>
+          <button class="btn btn-sm btn-primary rerun" data-url="${escapeHtml(s.query_url || "")}" data-gallery="${s.gallery_id || ""}" data-topk="${s.top_k}" data-words="${s.mode === "text" ? escapeHtml(s.filename || "") : ""}"><i class="bi bi-arrow-repeat"></i> Re-run</button>
           <button class="btn btn-sm btn-outline-danger delete"><i class="bi bi-trash"></i> Delete</button>
         </div>
       </div></div>`);
@@ -32,8 +32,12 @@ $(function () {
   $(document).on("click", ".rerun", async function () {
     const gallery = $(this).data("gallery");
     const topK = $(this).data("topk");
+    const words = $(this).data("words");
     let request;
-    if (gallery) {
+    if (words) {  // a search with words alone keeps them as its name
+      request = $.ajax({ url: "/api/search", type: "POST", contentType: "application/json",
+                         data: JSON.stringify({ text: String(words), top_k: Number(topK) }) });
+    } else if (gallery) {
       request = searchByGalleryId(gallery, topK);
     } else {
       const blob = await (await fetch($(this).data("url"))).blob();

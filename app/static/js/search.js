@@ -1,11 +1,23 @@
 /* The search page: choose, drop or paste an image (or give its URL), preview it, and search with the whole
-   picture, a region drawn on it (Cropper.js) or the object under a click. */
+   picture, a region drawn on it (Cropper.js) or the object under a click; or describe the picture in words
+   (CLIP), alone or added to a picture, and compare pictures by look (DINOv2) or by meaning (CLIP). */
 "use strict";
 let chosenFile = null;
 let cropper = null;
 let lastPoint = null;
+let galleryId = null;  // the gallery picture searched with, if that was the query
+let lastUrl = null;
 
 function mode() { return $("input[name=mode]:checked").val(); }
+
+/* The words typed and the space chosen, as search fields (absent when empty or by look). */
+function wordFields() {
+  const fields = {};
+  const text = $("#text-input").val().trim();
+  if (text && !$("#text-input").prop("disabled")) fields.text = text;
+  if ($("input[name=space]:checked").val() === "clip") fields.space = "clip";
+  return fields;
+}
 
 function showPreview(src) {
   stopCropper();
@@ -25,6 +37,7 @@ function choose(file) {
   if (!file) return;
   if (!file.type.startsWith("image/") && !isRaw(file)) { showError("That file is not an image."); return; }
   chosenFile = file;
+  galleryId = lastUrl = null;
   $("#mode-whole").prop("checked", true).trigger("change");
   if (isRaw(file)) {
     $("#mode-tools").prop("hidden", true);
@@ -81,6 +94,7 @@ function runSearch(extra) {
   form.append("image", chosenFile, chosenFile.name || "pasted.png");
   form.append("top_k", $("#top-k").val());
   for (const [key, value] of Object.entries(PhotoFilters.values())) form.append(key, value);
+  for (const [key, value] of Object.entries(wordFields())) form.append(key, value);
   for (const [key, value] of Object.entries(extra || {})) form.append(key, JSON.stringify(value));
   send(postSearch({ url: "/api/search", type: "POST", data: form, processData: false, contentType: false }, retrying));
 }
@@ -89,7 +103,26 @@ function stopCropper() {
   if (cropper) { cropper.destroy(); cropper = null; }
 }
 
+/* A JSON search with the page's options: a URL, a gallery picture or words alone. */
+function sendJson(body) {
+  return send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
+                           data: JSON.stringify({ ...body, top_k: Number($("#top-k").val()), ...PhotoFilters.values(),
+                                                  ...wordFields() }) }, retrying));
+}
+
+/* Search with the words: added to the picture chosen (or searched with) if there is one, else alone. */
+function searchWords() {
+  if (chosenFile || galleryId !== null || lastUrl) { searchCurrentMode(); return; }
+  if (!wordFields().text) return;
+  Explain.remember(null);  // words alone: nothing to pair patches with
+  $("#file-info").text("Searching with words");
+  sendJson({});
+}
+
 function searchCurrentMode() {
+  if (galleryId !== null) { sendJson({ gallery_id: galleryId }); return; }
+  if (lastUrl) { sendJson({ url: lastUrl }); return; }
+  if (!chosenFile) { if (wordFields().text) searchWords(); return; }
   if (mode() === "region" && cropper) {
     const d = cropper.getData(true);
     runSearch({ region: { x: d.x, y: d.y, w: d.width, h: d.height } });
@@ -101,7 +134,7 @@ function searchCurrentMode() {
 }
 
 $(function () {
-  PhotoFilters.init(() => { if (chosenFile && Results.last) searchCurrentMode(); });
+  PhotoFilters.init(() => { if (Results.last) searchCurrentMode(); });
   const $zone = $("#drop-zone");
   $zone.on("click", (e) => {
     if ($("#preview-wrap").prop("hidden") || mode() === "whole") $("#file-input").trigger("click");
@@ -151,26 +184,29 @@ $(function () {
   });
 
   $("#search-button").on("click", searchCurrentMode);
-  $("#top-k").on("change", searchCurrentMode);
+  $("#top-k").on("change", () => { if (Results.last) searchCurrentMode(); });
+  $("input[name=space]").on("change", () => { if (Results.last) searchCurrentMode(); });
+  $("#text-button").on("click", searchWords);
+  $("#text-input").on("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); searchWords(); } });
   $("#url-button").on("click", () => {
     const url = $("#url-input").val().trim();
     if (!url) return;
-    chosenFile = null;
+    chosenFile = galleryId = null;
+    lastUrl = url;
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Image from " + url);
     rememberQuery(() => ({ url }));
-    send(postSearch({ url: "/api/search", type: "POST", contentType: "application/json",
-                      data: JSON.stringify({ url: url, top_k: Number($("#top-k").val()), ...PhotoFilters.values() }) }, retrying))
-      .done((data) => showPreview(data.query.preview));
+    sendJson({ url }).done((data) => showPreview(data.query.preview));
   });
   $("#url-input").on("keydown", (e) => { if (e.key === "Enter") $("#url-button").trigger("click"); });
   $(document).on("click", ".find-similar", function () {
-    chosenFile = null;
+    chosenFile = lastUrl = null;
     $("#mode-tools").prop("hidden", true);
     $("#file-info").text("Searching with a gallery picture");
     const id = Number($(this).data("id"));
+    galleryId = id;
     rememberQuery(() => ({ query_gallery_id: id }));
-    send(searchByGalleryId(id, $("#top-k").val()));
+    sendJson({ gallery_id: id });
     showPreview($(this).closest(".card").find("img").attr("src"));
     window.scrollTo({ top: 0, behavior: "smooth" });
   });
