@@ -61,10 +61,11 @@ def stored(index: "GalleryIndex | None", model: "Clip") -> dict[str, np.ndarray]
     for segment, (_, _, live) in zip(index.segments, index.blocks()):
         if segment.clip is None:
             continue
-        for local in np.flatnonzero(live):
+        rows = np.flatnonzero(live)
+        for local, vector in zip(rows.tolist(), np.asarray(segment.clip[rows], np.float32)):
             facts = segment.files.get(segment.paths[local])
             if facts is not None:
-                found[facts["sha256"]] = np.asarray(segment.clip[local], np.float32)
+                found[facts["sha256"]] = vector
     return found
 
 
