@@ -38,7 +38,7 @@ const Results = {
     const from = data.query && data.query.mode === "text" ? "words alone" : "from gallery";
     $("#an-size").text(a.image_size ? a.image_size[0] + " × " + a.image_size[1] : from);
     $("#an-gallery").text(a.gallery_size);
-    $("#an-batch").text(a.batch_size ? `${a.batch_size} ${a.batch_size === 1 ? "query" : "queries"}` : "no model run");
+    $("#an-batch").text(a.batch_size ? `${a.batch_size} ${a.batch_size === 1 ? "query" : "queries"}` : (data.query && data.query.mode === "text" ? "no picture" : "no model run"));
     const stages = ["lookup", "fetch", "decode", "segment", "preprocess", "queue", "inference", "text", "search", "total"].filter((k) => k in a.timings_ms);
     const rows = stages.map((k) => [k, a.timings_ms[k]]).map(([k, v]) =>
       `<tr><td class="${k === "total" ? "fw-semibold" : ""}">${escapeHtml(k)}</td><td class="text-end">${v.toFixed(1)} ms</td></tr>`);
