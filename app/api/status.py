@@ -1,13 +1,14 @@
 """GET /api/health and GET /api/csrf-token."""
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from dinov2_numpy.weights.hub import weights_title
 
 from ..extensions import engine
+from ..startup import STARTING_RETRY_AFTER
 from ..services.errors import NotReady
 from ..web.security import is_private
 from . import bp
@@ -21,7 +22,12 @@ def csrf_token():
 
 @bp.get("/health")
 def health():
-    """Model and index readiness; 503 until both are ready."""
+    """Model and index readiness; 503 until both are ready (and while the process starts, with Retry-After)."""
+    ready = current_app.extensions.get("ready")  # set by app.startup.prepare; tools run without it
+    if ready is not None and not ready.is_set():
+        response = jsonify({"status": "not_ready", "problem": "The app is starting."})
+        response.headers["Retry-After"] = str(STARTING_RETRY_AFTER)
+        return response, 503
     eng = engine()
     body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
     try:
