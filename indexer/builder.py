@@ -20,6 +20,7 @@ from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
+from .no_op import is_no_op
 from .options import BuildOptions
 from .plan import Batches, Plan, Previous, embed_missing, plan_files, to_embed
 from .scan import Skipped, scan
@@ -119,8 +120,9 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
         build = _Build(images_dir, index_dir, weights, options, model, old)
         build.report.rebuilt_because = changed
         plan = build.plan()
-        rows = build.embed(plan)
-        build.publish(plan, rows)
+        if not build.keep_if_unchanged(plan):
+            rows = build.embed(plan)
+            build.publish(plan, rows)
     build.report.seconds = time.perf_counter() - start
     _write_log(options.log_path or os.path.join(index_dir, "build.log"), build.report)
     return build.report
@@ -179,6 +181,16 @@ class _Build:
         self.report.skipped = skipped + plan.skipped
         self.report.duplicates = list(plan.duplicates)
         return plan
+
+    def keep_if_unchanged(self, plan: Plan) -> bool:
+        """When the replaced index already is what this build would publish, report it and publish nothing."""
+        paths = sorted(plan.contents.values())
+        if self.previous is None or not is_no_op(self.previous, self._manifest(plan.files), paths):
+            return False
+        self.report.images = self.report.reused = len(paths)
+        self.report.index_path = self.previous.location or ""
+        self.work.clear()
+        return True
 
     def embed(self, plan: Plan) -> dict[str, np.ndarray]:
         """Rows (embedding and colour histogram) by content hash: the replaced index's, those an interrupted

@@ -68,6 +68,23 @@ def test_second_run_is_incremental(weights_path, tmp_path):
     assert np.array_equal(second.features[kept], first.features[first.paths.index("china.jpg")])
 
 
+def test_a_build_with_nothing_changed_publishes_nothing(weights_path, tmp_path):
+    g, idx = tmp_path / "g", tmp_path / "idx"
+    fill(g)
+    build_gallery(str(g), str(idx), weights_path, progress=False)
+    generation = os.path.realpath(idx / "current")
+    written = {name: os.stat(os.path.join(generation, name)).st_mtime_ns for name in os.listdir(generation)}
+    again = build_gallery(str(g), str(idx), weights_path, progress=False)
+    assert os.path.realpath(idx / "current") == generation == again.index_path
+    assert os.listdir(idx / "generations") == [os.path.basename(generation)]
+    assert {n: os.stat(os.path.join(generation, n)).st_mtime_ns for n in os.listdir(generation)} == written
+    assert (again.images, again.reused, again.embedded, again.removed) == (6, 6, 0, 0)
+    os.utime(g / "china.jpg", ns=(1, 1))  # its facts changed (not its content): the index must say so
+    touched = build_gallery(str(g), str(idx), weights_path, progress=False)
+    assert touched.embedded == 0 and os.path.realpath(idx / "current") != generation
+    assert load_index(str(idx)).files["china.jpg"]["mtime_ns"] == 1
+
+
 def test_bad_files_are_skipped_with_reasons(weights_path, tmp_path):
     g = tmp_path / "g"
     fill(g, PHOTOS[:2])
