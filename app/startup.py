@@ -17,6 +17,7 @@ from indexer.generations import IndexFilesError
 
 from .services.errors import Busy, NotReady, Starting
 from .services.gallery_changes import compact_if_due, drift, recover
+from .services.row_filters import segment_facts
 from .services.watcher import GalleryWatcher, WatchSupervisor
 from .storage import gallery_table
 
@@ -93,6 +94,7 @@ def _prepare_in_background(app: Flask, ready: threading.Event) -> None:
         app.logger.exception("start-up step failed")
     finally:
         ready.set()
+    _warm_filters(app)
     if not app.config["WATCH_GALLERY"]:  # the watcher's first full scan finds the same files and indexes them
         _report_drift(app)
     _watch(app)
@@ -140,6 +142,15 @@ def _warm(app: Flask) -> None:
         engine.model  # noqa: B018  (loads it)
     except NotReady as e:
         app.logger.warning("start-up: %s", e.message)
+
+
+def _warm_filters(app: Flask) -> None:
+    """Read the photo filters' columns of the current generation now rather than in the first filtered request."""
+    try:
+        for segment in app.extensions["engine"].index().segments:
+            segment_facts(segment)
+    except NotReady:
+        pass
 
 
 def _watch(app: Flask) -> None:
