@@ -245,9 +245,10 @@ class Engine:
     def search(self, vector: np.ndarray, k: int, allowed: RowFilter | None = None, colour: np.ndarray | None = None,
                colour_weight: float = 0.0, current: Current | None = None) -> list[Hit]:
         """Top-``k`` gallery pictures for a unit ``vector``, among the rows ``allowed`` lets through if given
-        (a filter, ``row_filters.PhotoRows``: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
-        ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
-        ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Searched
+        (a filter, ``row_filters.PhotoRows``: still ``k`` results when that many match). With
+        ``colour_weight`` w > 0 and the query's ``colour`` histogram, the score is (1 - w) x visual + w x
+        colour similarity, over the ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does
+        not replace it). Searched
         in ``current`` (default: the current generation and backend); backend ids map to paths through the
         index generation the backend was opened for."""
         with self._ranking:
