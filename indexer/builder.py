@@ -15,7 +15,7 @@ import numpy as np
 from dinov2_numpy import Dinov2, load_model
 from dinov2_numpy.descriptor import descriptor_of
 
-from . import clip_set, colour
+from . import clip_set, colour, no_op
 from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
@@ -113,21 +113,51 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
     start = time.perf_counter()
     with contextlib.nullcontext() if options.lock_held else build_lock(index_dir):
         model = load_model(weights)
-        try:
-            old = _previous_index(index_dir, model, options.rebuild)
-            changed = ""
-        except ModelChanged as e:
-            if not options.rebuild_on_model_change:
-                raise
-            options, old, changed = replace(options, rebuild=True), e.index, e.change
-        build = _Build(images_dir, index_dir, weights, options, model, old)
-        build.report.rebuilt_because = changed
-        plan = build.plan()
+        scanned = scan(images_dir)
+        digest = no_op.scan_digest(*scanned, _depends_on(images_dir, options, model))
+        report = None if options.rebuild else _unchanged(index_dir, digest)
+        if report is None:
+            report = _build(images_dir, index_dir, weights, options, model, scanned, digest)
+    report.seconds = time.perf_counter() - start
+    _write_log(options.log_path or os.path.join(index_dir, "build.log"), report)
+    return report
+
+
+def _build(images_dir: str, index_dir: str, weights: str, options: BuildOptions, model: Dinov2,
+           scanned: tuple[list, list[Skipped]], digest: str) -> BuildReport:
+    try:
+        old = _previous_index(index_dir, model, options.rebuild)
+        changed = ""
+    except ModelChanged as e:
+        if not options.rebuild_on_model_change:
+            raise
+        options, old, changed = replace(options, rebuild=True), e.index, e.change
+    build = _Build(images_dir, index_dir, weights, options, model, old, digest=digest)
+    build.report.rebuilt_because = changed
+    plan = build.plan(scanned)
+    if not build.keep_if_unchanged(plan):
         rows = build.embed(plan)
         build.publish(plan, rows, build.embed_clip(plan))
-    build.report.seconds = time.perf_counter() - start
-    _write_log(options.log_path or os.path.join(index_dir, "build.log"), build.report)
     return build.report
+
+
+def _depends_on(images_dir: str, options: BuildOptions, model: Dinov2) -> dict:
+    """What a build's result depends on besides the files: the scan digest covers these too."""
+    return {"model": model_fingerprint(model), "descriptor": descriptor_of(model).to_dict(), "colour": colour.VERSION,
+            "ids": ID_SCHEME, "images_dir": os.path.abspath(images_dir), "gps": options.gps,
+            "max_pixels": options.max_pixels,
+            "backend": options.backend.get("VECTOR_BACKEND", BACKEND_DEFAULTS["VECTOR_BACKEND"]),
+            "clip": clip_set.fingerprint(clip_set.load_clip(options.clip_weights)) if options.clip_weights else None}
+
+
+def _unchanged(index_dir: str, digest: str) -> BuildReport | None:
+    """The report of a build with nothing to do, when the current generation's stamp says so (``no_op``)."""
+    stamp = no_op.stamped(index_dir, digest)
+    if stamp is None:
+        return None
+    return BuildReport(images=stamp["images"], reused=stamp["images"], index_path=stamp["location"],
+                       duplicates=[tuple(d) for d in stamp["duplicates"]],
+                       skipped=[Skipped(p, r) for p, r in stamp["skipped"]])
 
 
 def _previous_index(index_dir: str, model: Dinov2, rebuild: bool) -> GalleryIndex | None:
@@ -165,6 +195,7 @@ class _Build:
     model: Dinov2
     old: GalleryIndex | None  # the index replaced
     report: BuildReport = field(default_factory=BuildReport)
+    digest: str = ""  # of the scan and settings (``no_op``), stamped on what this build publishes
 
     def __post_init__(self) -> None:
         self.descriptor = descriptor_of(self.model)
@@ -178,14 +209,32 @@ class _Build:
         self.clip_fresh: set[str] = set()  # contents whose CLIP embedding this build made
         self.clip_work: WorkCache | None = None
 
-    def plan(self) -> Plan:
-        """The plan of every file below the images folder against the replaced index."""
-        entries, skipped = scan(self.images_dir)
+    def plan(self, scanned: tuple[list, list[Skipped]] | None = None) -> Plan:
+        """The plan of every file below the images folder (``scanned``: what ``scan`` found there) against
+        the replaced index."""
+        entries, skipped = scanned or scan(self.images_dir)
         plan = plan_files(self.images_dir, entries, Previous.files(self.previous.files if self.previous else {}),
                           self.options.gps)
         self.report.skipped = skipped + plan.skipped
         self.report.duplicates = list(plan.duplicates)
         return plan
+
+    def keep_if_unchanged(self, plan: Plan) -> bool:
+        """When the replaced index already is what this build would publish, report it and publish nothing."""
+        paths = sorted(plan.contents.values())
+        if self.previous is None or not no_op.is_no_op(self.previous, self._manifest(plan.files), paths):
+            return False
+        if self.clip is not None and not self.previous.has_clip:  # CLIP switched on: its vectors to make
+            return False
+        self.report.images = self.report.reused = len(paths)
+        self.report.index_path = self.previous.location or ""
+        self._stamp(self.report.index_path)  # the next build with nothing to do need not read the manifest
+        self._clear_work()
+        return True
+
+    def _stamp(self, folder: str) -> None:
+        if self.digest and folder and not self.failed and no_op.applies(self.options.backend):
+            no_op.write_stamp(folder, self.digest, self.report.images, self.report.duplicates, self.report.skipped)
 
     def embed(self, plan: Plan) -> dict[str, np.ndarray]:
         """Rows (embedding and colour histogram) by content hash: the replaced index's, those an interrupted
@@ -250,11 +299,15 @@ class _Build:
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
         fresh = {p for p in paths if previous_files.get(p, {}).get("sha256") != files[p]["sha256"]}
         clip_rows = self._clip_rows(paths, files, clip)
-        self.report.index_path = save_index(
-            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows),
-            extra=lambda folder: self._backends(folder, paths, files, embeddings, clip_rows, fresh))
-        self._clear_work()
         self.report.images = len(paths)
+
+        def extra(folder: str) -> None:
+            self._backends(folder, paths, files, embeddings, clip_rows, fresh)
+            self._stamp(folder)
+
+        self.report.index_path = save_index(
+            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows), extra=extra)
+        self._clear_work()
         self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
 
     def _clip_rows(self, paths: list[str], files: dict[str, dict],

@@ -113,7 +113,8 @@ def _hash(images_dir: str, entries: Iterable[FileEntry], previous: Previous, gps
     """``(path, sha256)`` of the entries that can be read, recording their facts in ``plan`` (unreadable
     ones among its skipped); an unchanged file keeps the hash recorded for it. Files are hashed and their
     headers read ``HASH_WORKERS`` at a time (file reads and SHA-256 release the GIL: a camera's 50 MB RAW
-    file costs tens of milliseconds of each), in the entries' order."""
+    file costs tens of milliseconds of each), in the entries' order; an unchanged file, which needs no read,
+    is looked at in this thread (a thread pool's hand-over costs more than that, a million times over)."""
     def look(entry: FileEntry) -> tuple[FileEntry, bool, str | Skipped, dict]:
         facts = previous.facts(entry.path)
         same = unchanged(entry, facts)
@@ -123,9 +124,16 @@ def _hash(images_dir: str, entries: Iterable[FileEntry], previous: Previous, gps
             return entry, same, Skipped(entry.path, f"cannot read: {e.strerror}"), {}
         return entry, same, sha, file_facts(images_dir, entry, sha, facts, gps)
 
+    def reused(entry: FileEntry) -> bool:  # nothing to read: looked at here, not handed to a thread
+        facts = previous.facts(entry.path)
+        return unchanged(entry, facts) and "meta" in facts and ("latitude" in facts["meta"]) == gps
+
+    entries = list(entries)
+    inline = [reused(e) for e in entries]
     hashed = []
     with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="plan") as pool:
-        for entry, same, sha, facts in pool.map(look, entries):
+        read = pool.map(look, [e for e, cheap in zip(entries, inline) if not cheap])
+        for entry, same, sha, facts in (look(e) if cheap else next(read) for e, cheap in zip(entries, inline)):
             if isinstance(sha, Skipped):
                 plan.skipped.append(sha)
                 continue

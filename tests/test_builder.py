@@ -68,6 +68,38 @@ def test_second_run_is_incremental(weights_path, tmp_path):
     assert np.array_equal(second.features[kept], first.features[first.paths.index("china.jpg")])
 
 
+def test_a_build_with_nothing_changed_publishes_nothing(weights_path, tmp_path, monkeypatch):
+    from indexer import builder, no_op
+    g, idx = tmp_path / "g", tmp_path / "idx"
+    fill(g)
+    shutil.copy(PHOTOS[0], g / "same-as-chelsea.png")
+    (g / "empty.jpg").write_bytes(b"")
+    first = build_gallery(str(g), str(idx), weights_path, progress=False)
+    generation = os.path.realpath(idx / "current")
+    written = {name: os.stat(os.path.join(generation, name)).st_mtime_ns for name in os.listdir(generation)}
+    assert no_op.STAMP in written
+
+    def not_read(*args):
+        raise AssertionError("the manifest was read")
+
+    with monkeypatch.context() as m:  # the stamp answers: the previous index is not even read
+        m.setattr(builder, "_previous_index", not_read)
+        again = build_gallery(str(g), str(idx), weights_path, progress=False)
+    assert os.path.realpath(idx / "current") == generation == again.index_path
+    assert os.listdir(idx / "generations") == [os.path.basename(generation)]
+    assert {n: os.stat(os.path.join(generation, n)).st_mtime_ns for n in os.listdir(generation)} == written
+    assert (again.images, again.reused, again.embedded, again.removed) == (6, 6, 0, 0)
+    assert again.duplicates == first.duplicates and again.skipped == first.skipped
+    os.unlink(os.path.join(generation, no_op.STAMP))  # an index built before stamps: the manifest decides
+    slow = build_gallery(str(g), str(idx), weights_path, progress=False)
+    assert slow.index_path == generation and os.listdir(idx / "generations") == [os.path.basename(generation)]
+    assert os.path.exists(os.path.join(generation, no_op.STAMP))
+    os.utime(g / "china.jpg", ns=(1, 1))  # its facts changed (not its content): the index must say so
+    touched = build_gallery(str(g), str(idx), weights_path, progress=False)
+    assert touched.embedded == 0 and os.path.realpath(idx / "current") != generation
+    assert load_index(str(idx)).files["china.jpg"]["mtime_ns"] == 1
+
+
 def test_bad_files_are_skipped_with_reasons(weights_path, tmp_path):
     g = tmp_path / "g"
     fill(g, PHOTOS[:2])

@@ -124,3 +124,76 @@ def test_bad_filters_are_refused_clearly(photo_site, tmp_path, weights_path, fie
     r = post_search(client, (photo_site / "gallery" / "rocket.jpg").read_bytes(), **fields)
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_field"
     assert client.get("/api/gallery", query_string=fields).status_code == 400
+
+
+FILTERS = [{"camera": "canon eos 5d"}, {"camera": "CANON EOS 5D", "orientation": "landscape"},
+           {"orientation": "portrait"}, {"orientation": "square"}, {"taken_after": "2021-07-01"},
+           {"taken_before": "2021-12-31"}, {"taken_after": "2021-12-31", "taken_before": "2021-12-31"},
+           {"min_megapixels": 0.25}, {"min_megapixels": 0}, {"camera": "Leica"},
+           {"camera": "Google Pixel 7", "taken_after": "2023-08-01", "min_megapixels": 0.1}]
+
+
+def test_a_filter_is_a_mask_over_the_index_rows_equal_to_the_tables_answer(photo_site, tmp_path, weights_path):
+    """The mask (app.services.row_filters) lets through exactly the rows the gallery table's metadata columns
+    match, and a filtered search ranks exactly among them, asking the database nothing about pictures."""
+    from datetime import date, datetime, time
+
+    from sqlalchemy import event, func, select
+
+    from app.extensions import db
+    from app.services.row_filters import row_mask
+    from app.storage.models import GalleryImage
+    from app.storage.photo_filters import PhotoFilter
+    app = make_app(photo_site, tmp_path, weights_path)
+    index = load_index(str(photo_site / "index"))
+    table = GalleryImage.__table__.c
+    for fields in FILTERS:
+        f = PhotoFilter(**{k: date.fromisoformat(v) if k.startswith("taken") else v for k, v in fields.items()})
+        query = select(table.id)
+        if f.taken_after:
+            query = query.where(table.taken_at >= datetime.combine(f.taken_after, time.min))
+        if f.taken_before:
+            query = query.where(table.taken_at <= datetime.combine(f.taken_before, time(23, 59, 59)))
+        if f.camera:
+            query = query.where(func.lower(table.camera) == f.camera.lower())
+        if f.orientation:
+            query = query.where(table.orientation == f.orientation)
+        if f.min_megapixels is not None:
+            query = query.where(table.width * table.height >= f.min_megapixels * 1e6)
+        with app.app_context():
+            expected = set(db.session.scalars(query))
+        mask = row_mask(index, f)
+        assert mask.dtype == bool and mask.shape == (len(index),)
+        assert set(index.ids[mask].tolist()) == expected, fields
+
+    client = app.test_client()
+    rocket = int(index.ids[index.row_of_path("rocket.jpg")])
+    seen = []
+    with app.app_context():
+        engine = db.engine
+    record = lambda conn, cursor, statement, *rest: seen.append(statement.upper())  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        from tests.helpers import csrf_headers
+        found = client.post("/api/search", json={"gallery_id": rocket, "top_k": 10, "camera": "canon eos 5d"},
+                            headers=csrf_headers(client)).get_json()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [s for s in seen if "GALLERY_IMAGES" in s], seen
+    mask = row_mask(index, PhotoFilter(camera="Canon EOS 5D"))
+    scores = index.features[mask] @ index.vector(index.row_of_path("rocket.jpg"))
+    order = sorted(range(len(scores)), key=lambda j: -scores[j])
+    assert [r["id"] for r in found["results"]] == [int(index.ids[mask][j]) for j in order]
+    assert found["query"]["filter"]["matching"] == 3
+    # Over a generation with a segment and a dead row, the mask is over its live rows, in their order.
+    import numpy as np
+
+    from indexer.generations import append_change
+    moved = index.vector(index.row_of_path("cat.jpg"))[None]
+    facts = {"size": 1, "mtime_ns": 1, "sha256": "1" * 64,
+             "meta": {"camera": "Canon EOS 5D", "width": 10, "height": 20, "orientation": "portrait"}}
+    append_change(str(photo_site / "index"), ["new/cat.jpg"], moved, {"new/cat.jpg": facts}, remove=["coffee.jpg"])
+    changed = load_index(str(photo_site / "index"))
+    mask = row_mask(changed, PhotoFilter(camera="canon eos 5d"))
+    assert mask.shape == (len(changed),)
+    assert sorted(np.asarray(changed.paths)[mask].tolist()) == ["astronaut.jpg", "cat.jpg", "new/cat.jpg"]

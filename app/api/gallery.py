@@ -6,7 +6,8 @@ import math
 from flask import jsonify, request
 
 from ..extensions import engine
-from ..storage.photo_filters import allowed_ids, cameras
+from ..services.row_filters import row_mask, rows_by_path
+from ..storage.photo_filters import cameras
 from . import bp
 from .fields import int_arg, photo_filter
 from .links import with_links
@@ -21,8 +22,8 @@ def gallery():
     wanted = photo_filter(request.args)
     order = index.rows_by_path
     if wanted.active:
-        allowed = allowed_ids(wanted)
-        order = [r for r in order if int(index.ids[r]) in allowed]
+        by_path = rows_by_path(index)
+        order = by_path[row_mask(index, wanted)[by_path]]
     rows = [r for r in order if q in index.paths[r].lower()] if q else order
     total = len(rows)
     chunk = rows[(page - 1) * per_page: page * per_page]

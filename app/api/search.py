@@ -6,9 +6,9 @@ from flask_login import current_user
 
 from ..extensions import db, engine, limits, throttle
 from ..services.errors import InvalidInput
+from ..services.row_filters import PhotoRows
 from ..services.search import Query, run_search, run_segment
 from ..storage.history import record_search
-from ..storage.photo_filters import allowed_ids
 from ..web.bearer import current_key
 from . import bp
 from .fields import (
@@ -56,10 +56,7 @@ def _search():
     top_k = int_arg(fields.get("top_k"), "top_k", 10, 1, 100)
     cut = threshold(fields.get("threshold"))
     wanted = photo_filter(fields)
-    allowed = None
-    if wanted.active:
-        allowed = allowed_ids(wanted)
-        db.session.close()  # not held while waiting for the model
+    allowed = PhotoRows(wanted) if wanted.active else None
     text, space = query_text(fields.get("text")), search_space(fields.get("space"))
     if fields.get("gallery_id") is not None and not files:
         query = Query("gallery", gallery_id=int_arg(fields["gallery_id"], "gallery_id", 0, 1, 2**53 - 1))
@@ -70,7 +67,7 @@ def _search():
     query.text, query.space = text, space
     result = run_search(engine(), query, limits(), top_k, cut, allowed, colour_weight(fields.get("color_weight")))
     if wanted.active:
-        result["query"]["filter"] = {**wanted.json(), "matching": len(allowed)}
+        result["query"]["filter"] = {**wanted.json(), "matching": allowed.matching}
     if current_user.is_authenticated:
         result["query"]["search_id"] = record_search(current_user.id, current_app.config["UPLOAD_DIR"], query.data,
                                                      result, top_k, query.original_name or query.url or text)

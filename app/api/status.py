@@ -1,7 +1,7 @@
 """GET /api/health and GET /api/csrf-token."""
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
@@ -9,6 +9,7 @@ from dinov2_numpy.weights.hub import weights_title
 from indexer.generations import IndexFilesError
 
 from ..extensions import engine
+from ..startup import STARTING_RETRY_AFTER
 from ..services.errors import NotReady
 from ..web.security import is_private
 from . import bp
@@ -40,7 +41,12 @@ def _text_search(eng) -> dict:
 
 @bp.get("/health")
 def health():
-    """Model and index readiness; 503 until both are ready."""
+    """Model and index readiness; 503 until both are ready (and while the process starts, with Retry-After)."""
+    ready = current_app.extensions.get("ready")  # set by app.startup.prepare; tools run without it
+    if ready is not None and not ready.is_set():
+        response = jsonify({"status": "not_ready", "problem": "The app is starting."})
+        response.headers["Retry-After"] = str(STARTING_RETRY_AFTER)
+        return response, 503
     eng = engine()
     body = {"status": "ok", "model_loaded": False, "model": None, "gallery_size": 0, "index_age_seconds": None}
     try:

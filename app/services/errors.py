@@ -66,3 +66,9 @@ class Overloaded(ServiceError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Starting(Overloaded):
+    """The process is still getting ready to serve (``app.startup``): the same request in a moment will work."""
+
+    code = "starting"

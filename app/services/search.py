@@ -17,7 +17,7 @@ from indexer.fetch import fetch_image
 from indexer.formats import RAW_EXTENSIONS
 from indexer.vector_index import CLIP_SET, DINOV2_SET
 
-from .engine import Embedding, Engine, unit
+from .engine import Embedding, Engine, RowFilter, unit
 from .errors import InvalidInput
 from .images import decoded, is_blank
 from .pixel_budget import PixelBudget
@@ -89,11 +89,11 @@ def load_picture(query: Query, limits: Limits) -> Iterator[Decoded]:
 
 
 def run_search(engine: Engine, query: Query, limits: Limits, top_k: int,
-               threshold: float = DEFAULT_THRESHOLD, allowed: set[int] | None = None,
+               threshold: float = DEFAULT_THRESHOLD, allowed: RowFilter | None = None,
                colour_weight: float = 0.0) -> dict:
     """Search the gallery; returns ``{"query", "results", "analysis"}``, the shape both the JSON API and
     ``python -m app.cli search --json`` return. ``results`` hold rank, public id, path, score and the photo's
-    metadata. ``allowed``: only these public ids (a metadata filter, applied before the top-K).
+    metadata. ``allowed``: only the rows it lets through (a metadata filter, applied before the top-K).
     ``colour_weight`` (0 to 1) blends colour similarity into the score (``Engine.search``). Words
     (``query.text``) and ``query.space`` CLIP_SET search the CLIP embeddings instead of the descriptors."""
     start = time.perf_counter()

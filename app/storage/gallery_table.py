@@ -1,18 +1,32 @@
 """The gallery_images table follows the published index: rows are added, updated and removed by an explicit
 ``sync`` after every change (start-up, an upload, a delete, a rebuild), never while serving a read. Results
-come from the index itself, so a table that lags a build made outside the app shows nothing wrong."""
+come from the index itself, so a table that lags a build made outside the app shows nothing wrong.
+
+A sync at start-up costs what changed since the generation the table reflects (``gallery_sync``): nothing
+when it is the current one; the rows of the segments added since (and of the rows they made dead) when the
+base is the same; a comparison of the whole table otherwise (a new build). Rows are written in bulk through
+SQLAlchemy Core: a million ORM objects cost a minute of flushing."""
 from __future__ import annotations
 
+import os
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select, update
 
-from indexer.generations import GalleryIndex
+from indexer.generations import FEATURES, GalleryIndex
 from indexer.ids import image_id
 
 from ..extensions import db
-from .models import GalleryImage
+from .models import GalleryImage, GallerySync
+
+TABLE = GalleryImage.__table__
+META = ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width", "height", "orientation",
+        "latitude", "longitude")
+COLUMNS = ("path", "sha256", "size", "taken_at", "time_from_exif") + META  # what a sync compares and writes
+_LENGTHS = {c.name: c.type.length for c in TABLE.c if getattr(c.type, "length", None) is not None}
+_CHUNK = 5000  # rows per bulk statement
+_IN_CHUNK = 500  # ids per IN (...) list: SQLite builds before 3.32 allow 999 parameters
 
 
 def metadata_columns(meta: dict) -> dict:
@@ -21,43 +35,101 @@ def metadata_columns(meta: dict) -> dict:
     taken = meta.get("taken_at")
     values = {"taken_at": datetime.fromisoformat(taken) if taken else None,
               "time_from_exif": meta.get("time_source") == "exif" if taken else None,
-              **{k: meta.get(k) for k in ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width",
-                                          "height", "orientation", "latitude", "longitude")}}
-    for name, value in values.items():
-        length = getattr(GalleryImage.__table__.c[name].type, "length", None)
-        if isinstance(value, str) and length is not None:
+              **{k: meta.get(k) for k in META}}
+    for name, length in _LENGTHS.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > length:
             values[name] = value[:length]
     return values
 
 
+def row_values(path: str, info: dict) -> dict:
+    """Every compared column of the row of ``path``, from its file facts in the index."""
+    return {"path": path, "sha256": info.get("sha256", ""), "size": info.get("size", 0),
+            **metadata_columns(info.get("meta", {}))}
+
+
 def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
-    """Make the table hold exactly the index's pictures, with their content hash and size; with ``changed``
-    (the paths one gallery change touched) only their rows are looked at."""
-    rows, wanted = _rows_and_wanted(index, changed)
-    for image_id_, (path, info) in wanted.items():
-        values = {"path": path, "sha256": info.get("sha256", ""), "size": info.get("size", 0),
-                  **metadata_columns(info.get("meta", {}))}
-        row = rows.get(image_id_)
-        if row is None:
-            db.session.add(GalleryImage(id=image_id_, **values))
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-    for image_id_, row in rows.items():
-        if image_id_ not in wanted:
-            db.session.delete(row)
+    """Make the table hold exactly the index's pictures, with their content hash, size and metadata; with
+    ``changed`` (the paths one gallery change touched) only their rows are looked at."""
+    if changed is not None:
+        _sync_paths(index, list(changed))
+        db.session.commit()
+        return
+    state = generation_state(index)
+    held = db.session.get(GallerySync, 1)
+    if held is not None and state is not None and \
+            (held.generation, held.base, held.segments) == (state["generation"], state["base"], state["segments"]):
+        return
+    if held is not None and state is not None and held.base == state["base"] and \
+            state["segments"][:len(held.segments)] == held.segments:
+        _sync_paths(index, list(touched_since(index, len(held.segments))))
+    else:
+        _apply(_all_rows(), {int(i): row_values(p, info) for i, p, info in _index_rows(index)})
+    if state is not None:
+        if held is None:
+            db.session.add(GallerySync(id=1, **state))
+        else:
+            held.generation, held.base, held.segments = state["generation"], state["base"], state["segments"]
     db.session.commit()
 
 
-def _rows_and_wanted(index: GalleryIndex, changed: Iterable[str] | None) -> tuple[dict[int, GalleryImage], dict]:
-    """The table rows to look at by id, and what the index says they should hold: ``{id: (path, file facts)}``."""
-    if changed is None:
-        rows = {r.id: r for r in db.session.scalars(select(GalleryImage))}
-        files = index.files
-        return rows, {int(i): (p, files.get(p, {})) for i, p in zip(index.ids, index.paths)}
-    # A change: its own rows only, so the cost does not grow with the gallery.
-    changed = list(changed)
-    ids = [image_id(p) for p in changed]
-    rows = {r.id: r for r in db.session.scalars(select(GalleryImage).where(GalleryImage.id.in_(ids)))}
-    found = {i: (p, index.row_of_path(p)) for i, p in zip(ids, changed)}
-    return rows, {i: (p, index.info(row)) for i, (p, row) in found.items() if row is not None}
+def generation_state(index: GalleryIndex) -> dict | None:
+    """What identifies a generation for ``gallery_sync`` (None for one not loaded from a folder)."""
+    if index.location is None:
+        return None
+    st = os.stat(os.path.join(index.location, FEATURES))
+    return {"generation": os.path.basename(index.location), "base": f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}",
+            "segments": [s.name for s in index.segments[1:]]}
+
+
+def touched_since(index: GalleryIndex, segments_held: int) -> Iterator[str]:
+    """The paths of the segments after the first ``segments_held`` and of every dead row: all a table that
+    reflected a generation with that many segments on the same base may lack (dead rows are few: a compaction
+    folds them away once they pass a tenth of the base)."""
+    for segment in index.segments[1 + segments_held:]:
+        yield from segment.paths
+    for segment in index.segments:
+        for local in index.dead[segment.name].tolist():
+            yield segment.paths[local]
+
+
+def _index_rows(index: GalleryIndex) -> Iterator[tuple[int, str, dict]]:
+    files = index.files
+    for public_id, path in zip(index.ids.tolist(), index.paths):
+        yield public_id, path, files.get(path, {})
+
+
+def _all_rows() -> dict[int, tuple]:
+    columns = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
+    return {row[0]: tuple(row[1:]) for row in db.session.execute(select(*columns))}
+
+
+def _sync_paths(index: GalleryIndex, paths: list[str]) -> None:
+    """Bring the rows of ``paths`` in step with the index (rows of other paths are left alone)."""
+    paths = list(dict.fromkeys(paths))
+    ids = [image_id(p) for p in paths]
+    columns = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
+    held = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        query = select(*columns).where(TABLE.c.id.in_(ids[start:start + _IN_CHUNK]))
+        held.update((row[0], tuple(row[1:])) for row in db.session.execute(query))
+    wanted = {}
+    for public_id, path in zip(ids, paths):
+        row = index.row_of_path(path)
+        if row is not None:
+            wanted[public_id] = row_values(path, index.info(row))
+    _apply(held, wanted)
+
+
+def _apply(held: dict[int, tuple], wanted: dict[int, dict]) -> None:
+    """Insert, update and delete so that the ``held`` rows (id -> compared columns) become ``wanted``."""
+    new = [{"id": i, **v} for i, v in wanted.items() if i not in held]
+    changed = [{"_id": i, **v} for i, v in wanted.items() if i in held and held[i] != tuple(v[c] for c in COLUMNS)]
+    gone = [i for i in held if i not in wanted]
+    for start in range(0, len(gone), _IN_CHUNK):
+        db.session.execute(delete(TABLE).where(TABLE.c.id.in_(gone[start:start + _IN_CHUNK])))
+    statement = update(TABLE).where(TABLE.c.id == bindparam("_id"))  # SET: the columns each row dict names
+    for rows, how in ((new, insert(TABLE)), (changed, statement)):
+        for start in range(0, len(rows), _CHUNK):
+            db.session.execute(how, rows[start:start + _CHUNK])

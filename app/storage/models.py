@@ -125,6 +125,16 @@ class GalleryImage(db.Model):
     longitude: Mapped[float | None] = mapped_column(Float)
 
 
+class GallerySync(db.Model):
+    """The index generation the gallery_images table reflects (one row, ``app.storage.gallery_table``): a
+    start-up that finds it current does nothing, one after a few changes looks at their rows only."""
+    __tablename__ = "gallery_sync"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[str] = mapped_column(String(64))  # the generation folder's name
+    base: Mapped[str] = mapped_column(String(64))  # identity of its base segment's file (inode, mtime, size)
+    segments: Mapped[list] = mapped_column(JSON)  # the names of the segments on top of the base
+
+
 class Invitation(db.Model):
     """A single-use, expiring link an administrator made for one new account."""
     __tablename__ = "invitations"

@@ -1,10 +1,10 @@
-"""Filtering gallery pictures by what they say about themselves (the metadata columns of ``gallery_images``):
-capture date range, camera, orientation and a minimum resolution. The database answers with the public ids
-that match; the search then ranks among those only."""
+"""Filtering gallery pictures by what they say about themselves: capture date range, camera, orientation and a
+minimum resolution. A filter is applied to the index rows as a mask (``app.services.row_filters``); the
+database (the metadata columns of ``gallery_images``) lists the cameras to choose from."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date
 
 from sqlalchemy import func, select
 
@@ -28,24 +28,6 @@ class PhotoFilter:
 
     def json(self) -> dict:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.__dict__.items() if v is not None}
-
-
-def allowed_ids(f: PhotoFilter) -> set[int]:
-    """The public ids of the gallery pictures that pass ``f``."""
-    query = select(GalleryImage.id)
-    if f.taken_after is not None:
-        query = query.where(GalleryImage.taken_at >= datetime.combine(f.taken_after, time.min))
-    if f.taken_before is not None:
-        # the whole day, to its last second (capture times are whole seconds); the day after 9999-12-31 does
-        # not exist, so no "before the next day"
-        query = query.where(GalleryImage.taken_at <= datetime.combine(f.taken_before, time(23, 59, 59)))
-    if f.camera is not None:
-        query = query.where(func.lower(GalleryImage.camera) == f.camera.lower())
-    if f.orientation is not None:
-        query = query.where(GalleryImage.orientation == f.orientation)
-    if f.min_megapixels is not None:
-        query = query.where(GalleryImage.width * GalleryImage.height >= f.min_megapixels * 1e6)
-    return set(db.session.scalars(query))
 
 
 def cameras() -> list[dict]:
