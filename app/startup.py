@@ -73,7 +73,8 @@ def prepare(app: Flask, wait: bool = True) -> None:
 
     @app.before_request
     def refuse_while_starting() -> None:
-        if not ready.is_set() and request.endpoint != "api.health":  # health says it in its own words
+        # Health says it in its own words; style sheets and scripts need nothing the start-up makes.
+        if not ready.is_set() and request.endpoint not in ("api.health", "static"):
             raise Starting("The app is starting; try again in a few seconds.", STARTING_RETRY_AFTER)
 
     if wait:

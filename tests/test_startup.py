@@ -125,6 +125,7 @@ def test_requests_get_503_with_retry_after_until_the_start_up_is_done(site, tmp_
     page = client.get("/")
     assert page.status_code == 503 and page.headers["Retry-After"]
     assert "starting" in page.get_data(as_text=True)
+    assert client.get("/static/favicon.svg").status_code == 200  # the short page is styled meanwhile
     release.set()
     wait_until(lambda: client.get("/api/health").status_code == 200, "the app to become ready")
     assert set(table_rows(app)) == set(load_index(str(site / "index")).paths)
