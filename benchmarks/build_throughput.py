@@ -5,7 +5,8 @@
 Model-only: the weights' descriptor (the forward pass up to its block, and its pooling) on already-preprocessed
 tensors, the same work the build does per picture. Build: build_gallery.py's full pipeline
 (hashing, decoding and preprocessing in threads overlapped with inference, writing the index) on real JPEG
-photos. Prints images/s for both and their ratio.
+photos. Prints images/s for both and their ratio, and the BLAS kernel, which runs without the environment's
+pin (``dinov2_numpy.blas.without_blas_pin``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dinov2_numpy import load_model  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from dinov2_numpy.descriptor import descriptor_of, prepare  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
@@ -39,8 +41,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    without_blas_pin()
     weights = load_settings()["WEIGHTS"]
     model = load_model(weights)
+    print(f"BLAS: {blas_kernels()}")
     with tempfile.TemporaryDirectory() as tmp:
         gallery = os.path.join(tmp, "gallery")
         os.makedirs(gallery)
