@@ -80,6 +80,41 @@ def test_whole_image_preprocessing_keeps_the_aspect_ratio_at_about_the_crop_pixe
         Descriptor.from_dict({"block": 3, "layer": 2})
 
 
+def test_a_smaller_input_size_scales_both_preprocessings_and_is_stored_only_when_not_the_reference():
+    crop = prepare(mvtb_photo("eiffel-1.png"), Descriptor(size=168))
+    assert crop.shape == (3, 168, 168)
+    _, h, w = prepare(mvtb_photo("eiffel-1.png"), Descriptor(preprocessing="whole", size=168)).shape
+    assert h % 14 == 0 and w % 14 == 0 and 0.8 * 168 * 168 <= h * w <= 1.2 * 168 * 168
+    assert "size" not in Descriptor(block=10).to_dict()  # files and indexes from before sizes compare equal
+    assert Descriptor.from_dict(Descriptor(block=10, size=168).to_dict()) == Descriptor(block=10, size=168)
+    assert Descriptor(size=168).label().endswith(", 168 px") and "px" not in Descriptor().label()
+    with pytest.raises(ValueError, match="size"):
+        Descriptor(size=4)
+
+
+def test_a_smaller_size_replaces_the_choice_only_within_the_tolerance_on_every_set():
+    import pandas as pd
+
+    from indexer.descriptor_tuning import SIZE_TOLERANCE, smaller_size
+    best = Descriptor(block=10, preprocessing="whole")
+    at = {size: Descriptor(block=10, preprocessing="whole", size=size) for size in (168, 196)}
+    other = Descriptor(block=9, preprocessing="whole", size=168)
+
+    def table(rows):
+        return pd.DataFrame([{"a P@1": r[0], "a mAP": r[1], "b P@1": r[2], "b mAP": r[3]} for r in rows.values()],
+                            index=list(rows))
+    # 168 px trails by more than the tolerance on one set's mAP, 196 px by less everywhere: 196 px.
+    close, far = 0.9 - SIZE_TOLERANCE / 2, 0.9 - 2 * SIZE_TOLERANCE
+    rows = {best: (0.9, 0.9, 0.9, 0.9), at[196]: (close, close, 0.9, close), at[168]: (0.9, 0.9, 0.9, far),
+            other: (0.95, 0.95, 0.95, 0.95)}
+    assert smaller_size(table(rows), best, ["a", "b"]) == at[196]
+    # Within it everywhere, the smallest wins; another block at a smaller size is never a replacement.
+    rows[at[168]] = (close, 0.9, close, 0.9)
+    assert smaller_size(table(rows), best, ["a", "b"]) == at[168]
+    rows[at[168]] = rows[at[196]] = (0.9, far, 0.9, 0.9)
+    assert smaller_size(table(rows), best, ["a", "b"]) == best
+
+
 @pytest.mark.slow
 def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy, tmp_path, capsys):
     labelled = tmp_path / "labelled"
@@ -87,12 +122,14 @@ def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy
     photos(labelled / "building", [mvtb_photo(f"building2-{i}.png") for i in (1, 2, 3)])
     photos(labelled / "rocks", [mvtb_photo("rocks2-l.png"), mvtb_photo("rocks2-r.png")])
     code = cli(["tune-descriptor", str(labelled), "--originals", "2", "--no-scenes", "--no-caltech", "--weights",
-                weights_copy, "--write"])
+                weights_copy, "--write", "--sizes", "168"])
     out = capsys.readouterr().out
     assert code == 0
     model = load_model(weights_copy)
-    every = candidates(model)
-    assert len(every) == 6 * 2 * 4 * 2
+    assert len(candidates(model)) == 3 * 6 * 2 * 4 * 2  # 168, 196 and 224 px by default
+    every = candidates(model, [168])
+    assert len(every) == 2 * 6 * 2 * 4 * 2 and {d.size for d in every} == {168, 224}
+    assert "ms/img" in out
     for d in every:
         assert d.label() in out
     best = out.split("best: ")[-1].splitlines()[0]
