@@ -253,7 +253,7 @@ def _print_tuning(table, features, sets, model, reference, current, best) -> Non
     winner, the embedding times and the choice."""
     from indexer import descriptor_tuning as tuning
     marks: dict = {}
-    top = table.loc[table["P@1 ok"], "weighted mAP"].idxmax()
+    top = table.loc[table["P@1 ok"] & [d.size == reference.size for d in table.index], "weighted mAP"].idxmax()
     for d, mark in ((reference, "reference"), (current, "current"), (top, "top"), (best, "best")):
         marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
     table = table.assign(**{"ms/img": tuning.embedding_ms(model, list(table.index))})
