@@ -253,7 +253,8 @@ def _print_tuning(table, features, sets, model, reference, current, best) -> Non
     winner, the embedding times and the choice."""
     from indexer import descriptor_tuning as tuning
     marks: dict = {}
-    top = table.loc[table["P@1 ok"] & [d.size == reference.size for d in table.index], "weighted mAP"].idxmax()
+    at_reference = [ok and d.size == reference.size for d, ok in zip(table.index, table["P@1 ok"])]
+    top = table.loc[at_reference, "weighted mAP"].idxmax()
     for d, mark in ((reference, "reference"), (current, "current"), (top, "top"), (best, "best")):
         marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
     table = table.assign(**{"ms/img": tuning.embedding_ms(model, list(table.index))})
