@@ -212,11 +212,11 @@ def cmd_tune_descriptor(args, cfg) -> int:
             return 2
     model = _model({**cfg, "WEIGHTS": weights})
     reference, current = tuning.reference_descriptor(model), descriptor_of(model)
-    candidates = tuning.candidates(model)
+    candidates = tuning.candidates(model, args.sizes or tuning.SIZES)
     print(f"model {model.name}: {len(candidates)} candidate descriptors on "
           + ", ".join(f"{name} ({len(items)} images)" for name, items in sets.items()), flush=True)
     from tqdm import tqdm
-    embeddings = len({d.preprocessing for d in candidates}) * sum(len(items) for items in sets.values())
+    embeddings = len(tuning.input_groups(candidates)) * sum(len(items) for items in sets.values())
     with tqdm(total=embeddings, unit="img", desc="embedding", file=sys.stderr) as bar:
         evaluation = tuning.evaluate_candidates(model, sets, candidates, progress=bar.update)
     best, table = tuning.choose(evaluation, reference, model)
@@ -261,9 +261,11 @@ def _print_tuning(table, features, sets, model, reference, current, best) -> Non
     winner, the embedding times and the choice."""
     from indexer import descriptor_tuning as tuning
     marks: dict = {}
-    top = table.loc[table["P@1 ok"], "weighted mAP"].idxmax()
+    at_reference = [ok and d.size == reference.size for d, ok in zip(table.index, table["P@1 ok"])]
+    top = table.loc[at_reference, "weighted mAP"].idxmax()
     for d, mark in ((reference, "reference"), (current, "current"), (top, "top"), (best, "best")):
         marks[d] = f"{marks[d]} / {mark}" if d in marks else mark
+    table = table.assign(**{"ms/img": tuning.embedding_ms(model, list(table.index))})
     shown = table.sort_values("weighted mAP", ascending=False).copy()
     shown.insert(0, "", [marks.get(d, "") for d in shown.index])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -272,8 +274,8 @@ def _print_tuning(table, features, sets, model, reference, current, best) -> Non
         print(tuning.reranking_table(sets, features, [reference, best]).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"))
     ms = tuning.embedding_ms(model, [reference, current, best])
-    print(f"embedding time, batch 8: reference {ms[0]:.1f} ms/img, current {ms[1]:.1f} ms/img, best {ms[2]:.1f} "
-          "ms/img (same run)")
+    print(f"embedding time, batch 8 (ms/img above, same run): reference {ms[0]:.1f} ms/img, current {ms[1]:.1f} "
+          f"ms/img, best {ms[2]:.1f} ms/img")
     print(f"best: {best.label()}")
 
 
@@ -312,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--originals", type=int, help="use only the first N near-duplicate originals")
     t.add_argument("--no-scenes", action="store_true", help="leave out the built-in scene set")
     t.add_argument("--no-caltech", action="store_true", help="leave out the Caltech-101 tuning split")
+    t.add_argument("--sizes", type=int, nargs="+", help="input sides in pixels to search, multiples of the patch "
+                                                        "(default: SIZES in indexer/descriptor_tuning.py; 224 is "
+                                                        "always among them)")
     args = parser.parse_args(argv)
     if args.command == "search" and not 1 <= args.top_k <= 1000:
         parser.error("--top-k must be between 1 and 1000")

@@ -9,8 +9,8 @@ tensors, the same work the build does per picture. Build: build_gallery.py's ful
 photos. Prints images/s for both and their ratio. ``--clip`` (b32, b16 or l14) adds, with random CLIP weights
 in that shape (which cost what the real ones do): a fresh build with CLIP, and the incremental build that
 gives the index built without CLIP its CLIP embeddings (CLIP alone). The model runs without the BLAS pin the
-environment may set, and the BLAS kernel is printed; --clip needs the open_clip_torch wheel for OpenAI's
-vocabulary (requirements-dev.txt).
+environment may set (``dinov2_numpy.blas.without_blas_pin``), and the BLAS kernel is printed; --clip needs
+the open_clip_torch wheel for OpenAI's vocabulary (requirements-dev.txt).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.blas import blas_kernels, without_blas_pin  # noqa: E402
 from dinov2_numpy import load_model  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from dinov2_numpy.descriptor import descriptor_of, prepare  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
@@ -49,6 +49,7 @@ def main() -> None:
     without_blas_pin()
     weights = load_settings()["WEIGHTS"]
     model = load_model(weights)
+    print(f"BLAS: {blas_kernels()}")
     with tempfile.TemporaryDirectory() as tmp:
         gallery = os.path.join(tmp, "gallery")
         os.makedirs(gallery)

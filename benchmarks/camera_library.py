@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.blas import blas_kernels, without_blas_pin  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from dinov2_numpy import ImageError, load_model  # noqa: E402
 from dinov2_numpy.descriptor import by_shape, descriptor_of, prepare  # noqa: E402
 from indexer import camera_files  # noqa: E402

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.blas import blas_kernels, without_blas_pin  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from clip_numpy import load_model, preprocess  # noqa: E402
 from clip_numpy.config import OPENAI_SHAPES, openai_config  # noqa: E402
 from clip_numpy.weights.random_init import write_random  # noqa: E402

@@ -6,7 +6,8 @@ real photos, with concurrent clients each uploading a real photo to ``POST /api/
 Prints per concurrency level: throughput, p50/p95/p99 latency, errors by status and the mean batch size the
 server ran; then the overload case (every request at once) with the health check's worst latency meanwhile;
 and, measured in the same run before the server starts, the model alone at batch 1 and batch 8. Only
-127.0.0.1 is targeted; every loop is bounded in count and time.
+127.0.0.1 is targeted; every loop is bounded in count and time. The model and the server run without the
+environment's BLAS pin (``dinov2_numpy.blas.without_blas_pin``); the kernel is printed.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from dinov2_numpy import load_model, preprocess  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.config import load_settings  # noqa: E402
 from indexer.embedding import embed_pixels  # noqa: E402
@@ -219,6 +221,7 @@ def main() -> None:
     parser.add_argument("--overload", type=int, default=200)
     parser.add_argument("--port", type=int, default=5399)
     args = parser.parse_args()
+    without_blas_pin()
     weights = load_settings()["WEIGHTS"]
     work = tempfile.mkdtemp(prefix="serve-load-")
     try:
@@ -243,6 +246,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     one = rows[0]["throughput"]
+    print(f"BLAS: {blas_kernels()} (the server inherits this process's environment, without the pin)")
     print(f"model alone: batch 1 {alone[1]:.2f} img/s, batch 8 {alone[8]:.2f} img/s (same run)")
     print("| clients | queries | throughput q/s | × 1 client | × model batch 8 | p50 s | p95 s | p99 s | "
           "errors | mean batch |")

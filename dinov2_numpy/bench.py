@@ -1,5 +1,8 @@
 """Benchmark: the NumPy forward pass against onnxruntime on the same weights, in the same run.
 
+``python -m dinov2_numpy bench`` runs it without the environment's BLAS pin (``blas.without_blas_pin``) and
+prints the BLAS kernel it ran on.
+
 Prints per-image milliseconds and the ratio NumPy / onnxruntime (machines are noisy, so only the ratio
 measured side by side means anything), a single-threaded profile of where NumPy's time goes, ViT-B/14 with
 random weights against onnxruntime on the same weights, and the peak extra memory of a forward pass.
@@ -16,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .blas import blas_kernels
 from .config import Dinov2Config, expected_shapes
 from .model import Dinov2, load_model
 
@@ -195,6 +199,7 @@ def run_benchmark(weights: str, onnx_path: str | None = None, batch_sizes=(1, 8)
     model = load_model(weights)
     session = _backbone_session(onnx_path)
     print(f"model {model.name}: {model.dim}-d, {model.config.num_layers} layers; {os.cpu_count()} CPU cores")
+    print(f"BLAS: {blas_kernels()}")
     print(f"{'model':>9} {'batch':>5} {'numpy ms/img':>13} {'onnxruntime ms/img':>19} {'ratio':>6} {'max |diff|':>11}")
     for batch in batch_sizes:
         _compare(model, session, "input_image", batch, repeat, "ViT-S/14")

@@ -48,6 +48,8 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
+    from .blas import without_blas_pin
+    without_blas_pin()
     from .bench import run_benchmark
     run_benchmark(args.weights, args.onnx, batch_sizes=args.batch_sizes, repeat=args.repeat,
                   memory=not args.no_memory, profile=not args.no_profile, vit_b=not args.no_vit_b)

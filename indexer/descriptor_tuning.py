@@ -19,6 +19,7 @@ from dinov2_numpy import Dinov2
 from dinov2_numpy.descriptor import (
     POOLINGS,
     PREPROCESSINGS,
+    REFERENCE_SIZE,
     Descriptor,
     pool,
     prepare,
@@ -31,14 +32,25 @@ from .reranking import evaluate_reranking
 
 LabelledSet = list[tuple[str, str]]
 
+# Input sides searched (multiples of the patch); a smaller one is chosen only where it keeps the quality.
+SIZES = (168, 196, REFERENCE_SIZE)
+# How far a smaller input may trail the chosen descriptor at the reference size, in P@1 and in mAP, on every set.
+SIZE_TOLERANCE = 0.005
 
-def candidates(model: Dinov2) -> list[Descriptor]:
-    """Every block from the middle of the network on, with and without the final LayerNorm, every pooling
-    and both preprocessings."""
+
+def candidates(model: Dinov2, sizes: Sequence[int] = SIZES) -> list[Descriptor]:
+    """Every block from the middle of the network on, with and without the final LayerNorm, every pooling,
+    both preprocessings and every input size (the reference size always among them: ``choose`` starts there)."""
     layers = model.config.num_layers
-    return [Descriptor(block, norm, pooling, prep)
-            for prep, block, norm, pooling in itertools.product(PREPROCESSINGS, range(layers // 2, layers),
-                                                                (True, False), POOLINGS)]
+    sizes = sorted(set(sizes) | {REFERENCE_SIZE})
+    return [Descriptor(block, norm, pooling, prep, size)
+            for size, prep, block, norm, pooling in itertools.product(sizes, PREPROCESSINGS, range(layers // 2, layers),
+                                                                      (True, False), POOLINGS)]
+
+
+def input_groups(descriptors: Sequence[Descriptor]) -> list[tuple[str, int]]:
+    """The distinct (preprocessing, size) inputs ``descriptors`` need: one pass of every image each."""
+    return list(dict.fromkeys((d.preprocessing, d.size) for d in descriptors))
 
 
 def embed_candidates(model: Dinov2, paths: Sequence[str], descriptors: Sequence[Descriptor],
@@ -46,10 +58,8 @@ def embed_candidates(model: Dinov2, paths: Sequence[str], descriptors: Sequence[
     """Unit features (len(paths), width) of every descriptor. Centre crops run in batches; whole images,
     whose shapes differ, one at a time."""
     out: dict[Descriptor, list[np.ndarray]] = {d: [] for d in descriptors}
-    for prep in PREPROCESSINGS:
-        group = [d for d in descriptors if d.preprocessing == prep]
-        if not group:
-            continue
+    for prep, size in input_groups(descriptors):
+        group = [d for d in descriptors if (d.preprocessing, d.size) == (prep, size)]
         step = batch_size if prep == "center-crop" else 1
         for start in range(0, len(paths), step):
             pixels = np.stack([prepare(p, group[0], model.config.patch_size) for p in paths[start:start + step]])
@@ -140,22 +150,34 @@ def choose(evaluation: Evaluation, baseline: Descriptor, model: Dinov2) -> tuple
     eligible candidate with the best weighted mAP; an eligible candidate is tied with it when it trails by
     no more than the noise of that difference (one bootstrap standard deviation, ``bootstrap_noise``).
     Among the tied, the narrowest vector wins, then the earliest block (the shortest forward pass), then
-    the better weighted mAP."""
+    the better weighted mAP. This is decided among the candidates at ``baseline``'s input size; then the
+    smallest size at which the winner stays within ``SIZE_TOLERANCE`` of itself in P@1 and mAP on every set
+    replaces it (``smaller_size``)."""
     table = evaluation.table.copy()
     sets = list(evaluation.average_precision)
     ok = np.ones(len(table), bool)
     for name in sets:
         ok &= table[f"{name} P@1"].to_numpy() >= table.loc[[baseline], f"{name} P@1"].iloc[0] - 1e-9
     table["P@1 ok"] = ok
-    eligible = [d for d, good in zip(table.index, ok) if good]
+    eligible = [d for d, good in zip(table.index, ok) if good and d.size == baseline.size]
     top = max(eligible, key=lambda d: table.loc[[d], "weighted mAP"].iloc[0])
     noise = bootstrap_noise(evaluation.average_precision, top, list(table.index))
     table["behind top"] = table.loc[[top], "weighted mAP"].iloc[0] - table["weighted mAP"]
     table["noise"] = [noise[d] for d in table.index]
     table["tied"] = table["P@1 ok"] & (table["behind top"] <= table["noise"] + 1e-12)
-    tied = [d for d, t in zip(table.index, table["tied"]) if t]
+    tied = [d for d, t in zip(table.index, table["tied"]) if t and d.size == baseline.size]
     best = min(tied, key=lambda d: (d.width(model), d.block, -table.loc[[d], "weighted mAP"].iloc[0]))
-    return best, table
+    return smaller_size(table, best, sets), table
+
+
+def smaller_size(table: pd.DataFrame, best: Descriptor, sets: Sequence[str]) -> Descriptor:
+    """``best`` at the smallest input size in ``table`` whose P@1 and mAP are within ``SIZE_TOLERANCE`` of
+    ``best``'s on every set (``best`` itself when none is)."""
+    def keeps(d: Descriptor) -> bool:
+        return all(table.loc[[best], f"{name} {metric}"].iloc[0] - table.loc[[d], f"{name} {metric}"].iloc[0]
+                   <= SIZE_TOLERANCE + 1e-12 for name in sets for metric in ("P@1", "mAP"))
+    smaller = [d for d in table.index if d.size < best.size and replace(d, size=best.size) == best and keeps(d)]
+    return min(smaller, key=lambda d: d.size, default=best)
 
 
 def reference_descriptor(model: Dinov2) -> Descriptor:
@@ -165,15 +187,19 @@ def reference_descriptor(model: Dinov2) -> Descriptor:
 
 def embedding_ms(model: Dinov2, descriptors: Sequence[Descriptor], batch: int = 8, repeat: int = 3) -> list[float]:
     """Per-image milliseconds of a forward pass and pooling for each descriptor, measured in turn in the
-    same run (best of ``repeat``), on a batch of random centre-crop-sized pixels."""
-    pixels = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    best = [float("inf")] * len(descriptors)
+    same run (best of ``repeat``), on a batch of random pixels of the descriptor's input size (a whole
+    picture has about as many). Descriptors that share a block and a size share one measurement."""
+    keys = list(dict.fromkeys((d.resolved(model).block, d.size) for d in descriptors))
+    pixels = {size: np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+              for size in {size for _, size in keys}}
+    first = {key: next(d for d in descriptors if (d.resolved(model).block, d.size) == key) for key in keys}
+    best = dict.fromkeys(keys, float("inf"))
     for _ in range(repeat):
-        for i, d in enumerate(descriptors):
+        for key, d in first.items():
             start = time.perf_counter()
-            pool(model, run(model, pixels, [d]), d)
-            best[i] = min(best[i], (time.perf_counter() - start) / batch * 1e3)
-    return best
+            pool(model, run(model, pixels[d.size], [d]), d)
+            best[key] = min(best[key], (time.perf_counter() - start) / batch * 1e3)
+    return [best[(d.resolved(model).block, d.size)] for d in descriptors]
 
 
 def write_descriptor(weights: str, descriptor: Descriptor) -> str:

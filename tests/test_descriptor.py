@@ -80,6 +80,41 @@ def test_whole_image_preprocessing_keeps_the_aspect_ratio_at_about_the_crop_pixe
         Descriptor.from_dict({"block": 3, "layer": 2})
 
 
+def test_a_smaller_input_size_scales_both_preprocessings_and_is_stored_only_when_not_the_reference():
+    crop = prepare(mvtb_photo("eiffel-1.png"), Descriptor(size=168))
+    assert crop.shape == (3, 168, 168)
+    _, h, w = prepare(mvtb_photo("eiffel-1.png"), Descriptor(preprocessing="whole", size=168)).shape
+    assert h % 14 == 0 and w % 14 == 0 and 0.8 * 168 * 168 <= h * w <= 1.2 * 168 * 168
+    assert "size" not in Descriptor(block=10).to_dict()  # files and indexes from before sizes compare equal
+    assert Descriptor.from_dict(Descriptor(block=10, size=168).to_dict()) == Descriptor(block=10, size=168)
+    assert Descriptor(size=168).label().endswith(", 168 px") and "px" not in Descriptor().label()
+    with pytest.raises(ValueError, match="size"):
+        Descriptor(size=4)
+
+
+def test_a_smaller_size_replaces_the_choice_only_within_the_tolerance_on_every_set():
+    import pandas as pd
+
+    from indexer.descriptor_tuning import SIZE_TOLERANCE, smaller_size
+    best = Descriptor(block=10, preprocessing="whole")
+    at = {size: Descriptor(block=10, preprocessing="whole", size=size) for size in (168, 196)}
+    other = Descriptor(block=9, preprocessing="whole", size=168)
+
+    def table(rows):
+        return pd.DataFrame([{"a P@1": r[0], "a mAP": r[1], "b P@1": r[2], "b mAP": r[3]} for r in rows.values()],
+                            index=list(rows))
+    # 168 px trails by more than the tolerance on one set's mAP, 196 px by less everywhere: 196 px.
+    close, far = 0.9 - SIZE_TOLERANCE / 2, 0.9 - 2 * SIZE_TOLERANCE
+    rows = {best: (0.9, 0.9, 0.9, 0.9), at[196]: (close, close, 0.9, close), at[168]: (0.9, 0.9, 0.9, far),
+            other: (0.95, 0.95, 0.95, 0.95)}
+    assert smaller_size(table(rows), best, ["a", "b"]) == at[196]
+    # Within it everywhere, the smallest wins; another block at a smaller size is never a replacement.
+    rows[at[168]] = (close, 0.9, close, 0.9)
+    assert smaller_size(table(rows), best, ["a", "b"]) == at[168]
+    rows[at[168]] = rows[at[196]] = (0.9, far, 0.9, 0.9)
+    assert smaller_size(table(rows), best, ["a", "b"]) == best
+
+
 @pytest.mark.slow
 def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy, tmp_path, capsys):
     labelled = tmp_path / "labelled"
@@ -87,12 +122,14 @@ def test_tune_descriptor_prints_every_candidate_and_writes_the_best(weights_copy
     photos(labelled / "building", [mvtb_photo(f"building2-{i}.png") for i in (1, 2, 3)])
     photos(labelled / "rocks", [mvtb_photo("rocks2-l.png"), mvtb_photo("rocks2-r.png")])
     code = cli(["tune-descriptor", str(labelled), "--originals", "2", "--no-scenes", "--no-caltech", "--weights",
-                weights_copy, "--write"])
+                weights_copy, "--write", "--sizes", "168"])
     out = capsys.readouterr().out
     assert code == 0
     model = load_model(weights_copy)
-    every = candidates(model)
-    assert len(every) == 6 * 2 * 4 * 2
+    assert len(candidates(model)) == 3 * 6 * 2 * 4 * 2  # 168, 196 and 224 px by default
+    every = candidates(model, [168])
+    assert len(every) == 2 * 6 * 2 * 4 * 2 and {d.size for d in every} == {168, 224}
+    assert "ms/img" in out
     for d in every:
         assert d.label() in out
     best = out.split("best: ")[-1].splitlines()[0]
@@ -109,7 +146,9 @@ def test_the_selection_rule_on_a_small_labelled_folder(model, tmp_path):
     """evaluate_candidates and choose on real pictures: the weighted mean counts each set by its queries, the
     choice keeps the reference's P@1 on every set, is within the noise of the top, and no tied candidate is
     cheaper."""
-    from indexer.descriptor_tuning import choose, evaluate_candidates
+    from dataclasses import replace
+
+    from indexer.descriptor_tuning import choose, evaluate_candidates, smaller_size
     from indexer.evaluate import benchmark_originals, labelled_images, make_near_duplicate_set
     labelled = tmp_path / "labelled"
     photos(labelled / "eiffel", [mvtb_photo("eiffel-1.png"), mvtb_photo("eiffel-2.png")])
@@ -125,14 +164,18 @@ def test_the_selection_rule_on_a_small_labelled_folder(model, tmp_path):
     assert np.allclose(table["weighted mAP"], expected)
     reference = Descriptor().resolved(model)
     best, shown = choose(evaluation, reference, model)
-    row = shown.loc[[best]].iloc[0]
+    # The rule decides at the reference size; a smaller size may then replace the choice (tested below).
+    chosen = replace(best, size=reference.size)
+    assert best == chosen or smaller_size(shown, chosen, list(sets)) == best
+    row = shown.loc[[chosen]].iloc[0]
     for name in sets:
         assert row[f"{name} P@1"] >= shown.loc[[reference], f"{name} P@1"].iloc[0]
     assert row["P@1 ok"] and row["tied"] and row["behind top"] <= row["noise"] + 1e-12
-    top = shown[shown["P@1 ok"]]["weighted mAP"].idxmax()
+    at_reference = shown[[d.size == reference.size for d in shown.index]]
+    top = at_reference[at_reference["P@1 ok"]]["weighted mAP"].idxmax()
     assert shown.loc[[top], "behind top"].iloc[0] == 0 and shown.loc[[top], "noise"].iloc[0] == 0
-    for d in shown.index[shown["tied"].to_numpy()]:
-        assert (best.width(model), best.block) <= (d.width(model), d.block)
+    for d in at_reference.index[at_reference["tied"].to_numpy()]:
+        assert (chosen.width(model), chosen.block) <= (d.width(model), d.block)
     assert not shown[~shown["P@1 ok"]]["tied"].any()
 
 

