@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from app.services.engine import Engine  # noqa: E402
 from app.services.explain import run_explain  # noqa: E402
 from app.services.recent_patches import RecentPatches  # noqa: E402
+from dinov2_numpy.blas import blas_kernels, without_blas_pin  # noqa: E402
 from app.services.search import Limits, Query  # noqa: E402
 from dinov2_numpy.descriptor import prepare  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
@@ -132,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    without_blas_pin()
     with tempfile.TemporaryDirectory() as tmp:
         gallery = os.path.join(tmp, "gallery")
         os.makedirs(gallery)
@@ -142,6 +144,7 @@ def main() -> None:
         engine = Engine({"GALLERY_DIR": gallery, "INDEX_DIR": os.path.join(tmp, "index"), "WEIGHTS": weights})
         index = engine.index()
         ids = {name: int(index.ids[index.row_of_path(name)]) for name in {**PHOTOS, **HELD_OUT}}
+        print(f"BLAS: {blas_kernels()}\n")
         geometry(engine, ids)
         held_out(engine, ids)
         timing(engine, ids, args.repeats)
