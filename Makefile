@@ -74,7 +74,7 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: $(VENV)/.installed-dev $(WEIGHTS) $(VENDOR)/.copied chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The unit tier: no model weights, no browser, nothing slow.
 test-quick: $(VENV)/.installed-dev
