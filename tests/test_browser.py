@@ -535,6 +535,9 @@ def test_why_a_result_matched(server, page, tmp_path):
     # The search kept the query's patch tokens (the result's too, when an earlier test explained it here).
     assert answer.value.json()["pictures_run"] <= 1
     page.wait_for_selector("#explain-lines .explain-pair")
+    # An answer from remembered tokens comes before the dialog's slide-in ends; the lines are redrawn then.
+    page.wait_for_function("document.getElementById('explain-modal').classList.contains('show')")
+    page.wait_for_timeout(500)
     pairs = page.locator("#explain-lines .explain-pair")
     expect(pairs).to_have_count(30)
     assert page.inner_text("#explain-title") == "Why it matched"
