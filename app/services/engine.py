@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from dinov2_numpy import Dinov2, load_model
+from dinov2_numpy import Dinov2, load_model, normalize_rows
 from dinov2_numpy.descriptor import Descriptor, descriptor_of, prepare
 from indexer import clip_set
 from indexer.colour import colour_histograms
@@ -427,8 +427,8 @@ class Engine:
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
-    """``vector`` scaled to length one (a sum of unit embeddings, for one)."""
-    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+    """``vector`` scaled to length one (a sum of unit embeddings, for one): ``normalize_rows`` of one row."""
+    return normalize_rows(np.asarray(vector, np.float32)[None])[0]
 
 
 def _colour_blend(index: GalleryIndex, rows: list[tuple[int, float, int]], colour: np.ndarray,
