@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from .formats import RAW_EXTENSIONS, is_image_name
 
 RAW_SUFFIXES = tuple("." + ext for ext in sorted(RAW_EXTENSIONS))
 PAIRED_EXTENSIONS = (".jpg", ".jpeg", ".heic", ".heif")  # what cameras write beside a RAW file
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def name_problem(rel: str) -> str | None:
         rel.encode("utf-8")
     except UnicodeEncodeError:
         return "file name is not valid UTF-8; rename it"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+    if _CONTROL.search(rel):
         return "file name contains control characters (such as a newline); rename it"
     return None
 
@@ -87,22 +89,44 @@ def raw_companions(images_dir: str, rel: str) -> list[str]:
 def check_file(images_dir: str, rel: str) -> FileEntry | Skipped | None:
     """The entry of one relative path, Skipped with the reason it cannot be used, or None when it is not an
     image the gallery would index (a RAW file whose JPEG stands for it included) or no longer exists."""
-    if not is_candidate(rel) or pair_of(images_dir, rel) is not None:
+    if not is_candidate(rel):
         return None
-    full = os.path.join(images_dir, rel)
+    return _checked(images_dir, rel, None)
+
+
+def _checked(images_dir: str, rel: str, found: os.DirEntry | None) -> FileEntry | Skipped | None:
+    """``check_file`` of a candidate; ``found``: its entry in its folder's listing, when a scan has it (its
+    ``lstat`` then needs no path lookup)."""
+    if pair_of(images_dir, rel) is not None:
+        return None
     problem = name_problem(rel)
-    if problem is None and os.path.islink(full) and os.path.exists(full) and not inside(images_dir, full):
-        problem = "symlink to a file outside the gallery folder"
     if problem is not None:
         return Skipped(printable(rel), problem)
     try:
+        st = found.stat(follow_symlinks=False) if found is not None else os.lstat(os.path.join(images_dir, rel))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return Skipped(rel, e.strerror)
+    if stat.S_ISLNK(st.st_mode):
+        return _linked(images_dir, rel, os.path.join(images_dir, rel))
+    return _entry(rel, st)
+
+
+def _linked(images_dir: str, rel: str, full: str) -> FileEntry | Skipped:
+    """The entry of a symlink: what it leads to, when that is a file inside the gallery folder."""
+    if os.path.exists(full) and not inside(images_dir, full):
+        return Skipped(printable(rel), "symlink to a file outside the gallery folder")
+    try:
         st = os.stat(full)
     except FileNotFoundError:
-        if not os.path.islink(full):
-            return None
         return Skipped(rel, "broken symlink")
     except OSError as e:
         return Skipped(rel, "symlink loop" if e.errno == errno.ELOOP else e.strerror)
+    return _entry(rel, st)
+
+
+def _entry(rel: str, st: os.stat_result) -> FileEntry | Skipped:
     if not stat.S_ISREG(st.st_mode):
         return Skipped(rel, "not a regular file")
     if st.st_size == 0:
@@ -115,21 +139,38 @@ def scan(images_dir: str) -> tuple[list[FileEntry], list[Skipped]]:
     files that cannot be used, with the reason. Symlinked folders are not followed, so loops cannot occur."""
     entries: list[FileEntry] = []
     skipped: list[Skipped] = []
-    if not os.path.isdir(images_dir):
-        return entries, skipped
-
-    def on_error(e: OSError) -> None:
-        skipped.append(Skipped(os.path.relpath(e.filename or images_dir, images_dir), f"cannot list folder: {e.strerror}"))
-
-    for folder, dirs, files in os.walk(images_dir, onerror=on_error, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            rel = os.path.relpath(os.path.join(folder, name), images_dir).replace(os.sep, "/")
-            found = check_file(images_dir, rel)
-            if isinstance(found, FileEntry):
-                entries.append(found)
-            elif found is not None:
-                skipped.append(found)
+    if os.path.isdir(images_dir):
+        _scan_folder(images_dir, "", entries, skipped)
     entries.sort(key=lambda e: e.path)
     return entries, skipped
 
+
+def _scan_folder(images_dir: str, folder: str, entries: list[FileEntry], skipped: list[Skipped]) -> None:
+    """Add what the folder ``folder`` (relative, "" for the top, else ending in "/") and its own folders hold.
+    One listing per folder, and one ``lstat`` per file from its entry: a million files cost seconds."""
+    try:
+        with os.scandir(os.path.join(images_dir, folder) if folder else images_dir) as listing:
+            found = list(listing)
+    except OSError as e:
+        skipped.append(Skipped(folder.rstrip("/") or ".", f"cannot list folder: {e.strerror}"))
+        return
+    below = []
+    for item in found:
+        rel = folder + item.name
+        try:
+            is_folder = item.is_dir()
+        except OSError:
+            is_folder = False
+        if is_folder:  # a symlinked folder is neither followed nor a file
+            if not item.is_symlink() and not item.name.startswith("."):
+                below.append(rel + "/")
+            continue
+        if item.name.startswith(".") or not is_image_name(item.name):  # its folders are not hidden
+            continue
+        result = _checked(images_dir, rel, item)
+        if isinstance(result, FileEntry):
+            entries.append(result)
+        elif result is not None:
+            skipped.append(result)
+    for rel in sorted(below):
+        _scan_folder(images_dir, rel, entries, skipped)
