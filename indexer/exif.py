@@ -56,6 +56,9 @@ def _degrees(parts, ref) -> float | None:
     return round(-value if _text(ref) in ("S", "W") else value, 6)
 
 
+ORIENTATIONS = ("landscape", "portrait", "square")  # what orientation_of says
+
+
 def orientation_of(width: int, height: int) -> str:
     """landscape, portrait or square (within 2%)."""
     if abs(width - height) <= 0.02 * max(width, height):

@@ -11,9 +11,11 @@ from datetime import date
 
 from flask import request
 
+from indexer.exif import ORIENTATIONS
+
 from ..services.errors import InvalidInput
 from ..services.search import DEFAULT_THRESHOLD, SPACES, Query
-from ..storage.photo_filters import ORIENTATIONS, PhotoFilter
+from ..storage.photo_filters import PhotoFilter
 from ..web.uploads import read_upload
 
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.S)

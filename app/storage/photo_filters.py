@@ -11,8 +11,6 @@ from sqlalchemy import func, select
 from ..extensions import db
 from .models import GalleryImage
 
-ORIENTATIONS = ("landscape", "portrait", "square")
-
 
 @dataclass(frozen=True)
 class PhotoFilter:
