@@ -148,7 +148,7 @@ def compact(index_dir: str, backend: Mapping[str, Any] | None = None) -> str | N
     order = index.rows_by_path
     paths = [index.paths[r] for r in order]
     embeddings = np.ascontiguousarray(index.features[order], np.float32)
-    manifest = {**index.manifest, "files": {p: index.files[p] for p in paths if p in index.files}}
+    manifest = {**index.manifest, "files": index.facts.take(np.asarray(order, np.int64))}
     clip = index.clip_of(order)
     compacted = GalleryIndex.single(embeddings, paths, manifest, index.colours_of(order), clip)
 

@@ -63,9 +63,8 @@ def stored(index: "GalleryIndex | None", model: "Clip") -> dict[str, np.ndarray]
             continue
         rows = np.flatnonzero(live)
         for local, vector in zip(rows.tolist(), np.asarray(segment.clip[rows], np.float32)):
-            facts = segment.files.get(segment.paths[local])
-            if facts is not None:
-                found[facts["sha256"]] = vector
+            if segment.files.has(local):
+                found[segment.files.sha256(local)] = vector
     return found
 
 

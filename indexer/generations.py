@@ -1,7 +1,8 @@
 """The persisted gallery index: a base segment (``gallery_features.npy``, float32 N x D L2-normalised;
-``image_paths.json``, paths relative to the images folder in the same order; ``manifest.json``) and, on top of
-it, small append-only segments written by gallery changes (``seg-*.npy`` + ``seg-*.json``) with the rows they
-made dead, listed in ``segments.json``.
+``image_paths.json``, paths relative to the images folder in the same order; ``facts*``, each file's size,
+time, content hash and metadata as columns in the same order (``indexer.file_facts``); ``manifest.json``, the
+build's settings) and, on top of it, small append-only segments written by gallery changes (``seg-*.npy``,
+``seg-*.json`` with their paths, ``seg-*.facts*``) with the rows they made dead, listed in ``segments.json``.
 
 Each build or change writes a new generation folder and then switches the ``current`` symlink to it with one
 atomic rename, so a reader (or a crash at any moment) sees either the old generation or the new one, never a
@@ -12,6 +13,7 @@ Segment files never change once written, so readers cache them by inode across g
 from __future__ import annotations
 
 import collections
+import collections.abc
 import functools
 import json
 import os
@@ -25,6 +27,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .atomic import atomic_write
+from .file_facts import FileFacts, has_facts, read_facts
 from .ids import image_ids
 
 FEATURES = "gallery_features.npy"
@@ -53,7 +56,7 @@ class Segment:
     name: str
     features: np.ndarray  # (n, D) float32, memory-mapped
     paths: list[str]
-    files: dict[str, dict]  # path -> {"size", "mtime_ns", "sha256"}
+    files: FileFacts  # path -> {"size", "mtime_ns", "sha256", "meta"}, held as columns in row order
     manifest: dict[str, Any] = field(default_factory=dict)  # the build's, for a base
     colours: np.ndarray | None = None  # (n, indexer.colour.DIM), absent in indexes built before colours
     clip: np.ndarray | None = None  # (n, CLIP's dim) unit rows, absent when CLIP was off for these rows
@@ -67,16 +70,17 @@ class Segment:
         return image_ids(self.paths)
 
     @functools.cached_property
-    def row_of_id(self) -> dict[int, int]:
-        return {int(i): r for r, i in enumerate(self.ids)}
+    def _id_order(self) -> np.ndarray:
+        return np.argsort(self.ids, kind="stable")
 
-    @functools.cached_property
-    def row_of_path(self) -> dict[str, int]:
-        return {p: r for r, p in enumerate(self.paths)}
+    def row_of_id(self, image_id: int) -> int | None:
+        """The row holding a public id (a sorted search: a dict of a million ids costs a hundred MB)."""
+        order = self._id_order
+        k = int(np.searchsorted(self.ids, image_id, sorter=order))
+        return int(order[k]) if k < len(order) and self.ids[order[k]] == image_id else None
 
-    @functools.cached_property
-    def path_of_sha(self) -> dict[str, str]:
-        return {info["sha256"]: p for p, info in self.files.items()}
+    def row_of_path(self, path: str) -> int | None:
+        return self.files.row_of(path)
 
 
 class GalleryIndex:
@@ -101,8 +105,10 @@ class GalleryIndex:
     def single(cls, features: np.ndarray, paths: list[str], manifest: dict[str, Any],
                colours: np.ndarray | None = None, clip: np.ndarray | None = None) -> "GalleryIndex":
         """A generation of one segment (what a full build writes)."""
-        return cls([Segment(BASE, features, paths, manifest.get("files", {}), colours=colours, clip=clip)],
-                   manifest=manifest)
+        files = manifest.get("files", {})
+        facts = files if isinstance(files, FileFacts) else FileFacts.from_dicts(paths, files)
+        return cls([Segment(BASE, features, paths, facts, colours=colours, clip=clip)],
+                   manifest={k: v for k, v in manifest.items() if k != "files"})
 
     def __len__(self) -> int:
         return len(self._live_raw)
@@ -126,16 +132,16 @@ class GalleryIndex:
 
     def row_of_id(self, image_id: int) -> int | None:
         """The row of a public id, or None."""
-        return self._find("row_of_id", int(image_id))
+        return self._find(lambda segment: segment.row_of_id(int(image_id)))
 
     def row_of_path(self, path: str) -> int | None:
         """The row of a relative path, or None."""
-        return self._find("row_of_path", path)
+        return self._find(lambda segment: segment.row_of_path(path))
 
-    def _find(self, lookup: str, key) -> int | None:
-        """The live row under ``key`` in the segments' ``lookup`` dicts, the newest segment first."""
+    def _find(self, local_of: Callable[[Segment], int | None]) -> int | None:
+        """The live row ``local_of`` finds in a segment, the newest segment first."""
         for k in range(len(self.segments) - 1, -1, -1):
-            row = self._live_row(k, getattr(self.segments[k], lookup).get(key))
+            row = self._live_row(k, local_of(self.segments[k]))
             if row is not None:
                 return row
         return None
@@ -191,14 +197,14 @@ class GalleryIndex:
     def info(self, row: int) -> dict:
         """Size, mtime, content hash and metadata (``meta``) of a row's file."""
         segment, local = self._locate(int(self._live_raw[row]))
-        return segment.files.get(segment.paths[local], {})
+        return segment.files.facts(local)
 
     def path_of_sha(self, sha256: str) -> str | None:
         """The indexed path holding this content, or None."""
         for segment in reversed(self.segments):
-            path = segment.path_of_sha.get(sha256)
-            if path is not None and self.row_of_path(path) is not None:
-                return path
+            local = segment.files.row_of_sha(sha256)
+            if local is not None and self.row_of_path(segment.paths[local]) is not None:
+                return segment.paths[local]
         return None
 
     def blocks(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -234,12 +240,17 @@ class GalleryIndex:
         return np.concatenate([np.asarray(f)[live] for _, f, live in blocks])
 
     @functools.cached_property
-    def files(self) -> dict[str, dict]:
-        """Size, mtime and content hash of each live path."""
-        out: dict[str, dict] = {}
-        for s, (_, _, live) in zip(self.segments, self.blocks()):
-            out.update((p, s.files[p]) for p, ok in zip(s.paths, live) if ok and p in s.files)
-        return out
+    def files(self) -> "LiveFiles":
+        """Size, mtime, content hash and metadata of each live path, looked up on demand."""
+        return LiveFiles(self)
+
+    @functools.cached_property
+    def facts(self) -> FileFacts:
+        """The file facts of the live rows, in row order (the base's own columns when nothing was changed)."""
+        blocks = self.blocks()
+        if len(blocks) == 1 and blocks[0][2].all():
+            return self.segments[0].files
+        return FileFacts.concat([(s.files, live) for s, (_, _, live) in zip(self.segments, blocks)])
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -254,6 +265,34 @@ class GalleryIndex:
         base = int(self._starts[1]) if len(self.segments) else 0
         return len(self.segments) - 1 > COMPACT_SEGMENTS or \
             self.changed_rows() > max(COMPACT_MIN, COMPACT_FRACTION * base)
+
+
+class LiveFiles(collections.abc.Mapping):
+    """A generation's file facts by path (``{"size", "mtime_ns", "sha256", "meta"}``), over its live rows;
+    each lookup reads one row's columns."""
+
+    def __init__(self, index: GalleryIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, path: str) -> dict:
+        row = self._index.row_of_path(path)
+        facts = self._index.info(row) if row is not None else {}
+        if not facts:
+            raise KeyError(path)
+        return facts
+
+    def __contains__(self, path: object) -> bool:
+        row = self._index.row_of_path(path) if isinstance(path, str) else None
+        if row is None:
+            return False
+        segment, local = self._index._locate(int(self._index._live_raw[row]))
+        return segment.files.has(local)
+
+    def __iter__(self):
+        return (p for p in self._index.paths if p in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 _cache: collections.OrderedDict = collections.OrderedDict()
@@ -277,11 +316,15 @@ def _load_segment(folder: str, name: str) -> Segment:
             paths = json.load(f)
         with open(os.path.join(folder, MANIFEST)) as f:
             manifest = json.load(f)
-        files = manifest.get("files", {})
+        legacy = manifest.pop("files", None)
     else:
         with open(os.path.join(folder, name + ".json")) as f:
             meta = json.load(f)
-        paths, files = meta["paths"], meta["files"]
+        paths, legacy = meta["paths"], meta.get("files")
+    prefix = "" if name == BASE else name + "."
+    # An index written before the facts were columns keeps them in its JSON: read once, rewritten by a build.
+    files = read_facts(folder, paths, prefix) if has_facts(folder, prefix) else \
+        FileFacts.from_dicts(paths, legacy or {}, legacy=True)
     if features.dtype != np.float32 or features.ndim != 2:
         raise IndexFilesError(f"{os.path.basename(features_path)} must be a float32 matrix, found "
                               f"{features.dtype} {features.shape}")
@@ -333,7 +376,7 @@ def load_index(index_dir: str) -> GalleryIndex | None:
     except (OSError, ValueError, KeyError) as e:
         raise IndexFilesError(f"the index in {folder} is unreadable ({e}); rebuild it with "
                               "'python build_gallery.py --rebuild'") from None
-    manifest = {k: v for k, v in base.manifest.items() if k != "files"}  # files: GalleryIndex.files
+    manifest = dict(base.manifest)
     for key in ("skipped", "duplicates"):  # a change's own maps replace the build's
         if key in changes:
             manifest[key] = changes[key]
@@ -373,17 +416,26 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
         features = np.ascontiguousarray(index.features, dtype=np.float32)
         atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
         if index.has_colours:
-            colours = index.colours_of(np.arange(len(index)))
+            colours = _every_row(index, "colours")
             atomic_write(os.path.join(tmp, COLOURS), lambda f: np.save(f, colours))
         if index.has_clip:
-            clip = np.ascontiguousarray(index.clip_of(np.arange(len(index))), np.float32)
+            clip = _every_row(index, "clip")
             atomic_write(os.path.join(tmp, CLIP), lambda f: np.save(f, clip))
         atomic_write(os.path.join(tmp, PATHS), json.dumps(index.paths).encode())
-        manifest = {**index.manifest, "files": index.files}
+        index.facts.write(tmp)
+        manifest = {k: v for k, v in index.manifest.items() if k != "files"}
         atomic_write(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
         if extra is not None:
             extra(tmp)
     return _publish(index_dir, fill)
+
+
+def _every_row(index: GalleryIndex, attribute: str) -> np.ndarray:
+    """A row-aligned matrix (``colours``, ``clip``) of every live row: the segment's own when there is one
+    without dead rows (what a build publishes: no copy of it), else gathered."""
+    if len(index.segments) == 1 and len(index) == len(index.segments[0].paths):
+        return np.ascontiguousarray(getattr(index.segments[0], attribute), np.float32)
+    return np.ascontiguousarray(index._gather(np.arange(len(index)), attribute), np.float32)
 
 
 @dataclass
@@ -440,8 +492,8 @@ def write_segment(folder: str, paths: list[str], embeddings: np.ndarray, colours
                   files: dict[str, dict], clip: np.ndarray | None = None) -> str:
     """Write the rows of a gallery change as a new segment in the generation ``folder``: ``seg-<time>.npy``
     (the embeddings), ``.colours.npy`` (their colour histograms, when the index keeps them), ``.clip.npy``
-    (their CLIP embeddings, likewise) and ``.json``
-    (the paths and their files' facts). Returns the segment's name, for ``segments.json``."""
+    (their CLIP embeddings, likewise), ``.json`` (the paths) and ``.facts*`` (their files' facts,
+    ``indexer.file_facts``). Returns the segment's name, for ``segments.json``."""
     name = f"seg-{time.time_ns():020d}"
     atomic_write(os.path.join(folder, name + ".npy"), lambda f: np.save(f, embeddings))
     if colours is not None:
@@ -449,8 +501,8 @@ def write_segment(folder: str, paths: list[str], embeddings: np.ndarray, colours
         atomic_write(os.path.join(folder, name + ".colours.npy"), lambda f: np.save(f, rows))
     if clip is not None:
         atomic_write(os.path.join(folder, name + ".clip.npy"), lambda f: np.save(f, clip))
-    atomic_write(os.path.join(folder, name + ".json"),
-                 json.dumps({"paths": list(paths), "files": {p: files[p] for p in paths}}).encode())
+    FileFacts.from_dicts(list(paths), files).write(folder, name + ".")
+    atomic_write(os.path.join(folder, name + ".json"), json.dumps({"paths": list(paths)}).encode())
     return name
 
 
@@ -459,7 +511,7 @@ def _dead_after(old: GalleryIndex, gone: list[str], change: Change) -> dict[str,
     dead = {name: set(rows.tolist()) for name, rows in old.dead.items()}
     for path in gone:
         for k in range(len(old.segments) - 1, -1, -1):
-            local = old.segments[k].row_of_path.get(path)
+            local = old.segments[k].row_of_path(path)
             if local is not None and local not in dead[old.segments[k].name]:
                 dead[old.segments[k].name].add(local)
                 change.removed.append(path)

@@ -17,6 +17,8 @@ import os
 from typing import Any, Mapping
 
 from .atomic import write_json
+from .file_facts import FORMAT as FACTS_FORMAT
+from .file_facts import FileFacts
 from .generations import SEGMENTS, GalleryIndex, current_dir
 from .scan import FileEntry, Skipped
 
@@ -31,7 +33,7 @@ def applies(manifest_or_settings: Mapping[str, Any]) -> bool:
 
 def scan_digest(entries: list[FileEntry], skipped: list[Skipped], settings: Mapping[str, Any]) -> str:
     """A digest of a scan's result and of the ``settings`` a build's result depends on."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps({**settings, "facts": FACTS_FORMAT}, sort_keys=True, default=str).encode())
     digest.update("\n".join(f"{e.path}\0{e.size}\0{e.mtime_ns}" for e in entries)
                   .encode("utf-8", "surrogateescape"))
     digest.update(b"\n\0skipped\n")
@@ -69,8 +71,9 @@ def is_no_op(old: GalleryIndex | None, manifest: Mapping, paths: list[str]) -> b
     if not applies(manifest):
         return False
     base, files = old.segments[0], manifest.get("files", {})
-    # A generation keeps the facts of its indexed paths only (``save_index``), not of their duplicates.
-    if base.paths != paths or base.manifest.get("files") != {p: files[p] for p in paths if p in files}:
+    # A generation keeps the facts of its indexed paths only (``save_index``), not of their duplicates; an
+    # older index that keeps them in its JSON manifest is rewritten in columns once.
+    if base.paths != paths or base.files.legacy or base.files != FileFacts.from_dicts(paths, files):
         return False
     return _comparable(base.manifest) == _comparable(manifest)
 

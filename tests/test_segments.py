@@ -157,7 +157,7 @@ def test_a_change_that_fails_before_the_switch_leaves_the_previous_generation(bu
 
     with pytest.raises(OSError):
         generations.append_change(str(index_dir), ["astronaut.png"], np.zeros((1, before.dim), np.float32),
-                                  {"astronaut.png": {"size": 1, "mtime_ns": 1, "sha256": "x"}},
+                                  {"astronaut.png": {"size": 1, "mtime_ns": 1, "sha256": "ab" * 32}},
                                   extra=failing_backend)
     after = load_index(str(index_dir))
     assert after.location == before.location and after.paths == before.paths

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from indexer.exif import ORIENTATIONS
 from indexer.generations import GalleryIndex, Segment
 from indexer.vector_index import DINOV2_SET
 from indexer.vector_index.numpy_exact import top_k_rows
 
-ORIENTATIONS = ("landscape", "portrait", "square")
 CAMERA_WIDTH = 120  # the gallery table's camera column: a filter names a camera as that table shows it
 _BLOCK = 1 << 16  # rows scored at a time by a masked search
 
@@ -52,29 +52,15 @@ def segment_facts(segment: Segment) -> SegmentFacts:
 
 
 def _read_facts(segment: Segment) -> SegmentFacts:
-    n = len(segment.paths)
-    taken = np.full(n, np.datetime64("NaT"), "datetime64[s]")
-    camera, orientation = np.full(n, -1, np.int32), np.full(n, -1, np.int8)
-    pixels = np.full(n, np.nan)
+    columns = segment.files.columns
     cameras: dict[str, int] = {}
-    codes = {o: k for k, o in enumerate(ORIENTATIONS)}
-    for row, path in enumerate(segment.paths):
-        meta = segment.files.get(path, {}).get("meta") or {}
-        if meta.get("taken_at"):
-            taken[row] = _seconds(meta["taken_at"])
-        if isinstance(meta.get("camera"), str):
-            camera[row] = cameras.setdefault(meta["camera"][:CAMERA_WIDTH].lower(), len(cameras))
-        orientation[row] = codes.get(meta.get("orientation"), -1)
-        if meta.get("width") is not None and meta.get("height") is not None:
-            pixels[row] = float(meta["width"]) * float(meta["height"])
-    return SegmentFacts(taken, camera, cameras, orientation, pixels)
-
-
-def _seconds(iso: str) -> np.datetime64:
-    try:
-        return np.datetime64(datetime.fromisoformat(iso).replace(tzinfo=None), "s")
-    except (TypeError, ValueError):
-        return np.datetime64("NaT")
+    # The segment's camera codes, merged where names differ only in case or beyond the table's width.
+    recode = np.array([cameras.setdefault(c[:CAMERA_WIDTH].lower(), len(cameras)) for c in segment.files.cameras]
+                      + [-1], np.int32)
+    width, height = columns["width"].astype(np.float64), columns["height"].astype(np.float64)
+    pixels = np.where((width >= 0) & (height >= 0), width * height, np.nan)
+    return SegmentFacts(np.array(columns["taken"]).view("datetime64[s]"), recode[columns["camera"]], cameras,
+                        np.array(columns["orientation"], np.int8), pixels)
 
 
 def row_mask(index: GalleryIndex, f: Any) -> np.ndarray:
