@@ -23,6 +23,7 @@ from .ids import SCHEME as ID_SCHEME
 from .options import BuildOptions
 from .plan import Batches, Plan, Previous, embed_missing, plan_files, to_embed
 from .scan import Skipped, scan
+from .stored_rows import StoredRows
 from .vector_index import CLIP_SET, build_for_generation
 from .work_cache import WorkCache
 
@@ -236,10 +237,10 @@ class _Build:
         if self.digest and folder and not self.failed and no_op.applies(self.options.backend):
             no_op.write_stamp(folder, self.digest, self.report.images, self.report.duplicates, self.report.skipped)
 
-    def embed(self, plan: Plan) -> dict[str, np.ndarray]:
+    def embed(self, plan: Plan) -> StoredRows:
         """Rows (embedding and colour histogram) by content hash: the replaced index's, those an interrupted
         build left in the work cache, and the missing ones embedded now (each batch cached as it comes)."""
-        rows = _stored_rows(self.previous)
+        rows = StoredRows(self.previous, self.width)
         rows.update(self.work.load())
         todo = to_embed(self.images_dir, plan.contents, rows)
         self.report.reused = len(plan.contents) - len(todo)
@@ -285,12 +286,11 @@ class _Build:
         self.clip_work = work
         return vectors
 
-    def publish(self, plan: Plan, rows: dict[str, np.ndarray], clip: dict[str, np.ndarray] | None = None) -> None:
+    def publish(self, plan: Plan, rows: StoredRows, clip: dict[str, np.ndarray] | None = None) -> None:
         """Write the new generation: every planned path with a row (and its CLIP embedding, when ``clip``
         holds them), sorted, and the manifest."""
         paths = sorted(p for sha, p in plan.contents.items() if p not in self.failed and sha in rows)
-        embeddings, colours = colour.split(np.stack([rows[plan.files[p]["sha256"]] for p in paths]) if paths
-                                           else np.empty((0, self.width + colour.DIM)), self.width)
+        embeddings, colours = rows.matrices([plan.files[p]["sha256"] for p in paths])
         kept = set(paths)
         self.report.duplicates = [(p, q) for p, q in self.report.duplicates if q in kept]
         files = {p: info for p, info in plan.files.items() if p not in self.failed}
@@ -345,16 +345,6 @@ class _Build:
             "skipped": {f.path: f.reason for f in self.report.skipped},
             **({clip_set.MANIFEST_KEY: clip_set.fingerprint(self.clip)} if self.clip is not None else {}),
         }
-
-
-def _stored_rows(index: GalleryIndex | None) -> dict[str, np.ndarray]:
-    """The rows of ``index`` by content hash. Embeddings and colours travel as one row
-    (``indexer.colour.with_colour``); an index made before colours, or with other ones, is embedded again."""
-    if index is None or index.manifest.get("colour") != colour.VERSION or not index.has_colours:
-        return {}
-    rows = np.concatenate([index.features, index.colours_of(np.arange(len(index)))], axis=1)
-    files = index.files
-    return {files[path]["sha256"]: rows[row] for row, path in enumerate(index.paths) if path in files}
 
 
 @contextlib.contextmanager
