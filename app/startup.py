@@ -66,8 +66,10 @@ def prepare(app: Flask, wait: bool = True) -> None:
     """Recover, sync the gallery table and report drift, then start following the gallery folder when
     ``WATCH_GALLERY`` is on; problems are logged, never fatal. With ``wait`` false (``wsgi.py``) this runs in
     a background thread while the process already answers: every request gets 503 with ``Retry-After`` until
-    recovery and the sync are done (a hung connection tells a client nothing), and the drift scan follows
-    once it serves."""
+    recovery is done and the index and the model are loaded (a hung connection tells a client nothing). The
+    table sync, then the drift scan, follow once it serves: searches and listings read the index, not the
+    table, which only lists the cameras to filter by and the paths of past searches (a first start of a
+    million pictures fills it in about a minute, committing a few thousand rows at a time)."""
     ready = threading.Event()
     app.extensions["ready"] = ready
 
@@ -89,12 +91,15 @@ def prepare(app: Flask, wait: bool = True) -> None:
 def _prepare_in_background(app: Flask, ready: threading.Event) -> None:
     try:
         _recover(app, report_drift=False)
-        _sync_at_start(app)
         _warm(app)
     except Exception:  # whatever went wrong, the app serves (and says what is missing, as /api/health does)
         app.logger.exception("start-up step failed")
     finally:
         ready.set()
+    try:
+        _sync_at_start(app)
+    except Exception:  # noqa: BLE001  (the table lags; the next start or change syncs it)
+        app.logger.exception("start-up: gallery table sync failed")
     _warm_filters(app)
     if not app.config["WATCH_GALLERY"]:  # the watcher's first full scan finds the same files and indexes them
         _report_drift(app)

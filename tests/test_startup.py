@@ -105,14 +105,14 @@ def test_requests_get_503_with_retry_after_until_the_start_up_is_done(site, tmp_
     with app.app_context():
         upgrade()
     release, started = threading.Event(), threading.Event()
-    real_sync = startup.sync_gallery_table
+    real_warm = startup._warm
 
-    def slow_sync(app_, changed=None):
+    def slow_warm(app_):  # a large index and the model loading
         started.set()
         assert release.wait(30)
-        real_sync(app_, changed)
+        real_warm(app_)
 
-    monkeypatch.setattr(startup, "sync_gallery_table", slow_sync)
+    monkeypatch.setattr(startup, "_warm", slow_warm)
     prepare(app, wait=False)
     assert started.wait(30)
     client = app.test_client()
@@ -128,4 +128,5 @@ def test_requests_get_503_with_retry_after_until_the_start_up_is_done(site, tmp_
     assert client.get("/static/favicon.svg").status_code == 200  # the short page is styled meanwhile
     release.set()
     wait_until(lambda: client.get("/api/health").status_code == 200, "the app to become ready")
-    assert set(table_rows(app)) == set(load_index(str(site / "index")).paths)
+    # The table follows while the app serves (it lists cameras and past searches; results read the index).
+    wait_until(lambda: set(table_rows(app)) == set(load_index(str(site / "index")).paths), "the table sync")

@@ -12,6 +12,7 @@ import os
 from datetime import datetime
 from typing import Iterable, Iterator
 
+import numpy as np
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from indexer.generations import FEATURES, GalleryIndex
@@ -65,7 +66,7 @@ def sync(index: GalleryIndex, changed: Iterable[str] | None = None) -> None:
             state["segments"][:len(held.segments)] == held.segments:
         _sync_paths(index, list(touched_since(index, len(held.segments))))
     else:
-        _apply(_all_rows(), {int(i): row_values(p, info) for i, p, info in _index_rows(index)})
+        _sync_all(index)
     if state is not None:
         if held is None:
             db.session.add(GallerySync(id=1, **state))
@@ -94,15 +95,34 @@ def touched_since(index: GalleryIndex, segments_held: int) -> Iterator[str]:
             yield segment.paths[local]
 
 
-def _index_rows(index: GalleryIndex) -> Iterator[tuple[int, str, dict]]:
-    files = index.files
-    for public_id, path in zip(index.ids.tolist(), index.paths):
-        yield public_id, path, files.get(path, {})
+def _sync_all(index: GalleryIndex) -> None:
+    """Compare the whole table with the index, a range of ids at a time (the index's rows sorted by id beside
+    the table's rows of the same range, read by its primary key), so that memory stays with one chunk
+    whatever the library's size. Each range is committed: a crash half-way leaves a table that the next
+    sync compares again."""
+    facts, paths = index.facts, index.paths
+    order = np.argsort(index.ids, kind="stable")
+    ids = index.ids[order]
+    low = None
+    for start in range(0, len(order), _CHUNK):
+        high = int(ids[min(start + _CHUNK, len(order)) - 1])
+        wanted = {int(ids[k]): row_values(paths[row], facts.facts(row))
+                  for k, row in enumerate(order[start:start + _CHUNK].tolist(), start)}
+        _apply(_held_rows(low, high), wanted)
+        db.session.commit()  # a chunk at a time: a sync while the app serves holds the write lock briefly
+        low = high
+    _apply(_held_rows(low, None), {})
 
 
-def _all_rows() -> dict[int, tuple]:
+def _held_rows(low: int | None, high: int | None) -> dict[int, tuple]:
+    """The table's compared columns by id, for the ids above ``low`` up to ``high`` (None: no bound)."""
     columns = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
-    return {row[0]: tuple(row[1:]) for row in db.session.execute(select(*columns))}
+    query = select(*columns)
+    if low is not None:
+        query = query.where(TABLE.c.id > low)
+    if high is not None:
+        query = query.where(TABLE.c.id <= high)
+    return {row[0]: tuple(row[1:]) for row in db.session.execute(query)}
 
 
 def _sync_paths(index: GalleryIndex, paths: list[str]) -> None:
