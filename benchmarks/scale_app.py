@@ -4,9 +4,10 @@ a no-op build, filtered searches and listings cost on it.
     python benchmarks/scale_app.py [--count 100000] [--code before=/path/to/old/checkout] [--code after=.]
 
 The gallery is made once: N real small JPEG files (a few dozen templates, 45% with EXIF naming one of 13
-cameras, each file made unique by a trailing tag, so each has its own content hash), and an index written
-through the project's own code (``indexer.generations.save_index``) with clustered 384-d unit vectors, colour
-histograms and the manifest a real build of the same weights writes, so a build finds nothing to embed. Each
+cameras, each file made unique by a trailing tag, so each has its own content hash), and an index in the
+layout releases before the columnar file facts wrote (every file's facts in the JSON manifest, which old and
+new checkouts both read) with clustered 384-d unit vectors, colour histograms and the manifest a real build of
+the same weights writes, so a build finds nothing to embed. Each
 ``--code`` tree (default: this checkout) then runs on its own hard-linked copy of that index and a fresh
 database, as ``make run`` does: ``build_gallery.py`` (nothing to embed), ``flask db upgrade``, gunicorn with
 ``gunicorn.conf.py``; and prints one table row per measurement and tree. ``build_gallery.py`` runs twice:
@@ -36,7 +37,15 @@ sys.path.insert(0, ROOT)
 from indexer import colour  # noqa: E402
 from indexer.builder import build_gallery  # noqa: E402
 from indexer.exif import read_metadata  # noqa: E402
-from indexer.generations import GalleryIndex, load_index, save_index  # noqa: E402
+from indexer.generations import (  # noqa: E402
+    COLOURS,
+    CURRENT,
+    FEATURES,
+    GENERATIONS,
+    MANIFEST,
+    PATHS,
+    load_index,
+)
 
 HOST = "127.0.0.1"
 DIM = 384
@@ -130,8 +139,23 @@ def make_gallery(work: str, n: int, seed: int = 0) -> tuple[str, str]:
     manifest = {**_real_manifest(work), "images_dir": os.path.abspath(gallery), "files": files, "duplicates": {},
                 "skipped": {}}
     index_dir = os.path.join(work, "pristine-index")
-    save_index(index_dir, GalleryIndex.single(vectors, paths, manifest, colours))
+    save_as_older_release(index_dir, vectors, paths, manifest, colours)
     return gallery, index_dir
+
+
+def save_as_older_release(index_dir: str, vectors: np.ndarray, paths: list[str], manifest: dict,
+                          colours: np.ndarray) -> None:
+    """The index as releases before the columnar file facts wrote it (every file's facts in the JSON
+    manifest), which both an old and a new checkout read: the first build of a new one rewrites it."""
+    folder = os.path.join(index_dir, GENERATIONS, f"{time.time_ns():020d}")
+    os.makedirs(folder)
+    np.save(os.path.join(folder, FEATURES), vectors)
+    np.save(os.path.join(folder, COLOURS), colours)
+    with open(os.path.join(folder, PATHS), "w") as f:
+        json.dump(paths, f)
+    with open(os.path.join(folder, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    os.symlink(os.path.relpath(folder, index_dir), os.path.join(index_dir, CURRENT))
 
 
 def free_port() -> int:
@@ -232,6 +256,7 @@ def p50_ms(port: int, method: str, path: str, bodies: list[dict | None], headers
 def measure(label: str, code: str, work: str, gallery: str, pristine: str, queries: int) -> dict:
     """Every row of the table for one code tree, on its own copy of the index and a fresh database."""
     site = os.path.join(work, "site-" + label)
+    shutil.rmtree(site, ignore_errors=True)  # an earlier run's, with --reuse
     os.makedirs(site)
     subprocess.run(["cp", "-al", pristine, os.path.join(site, "index")], check=True)  # builds never change files
     port = free_port()
@@ -311,13 +336,19 @@ def main() -> None:
                         help="a checkout to measure (several: each on the same gallery); default: this one")
     parser.add_argument("--queries", type=int, default=15, help="requests per p50")
     parser.add_argument("--work", help="folder to work in (default: a temporary one, removed afterwards)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use the gallery an earlier run left in --work (its sites are made afresh)")
     args = parser.parse_args()
     codes = [c.split("=", 1) for c in args.code] or [["this", ROOT]]
     work = args.work or tempfile.mkdtemp(prefix="scale-app-")
     try:
         start = time.perf_counter()
-        gallery, pristine = make_gallery(work, args.count)
-        print(f"made {args.count:,} files and their index in {time.perf_counter() - start:.0f} s", flush=True)
+        gallery, pristine = os.path.join(work, "media", "gallery"), os.path.join(work, "pristine-index")
+        if args.reuse and os.path.isdir(pristine):
+            print(f"reusing the gallery and index in {work}", flush=True)
+        else:
+            gallery, pristine = make_gallery(work, args.count)
+            print(f"made {args.count:,} files and their index in {time.perf_counter() - start:.0f} s", flush=True)
         results = {}
         for label, code in codes:
             results[label] = measure(label, os.path.abspath(code), work, gallery, pristine, args.queries)
