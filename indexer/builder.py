@@ -8,7 +8,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from dinov2_numpy.descriptor import descriptor_of
 from . import clip_set, colour, no_op
 from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
+from .file_facts import FileFacts
 from .generations import GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
 from .options import BuildOptions
@@ -294,10 +295,9 @@ class _Build:
         kept = set(paths)
         self.report.duplicates = [(p, q) for p, q in self.report.duplicates if q in kept]
         files = {p: info for p, info in plan.files.items() if p not in self.failed}
-        manifest = self._manifest(files)
-        previous_files = self.previous.files if self.previous is not None else {}
+        manifest = self._manifest(FileFacts.from_dicts(paths, files))
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
-        fresh = {p for p in paths if previous_files.get(p, {}).get("sha256") != files[p]["sha256"]}
+        fresh = {p for p in paths if not self._held_before(p, files[p]["sha256"])}
         clip_rows = self._clip_rows(paths, files, clip)
         self.report.images = len(paths)
 
@@ -309,6 +309,12 @@ class _Build:
             self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows), extra=extra)
         self._clear_work()
         self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
+
+    def _held_before(self, path: str, sha: str) -> bool:
+        """Whether the replaced index held this content under this path."""
+        facts = self.previous.facts if self.previous is not None else None
+        row = facts.row_of(path) if facts is not None else None
+        return row is not None and facts.has(row) and facts.sha256(row) == sha
 
     def _clip_rows(self, paths: list[str], files: dict[str, dict],
                    clip: dict[str, np.ndarray] | None) -> np.ndarray | None:
@@ -330,7 +336,7 @@ class _Build:
             renewed = fresh | {p for p in paths if files[p]["sha256"] in self.clip_fresh}
             build_for_generation(self.options.backend, folder, paths, clip_rows, renewed, vector_set=CLIP_SET)
 
-    def _manifest(self, files: dict[str, dict]) -> dict:
+    def _manifest(self, files: Mapping[str, dict]) -> dict:
         return {
             "version": 1,
             "ids": ID_SCHEME,

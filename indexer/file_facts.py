@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -211,12 +211,16 @@ def _filter_values(meta: Mapping[str, Any], cameras: dict[str, int]) -> tuple[in
 
 
 def _seconds(iso: Any) -> int:
-    """An ISO capture time as whole seconds (its time zone dropped: capture times are local), else NaT."""
+    """An ISO capture time as whole seconds since 1970 (its time zone dropped: capture times are local), else
+    NaT."""
     try:
         when = datetime.fromisoformat(iso).replace(tzinfo=None)
     except (TypeError, ValueError):
         return NAT
-    return int(np.datetime64(when, "s").astype(np.int64))
+    return (when - _EPOCH) // _SECOND
+
+
+_EPOCH, _SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
 
 
 def _hex(digest: bytes) -> str:

@@ -115,8 +115,7 @@ def _hash(images_dir: str, entries: Iterable[FileEntry], previous: Previous, gps
     headers read ``HASH_WORKERS`` at a time (file reads and SHA-256 release the GIL: a camera's 50 MB RAW
     file costs tens of milliseconds of each), in the entries' order; an unchanged file, which needs no read,
     is looked at in this thread (a thread pool's hand-over costs more than that, a million times over)."""
-    def look(entry: FileEntry) -> tuple[FileEntry, bool, str | Skipped, dict]:
-        facts = previous.facts(entry.path)
+    def look(entry: FileEntry, facts: dict | None) -> tuple[FileEntry, bool, str | Skipped, dict]:
         same = unchanged(entry, facts)
         try:
             sha = facts["sha256"] if same else sha256_file(os.path.join(images_dir, entry.path))
@@ -124,16 +123,18 @@ def _hash(images_dir: str, entries: Iterable[FileEntry], previous: Previous, gps
             return entry, same, Skipped(entry.path, f"cannot read: {e.strerror}"), {}
         return entry, same, sha, file_facts(images_dir, entry, sha, facts, gps)
 
-    def reused(entry: FileEntry) -> bool:  # nothing to read: looked at here, not handed to a thread
-        facts = previous.facts(entry.path)
+    def reused(entry: FileEntry, facts: dict | None) -> bool:  # nothing to read: looked at here, not in a thread
         return unchanged(entry, facts) and "meta" in facts and ("latitude" in facts["meta"]) == gps
 
     entries = list(entries)
-    inline = [reused(e) for e in entries]
+    known = [previous.facts(e.path) for e in entries]  # once each: a lookup decodes the file's metadata
+    inline = [reused(e, f) for e, f in zip(entries, known)]
     hashed = []
     with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="plan") as pool:
-        read = pool.map(look, [e for e, cheap in zip(entries, inline) if not cheap])
-        for entry, same, sha, facts in (look(e) if cheap else next(read) for e, cheap in zip(entries, inline)):
+        todo = [(e, f) for e, f, cheap in zip(entries, known, inline) if not cheap]
+        read = pool.map(look, [e for e, _ in todo], [f for _, f in todo])
+        for entry, same, sha, facts in (look(e, f) if cheap else next(read)
+                                        for e, f, cheap in zip(entries, known, inline)):
             if isinstance(sha, Skipped):
                 plan.skipped.append(sha)
                 continue
