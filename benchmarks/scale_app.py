@@ -241,6 +241,19 @@ def worker_rss_gb(server: subprocess.Popen) -> float:
     return total / 2**20
 
 
+def until_ready(port: int, path: str, limit: float = 900.0) -> float:
+    """Seconds until an exploration (answered 202 while it is computed) answers 200."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        status, data, _ = request(port, "GET", path)
+        if status == 200:
+            return time.perf_counter() - start
+        if status != 202:
+            raise SystemExit(f"GET {path}: {status} {data[:300]!r}")
+        time.sleep(1)
+    raise SystemExit(f"GET {path}: not ready within {limit:.0f} s")
+
+
 def p50_ms(port: int, method: str, path: str, bodies: list[dict | None], headers: dict) -> float:
     times = []
     for body in bodies:
@@ -294,6 +307,9 @@ def measure(label: str, code: str, work: str, gallery: str, pristine: str, queri
             out[f"list_{name}_ms"] = p50_ms(port, "GET", f"/api/gallery?{query}&page={1}", [None] * queries, {})
         out["rare_camera"] = rare
         out["rss_gb"] = worker_rss_gb(server)
+        for what in ("groups", "map"):
+            out[f"{what}_s"] = until_ready(port, f"/api/{what}")
+        out["rss_explored_gb"] = worker_rss_gb(server)
     finally:
         stop_server(server)
     server, again = start_server(code, env, port)
@@ -321,7 +337,9 @@ def table(n: int, results: dict[str, dict]) -> str:
             ("search p50, one camera (3.8%)", lambda r: f"{r['search_camera_ms']:.0f} ms"),
             ("listing p50, orientation=landscape", lambda r: f"{r['list_landscape_ms']:.1f} ms"),
             ("listing p50, one camera", lambda r: f"{r['list_camera_ms']:.1f} ms"),
-            ("worker RSS after the searches", lambda r: f"{r['rss_gb']:.2f} GB")]
+            ("worker RSS after the searches", lambda r: f"{r['rss_gb']:.2f} GB"),
+            ("groups, then the map, computed", lambda r: f"{r['groups_s']:.0f} s, {r['map_s']:.0f} s"),
+            ("worker RSS after the searches, groups and map", lambda r: f"{r['rss_explored_gb']:.2f} GB")]
     labels = list(results)
     lines = [f"| what ({n:,} pictures) | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
     for name, cell in rows:

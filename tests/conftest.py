@@ -83,6 +83,19 @@ def clip_gallery(gallery_dirs, clip_weights, weights_path, tmp_path_factory):
 
 
 @pytest.fixture
+def four_photos(tmp_path):
+    """Four real photos in a gallery folder of their own, and where their index goes (not built yet):
+    ``(gallery folder, index folder)``."""
+    from tests.images import mvtb_photo, skimage_photo, sklearn_photo
+    gallery, index_dir = tmp_path / "g", tmp_path / "idx"
+    gallery.mkdir()
+    for p in (skimage_photo("chelsea.png"), skimage_photo("coffee.png"), sklearn_photo("china.jpg"),
+              mvtb_photo("eiffel-1.png")):
+        shutil.copy(p, gallery)
+    return gallery, index_dir
+
+
+@pytest.fixture
 def site(gallery_dirs, tmp_path):
     """A private copy of the test gallery and its index, which these tests change."""
     root = tmp_path / "site"

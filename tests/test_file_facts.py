@@ -16,19 +16,12 @@ from indexer.embedding import embed_pixels
 from indexer.exif import read_metadata
 from indexer.file_facts import FileFacts, has_facts
 from indexer.generations import MANIFEST, load_index
-from tests.images import mvtb_photo, skimage_photo, sklearn_photo
-
-PHOTOS = [skimage_photo("chelsea.png"), skimage_photo("coffee.png"), sklearn_photo("china.jpg"),
-          mvtb_photo("eiffel-1.png")]
-
+from tests.images import skimage_photo
 
 @pytest.fixture
-def built(weights_path, tmp_path):
+def built(four_photos, weights_path):
     """Four real photos, built; returns (gallery folder, index folder)."""
-    gallery, index_dir = tmp_path / "g", tmp_path / "idx"
-    gallery.mkdir()
-    for p in PHOTOS:
-        shutil.copy(p, gallery)
+    gallery, index_dir = four_photos
     build_gallery(str(gallery), str(index_dir), weights_path, progress=False)
     return gallery, index_dir
 

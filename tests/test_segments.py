@@ -17,20 +17,12 @@ from indexer.builder import build_gallery, build_lock
 from indexer.changes import compact, update_paths
 from indexer.embedding import embed_pixels
 from indexer.generations import FEATURES, load_index
-from tests.images import mvtb_photo, skimage_photo, sklearn_photo
-
-FIRST = [skimage_photo("chelsea.png"), skimage_photo("coffee.png"), sklearn_photo("china.jpg"),
-         mvtb_photo("eiffel-1.png")]
-
+from tests.images import mvtb_photo, skimage_photo
 
 @pytest.fixture
-def built(weights_path, tmp_path):
-    """A gallery of four photos, built; returns (gallery folder, index folder)."""
-    gallery, index_dir = tmp_path / "g", tmp_path / "idx"
-    gallery.mkdir()
-    for p in FIRST:
-        shutil.copy(p, gallery)
-    return gallery, index_dir
+def built(four_photos):
+    """A gallery of four photos (chelsea, coffee, china, eiffel-1), not built yet."""
+    return four_photos
 
 
 def change(model, gallery, index_dir, cfg=None, **kwargs):
