@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from indexer.builder import build_gallery
-from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges
+from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges, similar_pairs
 from indexer.generations import load_index
 from indexer.vector_index import NumpyIndex
 from tests.helpers import csrf_headers, make_app, sign_up
@@ -127,3 +127,41 @@ def test_edges_and_groups_on_synthetic_vectors():
     assert len(a) < 10 * len(x)  # neighbour lists, not a similarity matrix
     first = minibatch_kmeans(x, 8, seed=1)[1]
     assert np.array_equal(first, minibatch_kmeans(x, 8, seed=1)[1]) and len(np.unique(first)) == 8
+
+
+def clustered(n, dim, seed):
+    """Unit vectors around a few hundred centres, with planted near-copies (cosine ~0.97) of some rows."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(2, n // 200), dim)).astype(np.float32)
+    x = centres[rng.integers(0, len(centres), n)] + 0.7 * rng.normal(size=(n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    copies = rng.choice(n, n // 50, replace=False)
+    x[copies[1::2]] = x[copies[::2]] + 0.03 * rng.normal(size=(len(copies) // 2, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_the_inverted_file_finds_the_exact_groups_and_nearly_every_pair():
+    x = clustered(6000, 48, seed=3)
+    ids = np.arange(len(x))
+    exact = similar_pairs(x, k=10, floor=0.8)  # below EXACT_BELOW: every pair compared
+    reference = neighbour_edges(x, ids, NumpyIndex(48, ids, x), k=10, floor=0.8)
+    assert {(a, b) for a, b in zip(*exact[:2])} == {(a, b) for a, b in zip(*reference[:2])}
+    done = []
+    blocked = similar_pairs(x, k=10, floor=0.8, exact_below=0, progress=lambda d, t: done.append((d, t)))
+    for threshold in (0.95, 0.9):
+        groups = duplicate_groups(len(x), *exact, threshold)
+        assert len(groups) >= 50 and duplicate_groups(len(x), *blocked, threshold) == groups
+    pairs = {(a, b) for a, b in zip(*exact[:2])}
+    found = pairs & {(a, b) for a, b in zip(*blocked[:2])}
+    assert len(found) >= 0.95 * len(pairs)
+    assert done[-1][0] == done[-1][1] and all(d1 <= d2 for (d1, _), (d2, _) in zip(done, done[1:]))
+
+
+def test_the_inverted_file_groups_real_photos_as_exact_search_does(explored, tmp_path):
+    index = load_index(str(tmp_path / "site" / "index"))
+    x = np.asarray(index.features)
+    exact = similar_pairs(x, k=10, floor=0.8)
+    blocked = similar_pairs(x, k=10, floor=0.8, exact_below=0, probes=2)
+    for threshold in (0.8, 0.9, 0.95):
+        assert duplicate_groups(len(x), *blocked, threshold) == duplicate_groups(len(x), *exact, threshold)
+    assert len(duplicate_groups(len(x), *exact, 0.95)) == 2
