@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from indexer.builder import build_gallery
+from indexer.duplicate_job import find_pairs
 from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges, similar_pairs
 from indexer.generations import load_index
 from indexer.vector_index import NumpyIndex
@@ -165,3 +166,47 @@ def test_the_inverted_file_groups_real_photos_as_exact_search_does(explored, tmp
     for threshold in (0.8, 0.9, 0.95):
         assert duplicate_groups(len(x), *blocked, threshold) == duplicate_groups(len(x), *exact, threshold)
     assert len(duplicate_groups(len(x), *exact, 0.95)) == 2
+
+
+def test_the_status_shows_progress_and_an_estimate_that_holds(monkeypatch):
+    import threading
+
+    from app.services import exploration
+    monkeypatch.setattr(exploration, "ESTIMATE_AFTER", 1.0)
+    x = clustered(120_000, 64, seed=4)
+    job = exploration.Job(index=None)
+    job.started = time.monotonic()
+    answer = {}
+    worker = threading.Thread(target=lambda: answer.update(pairs=find_pairs(x, 10, 0.8, progress=job.progress)))
+    worker.start()
+    seen = []
+    while worker.is_alive():
+        seen.append((time.monotonic(), job.status()))
+        time.sleep(0.2)
+    worker.join()
+    end = time.monotonic()
+    assert answer["pairs"][0].size > 0
+    estimates = [(t, s) for t, s in seen if s["eta_seconds"] is not None]
+    assert estimates and all(0 < s["done"] < s["total"] for _, s in estimates)
+    assert all(s["elapsed_seconds"] >= 1.0 for _, s in estimates)
+    # Made with a third of the work done or more, the estimate is within a factor of three of what it took.
+    t, later = next((t, s) for t, s in estimates if s["done"] >= s["total"] / 3)
+    assert (end - t) / 3 <= later["eta_seconds"] <= 3 * (end - t) + 1
+
+
+def test_a_killed_duplicate_search_reports_failed_then_starts_again(explored):
+    import os
+    import signal
+    app, client, _ = explored
+    assert client.get("/api/duplicates").status_code == 202
+    job = app.extensions["exploration"]._jobs["edges"]
+    end = time.monotonic() + 30
+    while job.pid is None and time.monotonic() < end:
+        time.sleep(0.002)
+    os.kill(job.pid, signal.SIGKILL)
+    job.finished.wait(30)
+    r = client.get("/api/duplicates")
+    assert r.status_code == 500, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "computation_failed" and "killed (signal 9)" in error["message"]
+    assert len(ready(client, "/api/duplicates")["groups"]) == 2  # the next request computes it afresh

@@ -8,6 +8,7 @@ import math
 import numpy as np
 from flask import jsonify, request
 
+from ..errors import json_error
 from ..extensions import exploration, throttle
 from ..services.errors import NotFound
 from ..services.exploration import FLOOR, MAX_K, MIN_K
@@ -20,6 +21,10 @@ MAP_POINTS = 20_000  # the most points one map answer carries (a deterministic s
 
 
 def _computing(status: dict):
+    """202 with the progress while computing; 500 with the reason when the computation failed (the next
+    request starts it again)."""
+    if status["state"] == "failed":
+        return json_error(500, "computation_failed", f"This could not be computed: {status['error']}.")
     return jsonify(status), 202, {"Retry-After": "2"}
 
 

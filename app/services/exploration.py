@@ -111,7 +111,10 @@ class Exploration:
                 self._location, self._jobs = index.location, OrderedDict()
             job = self._jobs.get(name)
             if job is not None:
-                self._jobs.move_to_end(name)
+                if job.finished.is_set() and job.error:
+                    del self._jobs[name]  # a failure is told once: the next request tries again
+                else:
+                    self._jobs.move_to_end(name)
                 return job
             finished = [n for n, j in self._jobs.items() if j.finished.is_set()]
             while len(self._jobs) >= REMEMBERED and finished:
