@@ -27,12 +27,12 @@ def planted_app(tmp_path, weights_path):
 def test_the_duplicates_page_shows_progress_while_its_process_works(planted_app, page):  # noqa: F811
     app, base = planted_app
     sign_up_in_browser(page, base + "/auth/signup", "admin@example.com", "administrator password")
-    page.goto(base + "/duplicates")
-    jobs = app.extensions["exploration"]._jobs
+    page.goto(base + "/duplicates", wait_until="commit")  # the job starts with the page's first request
+    explore = app.extensions["exploration"]
     end = time.monotonic() + 30
-    while (jobs.get("edges") is None or jobs["edges"].pid is None) and time.monotonic() < end:
-        time.sleep(0.002)
-    job = jobs["edges"]
+    while getattr(explore._jobs.get("edges"), "pid", None) is None and time.monotonic() < end:
+        time.sleep(0.001)
+    job = explore._jobs["edges"]
     os.kill(job.pid, signal.SIGSTOP)  # held before its first answer: the page must show that it is working
     try:
         expect(page.locator("#dup-progress")).to_be_visible(timeout=10000)
