@@ -41,6 +41,7 @@ def test_the_duplicates_page_shows_progress_while_its_process_works(planted_app,
         assert job.status()["state"] == "computing" and job.status()["elapsed_seconds"] >= 0
         assert page.evaluate("[timeLeft(null), timeLeft(30), timeLeft(200), timeLeft(4000)]") == \
             ["", "less than a minute left", "about 4 min left", "about 1 h 7 min left"]
+        assert page.evaluate("timeLeft(null, 3)") == "estimating the time left"
         shot(page, "duplicates-computing")
     finally:
         os.kill(job.pid, signal.SIGCONT)

@@ -16,8 +16,8 @@ function card(item, best) {
 }
 
 // "about 3 min left" from the status's estimate (absent until the job has run long enough to measure a rate).
-function timeLeft(seconds) {
-  if (seconds === null || seconds === undefined) return "";
+function timeLeft(seconds, elapsed) {
+  if (seconds === null || seconds === undefined) return elapsed >= 2 ? "estimating the time left" : "";
   if (seconds < 60) return "less than a minute left";
   if (seconds < 3600) return `about ${Math.ceil(seconds / 60)} min left`;
   return `about ${Math.floor(seconds / 3600)} h ${Math.ceil((seconds % 3600) / 60)} min left`;
@@ -32,7 +32,7 @@ function load(target) {
       $("#dup-progress").prop("hidden", false).attr("aria-valuenow", Math.round(pct))
         .find(".progress-bar").css("width", Math.max(pct, 2) + "%");
       $("#dup-summary").text("looking through the gallery…");
-      $("#dup-eta").prop("hidden", false).text([`${Math.floor(pct)}% done`, timeLeft(data.eta_seconds)].filter(Boolean).join(" · "));
+      $("#dup-eta").prop("hidden", false).text([`${Math.floor(pct)}% done`, timeLeft(data.eta_seconds, data.elapsed_seconds)].filter(Boolean).join(" · "));
       pending = setTimeout(() => load(page), 1000);
       return;
     }
