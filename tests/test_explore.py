@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from indexer.builder import build_gallery
-from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges
+from indexer.duplicate_job import find_pairs
+from indexer.explore import duplicate_groups, minibatch_kmeans, neighbour_edges, similar_pairs
 from indexer.generations import load_index
 from indexer.vector_index import NumpyIndex
 from tests.helpers import csrf_headers, make_app, sign_up
@@ -127,3 +128,85 @@ def test_edges_and_groups_on_synthetic_vectors():
     assert len(a) < 10 * len(x)  # neighbour lists, not a similarity matrix
     first = minibatch_kmeans(x, 8, seed=1)[1]
     assert np.array_equal(first, minibatch_kmeans(x, 8, seed=1)[1]) and len(np.unique(first)) == 8
+
+
+def clustered(n, dim, seed):
+    """Unit vectors around a few hundred centres, with planted near-copies (cosine ~0.97) of some rows."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(2, n // 200), dim)).astype(np.float32)
+    x = centres[rng.integers(0, len(centres), n)] + 0.7 * rng.normal(size=(n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    copies = rng.choice(n, n // 50, replace=False)
+    x[copies[1::2]] = x[copies[::2]] + 0.03 * rng.normal(size=(len(copies) // 2, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_the_inverted_file_finds_the_exact_groups_and_nearly_every_pair():
+    x = clustered(6000, 48, seed=3)
+    ids = np.arange(len(x))
+    exact = similar_pairs(x, k=10, floor=0.8)  # below EXACT_BELOW: every pair compared
+    reference = neighbour_edges(x, ids, NumpyIndex(48, ids, x), k=10, floor=0.8)
+    assert {(a, b) for a, b in zip(*exact[:2])} == {(a, b) for a, b in zip(*reference[:2])}
+    done = []
+    blocked = similar_pairs(x, k=10, floor=0.8, exact_below=0, progress=lambda d, t: done.append((d, t)))
+    for threshold in (0.95, 0.9):
+        groups = duplicate_groups(len(x), *exact, threshold)
+        assert len(groups) >= 50 and duplicate_groups(len(x), *blocked, threshold) == groups
+    pairs = {(a, b) for a, b in zip(*exact[:2])}
+    found = pairs & {(a, b) for a, b in zip(*blocked[:2])}
+    assert len(found) >= 0.95 * len(pairs)
+    assert done[-1][0] == done[-1][1] and all(d1 <= d2 for (d1, _), (d2, _) in zip(done, done[1:]))
+
+
+def test_the_inverted_file_groups_real_photos_as_exact_search_does(explored, tmp_path):
+    index = load_index(str(tmp_path / "site" / "index"))
+    x = np.asarray(index.features)
+    exact = similar_pairs(x, k=10, floor=0.8)
+    blocked = similar_pairs(x, k=10, floor=0.8, exact_below=0, probes=2)
+    for threshold in (0.8, 0.9, 0.95):
+        assert duplicate_groups(len(x), *blocked, threshold) == duplicate_groups(len(x), *exact, threshold)
+    assert len(duplicate_groups(len(x), *exact, 0.95)) == 2
+
+
+def test_the_status_shows_progress_and_an_estimate_that_holds(monkeypatch):
+    import threading
+
+    from app.services import exploration
+    monkeypatch.setattr(exploration, "ESTIMATE_AFTER", 1.0)
+    x = clustered(120_000, 64, seed=4)
+    job = exploration.Job(index=None)
+    job.started = time.monotonic()
+    answer = {}
+    worker = threading.Thread(target=lambda: answer.update(pairs=find_pairs(x, 10, 0.8, progress=job.progress)))
+    worker.start()
+    seen = []
+    while worker.is_alive():
+        seen.append((time.monotonic(), job.status()))
+        time.sleep(0.2)
+    worker.join()
+    end = time.monotonic()
+    assert answer["pairs"][0].size > 0
+    estimates = [(t, s) for t, s in seen if s["eta_seconds"] is not None]
+    assert estimates and all(0 < s["done"] < s["total"] for _, s in estimates)
+    assert all(s["elapsed_seconds"] >= 1.0 for _, s in estimates)
+    # Made with a third of the work done or more, the estimate is within a factor of three of what it took.
+    t, later = next((t, s) for t, s in estimates if s["done"] >= s["total"] / 3)
+    assert (end - t) / 3 <= later["eta_seconds"] <= 3 * (end - t) + 1
+
+
+def test_a_killed_duplicate_search_reports_failed_then_starts_again(explored):
+    import os
+    import signal
+    app, client, _ = explored
+    assert client.get("/api/duplicates").status_code == 202
+    job = app.extensions["exploration"]._jobs["edges"]
+    end = time.monotonic() + 30
+    while job.pid is None and time.monotonic() < end:
+        time.sleep(0.002)
+    os.kill(job.pid, signal.SIGKILL)
+    job.finished.wait(30)
+    r = client.get("/api/duplicates")
+    assert r.status_code == 500, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "computation_failed" and "killed (signal 9)" in error["message"]
+    assert len(ready(client, "/api/duplicates")["groups"]) == 2  # the next request computes it afresh

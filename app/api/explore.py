@@ -8,6 +8,7 @@ import math
 import numpy as np
 from flask import jsonify, request
 
+from ..errors import json_error
 from ..extensions import exploration, throttle
 from ..services.errors import NotFound
 from ..services.exploration import FLOOR, MAX_K, MIN_K
@@ -20,12 +21,21 @@ MAP_POINTS = 20_000  # the most points one map answer carries (a deterministic s
 
 
 def _computing(status: dict):
+    """202 with the progress while computing; 500 with the reason when the computation failed (the next
+    request starts it again)."""
+    if status["state"] == "failed":
+        return json_error(500, "computation_failed", f"This could not be computed: {status['error']}.")
     return jsonify(status), 202, {"Retry-After": "2"}
 
 
-def _page(items: list, per_page_default: int):
-    page = int_arg(request.args.get("page"), "page", 1, 1, 10**6)
-    per_page = int_arg(request.args.get("per_page"), "per_page", per_page_default, 1, 200)
+def _paging(per_page_default: int) -> tuple[int, int]:
+    """``(page, per_page)`` of the request, read before any work so that a wrong one is a 400 at once."""
+    return (int_arg(request.args.get("page"), "page", 1, 1, 10**6),
+            int_arg(request.args.get("per_page"), "per_page", per_page_default, 1, 200))
+
+
+def _page(items: list, paging: tuple[int, int]):
+    page, per_page = paging
     return items[(page - 1) * per_page: page * per_page], {
         "page": page, "per_page": per_page, "total": len(items), "pages": max(1, math.ceil(len(items) / per_page))}
 
@@ -35,10 +45,11 @@ def _page(items: list, per_page_default: int):
 def duplicates():
     """Groups of near-identical pictures at ``threshold`` (0.8 to 1, default 0.95), best-quality first."""
     threshold = fraction(request.args.get("threshold"), "threshold", 0.95)
+    asked = _paging(10)
     status, groups = exploration().duplicates(threshold)
     if groups is None:
         return _computing(status)
-    chunk, paging = _page(groups, 10)
+    chunk, paging = _page(groups, asked)
     return jsonify({**status, **paging, "threshold": threshold, "floor": FLOOR,
                     "pictures": sum(len(g) for g in groups),
                     "groups": [{"size": len(g), "items": [with_links(i) for i in g]} for g in chunk]})
@@ -68,12 +79,13 @@ def groups():
 def group(n: int):
     """The pictures of group ``n``, nearest its centre first."""
     explore = exploration()
+    asked = _paging(48)
     status, found, index = explore.clusters(_k())
     if found is None:
         return _computing(status)
     if n >= len(found["order"]):
         raise NotFound(f"There are {len(found['order'])} groups; group {n} does not exist.")
-    chunk, paging = _page(found["order"][n], 48)
+    chunk, paging = _page(found["order"][n], asked)
     return jsonify({**status, **paging, "n": n, "k": found["k"],
                     "items": [with_links(explore.item(index, r)) for r in chunk]})
 

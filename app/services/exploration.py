@@ -7,24 +7,24 @@ neighbour search is BLAS work over the whole gallery, and OpenBLAS crashes when 
 than it was built for), at most ``WAITING`` jobs wait for it, and at most ``REMEMBERED`` answers are kept per
 generation, the least recently asked for leaving first. Beyond that a request is told to come back later
 (503 with Retry-After). Each answer names the generation it was computed for, so that a page is built from
-that generation's rows even when the index changed meanwhile."""
+that generation's rows even when the index changed meanwhile.
+
+Duplicates, the long one (minutes for a million pictures), run in a low-priority process of their own
+(``indexer.duplicate_job``) whatever the vector backend, so that searches keep their cores; the worker
+thread waits for it, and its status carries an estimate of the time left."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from indexer.explore import (
-    choose_k,
-    duplicate_groups,
-    minibatch_kmeans,
-    neighbour_edges,
-    pca_2d,
-)
+from indexer.duplicate_job import find_pairs
+from indexer.explore import choose_k, duplicate_groups, minibatch_kmeans, pca_2d
 from indexer.generations import GalleryIndex
 
 from .engine import Engine
@@ -35,6 +35,8 @@ FLOOR = 0.8  # the lowest duplicate threshold offered; edges below it are not ke
 MIN_K, MAX_K = 2, 100  # groups a user may ask for; choose_k picks from 2 to 60
 WAITING = 4  # jobs queued behind the one being computed
 REMEMBERED = 8  # answers kept per generation (duplicates, the map, and groups for a few values of k)
+ESTIMATE_AFTER = 5.0  # seconds of work before the time left is estimated (a shorter job needs none)
+RATE_WINDOW = 60.0  # seconds of recent progress the rate is measured over (it follows the machine's load)
 
 
 @dataclass
@@ -48,14 +50,40 @@ class Job:
     error: str | None = None
     running: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None  # the process computing it, when it has one
+    started: float | None = None  # time.monotonic() when the work began
+    ended: float | None = None
+    _recent: deque = field(default_factory=lambda: deque(maxlen=1000))  # (time, done) reports
 
     def status(self) -> dict:
+        """State, progress, seconds of work so far and an estimate of the seconds left (None until known)."""
+        now = self.ended or time.monotonic()
         return {"state": "failed" if self.error else "ready" if self.finished.is_set() else "computing",
-                "done": self.done, "total": self.total, "error": self.error}
+                "done": self.done, "total": self.total, "error": self.error,
+                "elapsed_seconds": round(now - self.started, 1) if self.started is not None else None,
+                "eta_seconds": self.eta(now)}
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left at the rate of the last ``RATE_WINDOW`` seconds, once ``ESTIMATE_AFTER`` seconds of
+        work give a rate worth the name; None before, and once the job ended."""
+        if self.started is None or self.finished.is_set() or now - self.started < ESTIMATE_AFTER:
+            return None
+        recent = list(self._recent)
+        if len(recent) < 2 or self.total <= 0:
+            return None
+        (then, done_then), (last, done_last) = recent[0], recent[-1]
+        if last - then < ESTIMATE_AFTER / 2 or done_last <= done_then:
+            return None
+        rate = (done_last - done_then) / (last - then)
+        return round(max(0.0, (self.total - self.done) / rate - (now - last)), 1)
 
     def progress(self, done: int, total: int) -> None:
         """What the computation reports as it goes."""
+        now = time.monotonic()
         self.done, self.total = done, total
+        self._recent.append((now, done))
+        while self._recent and now - self._recent[0][0] > RATE_WINDOW:
+            self._recent.popleft()
 
     def answer(self) -> tuple[dict, Any, GalleryIndex]:
         """``(status, result, index)``: the result None until the job finished without error, and the
@@ -83,7 +111,10 @@ class Exploration:
                 self._location, self._jobs = index.location, OrderedDict()
             job = self._jobs.get(name)
             if job is not None:
-                self._jobs.move_to_end(name)
+                if job.finished.is_set() and job.error:
+                    del self._jobs[name]  # a failure is told once: the next request tries again
+                else:
+                    self._jobs.move_to_end(name)
                 return job
             finished = [n for n, j in self._jobs.items() if j.finished.is_set()]
             while len(self._jobs) >= REMEMBERED and finished:
@@ -106,7 +137,7 @@ class Exploration:
         return sum(1 for j in self._jobs.values() if not j.running and not j.finished.is_set())
 
     def _run(self, job: Job, work: Callable[[GalleryIndex, Any, Job], Any], backend) -> None:
-        job.running = True
+        job.running, job.started = True, time.monotonic()
         try:
             if job.index.location != self._location:
                 job.error = "the index changed before this was computed"  # nobody will read it: skip the work
@@ -115,7 +146,7 @@ class Exploration:
         except Exception as e:  # noqa: BLE001  (reported to whoever asks; the next generation starts afresh)
             job.error = f"{type(e).__name__}: {e}"
         finally:
-            job.running = False
+            job.running, job.ended = False, time.monotonic()
             job.finished.set()
 
     # --- duplicates -------------------------------------------------------------------------------------
@@ -127,7 +158,10 @@ class Exploration:
             raise InvalidInput(f"'threshold' must be between {FLOOR} and 1.")
 
         def work(index: GalleryIndex, backend, job: Job):
-            return neighbour_edges(index.features, index.ids, backend, NEIGHBOURS, FLOOR, progress=job.progress)
+            def started(pid: int) -> None:
+                job.pid = pid
+            return find_pairs(index.features, NEIGHBOURS, FLOOR, progress=job.progress, started=started,
+                              cancelled=lambda: index.location != self._location)
 
         status, edges, index = self._job("edges", work).answer()
         if edges is None:

@@ -15,18 +15,28 @@ function card(item, best) {
         <div class="text-secondary">${escapeHtml([size, kb].filter(Boolean).join(" · "))}${best ? " · <span class='text-success fw-semibold'>best</span>" : ""}</div></div></div></div>`;
 }
 
+// "about 3 min left" from the status's estimate (absent until the job has run long enough to measure a rate).
+function timeLeft(seconds, elapsed) {
+  if (seconds === null || seconds === undefined) return elapsed >= 2 ? "estimating the time left" : "";
+  if (seconds < 60) return "less than a minute left";
+  if (seconds < 3600) return `about ${Math.ceil(seconds / 60)} min left`;
+  return `about ${Math.floor(seconds / 3600)} h ${Math.ceil((seconds % 3600) / 60)} min left`;
+}
+
 function load(target) {
   page = target || 1;
   clearTimeout(pending);
   $.ajax({ url: "/api/duplicates", data: { threshold: threshold, page: page } }).done((data, _, xhr) => {
     if (xhr.status === 202) {  // still computing: show how far, ask again
-      const pct = data.total ? (100 * data.done) / data.total : 5;
-      $("#dup-progress").prop("hidden", false).find(".progress-bar").css("width", pct + "%");
+      const pct = data.total ? (100 * data.done) / data.total : 0;
+      $("#dup-progress").prop("hidden", false).attr("aria-valuenow", Math.round(pct))
+        .find(".progress-bar").css("width", Math.max(pct, 2) + "%");
       $("#dup-summary").text("looking through the gallery…");
+      $("#dup-eta").prop("hidden", false).text([`${Math.floor(pct)}% done`, timeLeft(data.eta_seconds, data.elapsed_seconds)].filter(Boolean).join(" · "));
       pending = setTimeout(() => load(page), 1000);
       return;
     }
-    $("#dup-progress").prop("hidden", true);
+    $("#dup-progress, #dup-eta").prop("hidden", true);
     $("#dup-summary").text(`${data.total} ${data.total === 1 ? "group" : "groups"}, ${data.pictures} pictures`);
     const admin = $("#dup-groups").data("admin") === "yes";
     const $groups = $("#dup-groups").empty();
