@@ -27,7 +27,8 @@ from .exif import ORIENTATIONS
 FORMAT = 1
 FACT_COLUMNS = np.dtype([
     ("size", "<i8"),  # -1: no facts recorded for this row
-    ("mtime_ns", "<i8"),
+    # The modification time in whole seconds and the nanoseconds beyond (a time in year 10000 passes int64 ns).
+    ("mtime_s", "<i8"), ("mtime_frac", "<i4"),
     ("sha256", "S32"),  # the digest's bytes (NumPy drops trailing NUL bytes when it reads one: ``_hex``)
     ("meta_end", "<i8"),  # the end of this row's metadata in the metadata bytes (the previous row's: its start)
     ("taken", "<i8"),  # capture time, whole seconds since 1970 as datetime64[s] counts them; NaT when unknown
@@ -62,13 +63,13 @@ class FileFacts(Mapping[str, dict]):
         for path in paths:
             info = files.get(path)
             if info is None:
-                values.append((-1, 0, b"", end, NAT, -1, -1, -1, -1))
+                values.append((-1, 0, 0, b"", end, NAT, -1, -1, -1, -1))
                 continue
             meta = info.get("meta")
             encoded = b"" if meta is None else json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
             chunks.append(encoded)
             end += len(encoded)
-            values.append((info["size"], info["mtime_ns"], bytes.fromhex(info["sha256"]), end,
+            values.append((info["size"], *divmod(info["mtime_ns"], 10**9), bytes.fromhex(info["sha256"]), end,
                            *_filter_values(meta or {}, cameras)))
         columns = np.array(values, FACT_COLUMNS) if values else np.zeros(0, FACT_COLUMNS)
         meta_bytes = np.frombuffer(b"".join(chunks), np.uint8)
@@ -119,7 +120,7 @@ class FileFacts(Mapping[str, dict]):
         entry = self.columns[row]
         if entry["size"] < 0:
             return {}
-        return {"size": int(entry["size"]), "mtime_ns": int(entry["mtime_ns"]), "sha256": _hex(entry["sha256"]),
+        return {"size": int(entry["size"]), "mtime_ns": self.mtime_ns(row), "sha256": _hex(entry["sha256"]),
                 "meta": self.meta(row)}
 
     def meta(self, row: int) -> dict:
@@ -127,6 +128,10 @@ class FileFacts(Mapping[str, dict]):
         end = int(self.columns["meta_end"][row])
         start = int(self.columns["meta_end"][row - 1]) if row else 0
         return json.loads(self.meta_bytes[start:end].tobytes()) if end > start else {}
+
+    def mtime_ns(self, row: int) -> int:
+        """A row's modification time in nanoseconds."""
+        return int(self.columns["mtime_s"][row]) * 10**9 + int(self.columns["mtime_frac"][row])
 
     def sha256(self, row: int) -> str:
         """A row's content hash, in hex."""

@@ -265,7 +265,7 @@ def _changed_since(index: GalleryIndex, entries: list) -> list[str]:
     for entry in entries:
         row = facts.row_of(entry.path)
         if row is not None and facts.has(row) and \
-                (int(facts.columns["size"][row]), int(facts.columns["mtime_ns"][row])) != (entry.size, entry.mtime_ns):
+                (int(facts.columns["size"][row]), facts.mtime_ns(row)) != (entry.size, entry.mtime_ns):
             changed.append(entry.path)
     return changed
 
