@@ -150,9 +150,10 @@ def _print_profile(model: Dinov2, batch: int, single) -> None:
                                          for k, v in sorted(table.items(), key=lambda kv: -kv[1])))
 
 
-def _vit_b(batch: int) -> tuple[Dinov2, object]:
+def random_vit_b(batch: int, layers: int = 12) -> tuple[Dinov2, object]:
     """ViT-B/14 with random weights, as our model and as an onnxruntime session of the same weights
-    (transformers' model exported to ONNX; both are development requirements)."""
+    (transformers' model exported to ONNX; both are development requirements). ``layers`` below 12 gives a
+    shallower model of the same width, for testing the comparison rather than timing it."""
     import onnxruntime as ort
     import torch
     from transformers import Dinov2Config as HFConfig
@@ -162,7 +163,7 @@ def _vit_b(batch: int) -> tuple[Dinov2, object]:
     from .weights.convert import convert
     from .weights.npz import load_npz
     torch.manual_seed(0)
-    hf = Dinov2Model(HFConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    hf = Dinov2Model(HFConfig(hidden_size=768, num_hidden_layers=layers, num_attention_heads=12, intermediate_size=3072,
                               image_size=518, patch_size=14)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "vitb.onnx")
@@ -177,7 +178,8 @@ def _vit_b(batch: int) -> tuple[Dinov2, object]:
     return Dinov2(state, config_from_state_dict(state), metadata), session
 
 
-def _compare(model: Dinov2, session, name: str, batch: int, repeat: int, label: str) -> None:
+def compare(model: Dinov2, session, name: str, batch: int, repeat: int, label: str) -> None:
+    """Print one row of the timing table: ``model`` against ``session`` on the same random pixels."""
     pixels = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
     ours = model(pixels).last_hidden_state
     ref = session.run(None, {name: pixels})[0]
@@ -202,10 +204,10 @@ def run_benchmark(weights: str, onnx_path: str | None = None, batch_sizes=(1, 8)
     print(f"BLAS: {blas_kernels()}")
     print(f"{'model':>9} {'batch':>5} {'numpy ms/img':>13} {'onnxruntime ms/img':>19} {'ratio':>6} {'max |diff|':>11}")
     for batch in batch_sizes:
-        _compare(model, session, "input_image", batch, repeat, "ViT-S/14")
+        compare(model, session, "input_image", batch, repeat, "ViT-S/14")
     if vit_b:
-        base, base_session = _vit_b(8)
-        _compare(base, base_session, "pixel_values", 8, repeat, "ViT-B/14")
+        base, base_session = random_vit_b(8)
+        compare(base, base_session, "pixel_values", 8, repeat, "ViT-B/14")
     if profile:
         single = _backbone_session(onnx_path, threads=1)
         for batch in batch_sizes:
