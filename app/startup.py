@@ -69,7 +69,7 @@ def prepare(app: Flask, wait: bool = True) -> None:
     recovery is done and the index and the model are loaded (a hung connection tells a client nothing). The
     table sync, then the drift scan, follow once it serves: searches and listings read the index, not the
     table, which only lists the cameras to filter by and the paths of past searches (a first start of a
-    million pictures fills it in about a minute, committing a few thousand rows at a time)."""
+    million pictures fills it in a few minutes, committing a few thousand rows at a time)."""
     ready = threading.Event()
     app.extensions["ready"] = ready
 
