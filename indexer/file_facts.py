@@ -116,18 +116,26 @@ class FileFacts(Mapping[str, dict]):
         return bool(self.columns["size"][row] >= 0)
 
     def facts(self, row: int) -> dict:
-        """A row's facts as a plan records them; empty when none were recorded."""
+        """A row's facts as a plan records them; empty when none were recorded, and without ``meta`` when the
+        file's metadata were never read (an index from before them: the next plan reads them)."""
         entry = self.columns[row]
         if entry["size"] < 0:
             return {}
-        return {"size": int(entry["size"]), "mtime_ns": self.mtime_ns(row), "sha256": _hex(entry["sha256"]),
-                "meta": self.meta(row)}
+        facts = {"size": int(entry["size"]), "mtime_ns": self.mtime_ns(row), "sha256": _hex(entry["sha256"])}
+        if self._meta_length(row):
+            facts["meta"] = self.meta(row)
+        return facts
 
     def meta(self, row: int) -> dict:
         """A row's photo metadata (``indexer.exif.read_metadata``)."""
         end = int(self.columns["meta_end"][row])
-        start = int(self.columns["meta_end"][row - 1]) if row else 0
+        start = end - self._meta_length(row)
         return json.loads(self.meta_bytes[start:end].tobytes()) if end > start else {}
+
+    def _meta_length(self, row: int) -> int:
+        """The bytes of a row's metadata: 0 when none were recorded (an empty dict is two, ``{}``)."""
+        end = int(self.columns["meta_end"][row])
+        return end - (int(self.columns["meta_end"][row - 1]) if row else 0)
 
     def mtime_ns(self, row: int) -> int:
         """A row's modification time in nanoseconds."""

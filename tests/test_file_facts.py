@@ -72,6 +72,10 @@ def test_rows_taken_and_joined_keep_their_own_facts():
     assert names == ["A", "B", None]
     assert whole == FileFacts.from_dicts(paths, files) and whole != FileFacts.from_dicts(paths[:-1] + ["x"], files)
     assert whole.row_of_sha("03" * 32) == 3
+    # Facts recorded before metadata were read come back without them (a plan then reads them), unlike {}.
+    older = {"a.jpg": {"size": 1, "mtime_ns": 2, "sha256": "aa" * 32},
+             "b.jpg": {"size": 1, "mtime_ns": 2, "sha256": "bb" * 32, "meta": {}}}
+    assert dict(FileFacts.from_dicts(["a.jpg", "b.jpg"], older).items()) == older
 
 
 def test_a_change_and_a_compaction_keep_the_facts(built, model):
