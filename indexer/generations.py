@@ -233,7 +233,7 @@ class GalleryIndex:
     def features(self) -> np.ndarray:
         """The live embeddings as one matrix (the base's memory map itself when nothing was changed)."""
         blocks = self.blocks()
-        if len(blocks) == 1 and blocks[0][2].all():
+        if self.is_one_segment:
             return blocks[0][1]
         if not blocks:
             return np.empty((0, 0), np.float32)
@@ -247,10 +247,15 @@ class GalleryIndex:
     @functools.cached_property
     def facts(self) -> FileFacts:
         """The file facts of the live rows, in row order (the base's own columns when nothing was changed)."""
-        blocks = self.blocks()
-        if len(blocks) == 1 and blocks[0][2].all():
+        if self.is_one_segment:
             return self.segments[0].files
-        return FileFacts.concat([(s.files, live) for s, (_, _, live) in zip(self.segments, blocks)])
+        return FileFacts.concat([(s.files, live) for s, (_, _, live) in zip(self.segments, self.blocks())])
+
+    @property
+    def is_one_segment(self) -> bool:
+        """Whether the live rows are exactly one segment's rows (what a build publishes): then that segment's
+        matrices and facts serve as they are, without a copy."""
+        return len(self.segments) == 1 and len(self) == len(self.segments[0].paths)
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -433,7 +438,7 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
 def _every_row(index: GalleryIndex, attribute: str) -> np.ndarray:
     """A row-aligned matrix (``colours``, ``clip``) of every live row: the segment's own when there is one
     without dead rows (what a build publishes: no copy of it), else gathered."""
-    if len(index.segments) == 1 and len(index) == len(index.segments[0].paths):
+    if index.is_one_segment:
         return np.ascontiguousarray(getattr(index.segments[0], attribute), np.float32)
     return np.ascontiguousarray(index._gather(np.arange(len(index)), attribute), np.float32)
 

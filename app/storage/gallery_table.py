@@ -25,6 +25,7 @@ TABLE = GalleryImage.__table__
 META = ("camera", "lens", "exposure", "aperture", "iso", "focal_length", "width", "height", "orientation",
         "latitude", "longitude")
 COLUMNS = ("path", "sha256", "size", "taken_at", "time_from_exif") + META  # what a sync compares and writes
+_ID_AND_COMPARED = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
 _LENGTHS = {c.name: c.type.length for c in TABLE.c if getattr(c.type, "length", None) is not None}
 _CHUNK = 5000  # rows per bulk statement
 _IN_CHUNK = 500  # ids per IN (...) list: SQLite builds before 3.32 allow 999 parameters
@@ -116,8 +117,7 @@ def _sync_all(index: GalleryIndex) -> None:
 
 def _held_rows(low: int | None, high: int | None) -> dict[int, tuple]:
     """The table's compared columns by id, for the ids above ``low`` up to ``high`` (None: no bound)."""
-    columns = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
-    query = select(*columns)
+    query = select(*_ID_AND_COMPARED)
     if low is not None:
         query = query.where(TABLE.c.id > low)
     if high is not None:
@@ -129,10 +129,9 @@ def _sync_paths(index: GalleryIndex, paths: list[str]) -> None:
     """Bring the rows of ``paths`` in step with the index (rows of other paths are left alone)."""
     paths = list(dict.fromkeys(paths))
     ids = [image_id(p) for p in paths]
-    columns = [TABLE.c.id] + [TABLE.c[name] for name in COLUMNS]
     held = {}
     for start in range(0, len(ids), _IN_CHUNK):
-        query = select(*columns).where(TABLE.c.id.in_(ids[start:start + _IN_CHUNK]))
+        query = select(*_ID_AND_COMPARED).where(TABLE.c.id.in_(ids[start:start + _IN_CHUNK]))
         held.update((row[0], tuple(row[1:])) for row in db.session.execute(query))
     wanted = {}
     for public_id, path in zip(ids, paths):
