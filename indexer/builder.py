@@ -115,8 +115,9 @@ def build_gallery(images_dir: str, index_dir: str, weights: str, options: BuildO
     start = time.perf_counter()
     with contextlib.nullcontext() if options.lock_held else build_lock(index_dir):
         model = load_model(weights)
-        scanned = scan(images_dir)
-        digest = no_op.scan_digest(*scanned, _depends_on(images_dir, options, model))
+        fed = no_op.new_digest(_depends_on(images_dir, options, model))
+        scanned = scan(images_dir, fed)
+        digest = no_op.scan_digest(fed, scanned[1])
         report = None if options.rebuild else _unchanged(index_dir, digest)
         if report is None:
             report = _build(images_dir, index_dir, weights, options, model, scanned, digest)

@@ -4,8 +4,6 @@ are read by LibRaw (rawpy): their kind is told from the file's first bytes and, 
 first directory (``raw_kind``), never from the name alone."""
 from __future__ import annotations
 
-import os
-
 import pillow_heif
 
 pillow_heif.register_heif_opener()  # every Image.open in this process can read HEIC from here on
@@ -48,8 +46,11 @@ _DNG_VERSION, _MAKE = 50706, 271
 
 
 def is_image_name(name: str) -> bool:
-    """Whether a file name has one of the accepted image extensions."""
-    return os.path.splitext(name)[1].lower() in EXTENSIONS
+    """Whether a file name has one of the accepted image extensions (as ``os.path.splitext`` finds it: a name
+    of only dots before the extension has none). Without ``splitext``'s call: a scan asks a million times."""
+    base = name[name.rfind("/") + 1:]
+    dot = base.rfind(".")
+    return base[dot:].lower() in EXTENSIONS and base[:dot].lstrip(".") != "" if dot >= 0 else False
 
 
 def raw_kind(head: bytes, tiff_tags=None) -> str | None:

@@ -20,7 +20,7 @@ from .atomic import write_json
 from .file_facts import FORMAT as FACTS_FORMAT
 from .file_facts import FileFacts
 from .generations import SEGMENTS, GalleryIndex, current_dir
-from .scan import FileEntry, Skipped
+from .scan import Skipped
 
 STAMP = "build-stamp.json"
 
@@ -31,11 +31,14 @@ def applies(manifest_or_settings: Mapping[str, Any]) -> bool:
             or "numpy") == "numpy"
 
 
-def scan_digest(entries: list[FileEntry], skipped: list[Skipped], settings: Mapping[str, Any]) -> str:
-    """A digest of a scan's result and of the ``settings`` a build's result depends on."""
-    digest = hashlib.sha256(json.dumps({**settings, "facts": FACTS_FORMAT}, sort_keys=True, default=str).encode())
-    digest.update("\n".join(f"{e.path}\0{e.size}\0{e.mtime_ns}" for e in entries)
-                  .encode("utf-8", "surrogateescape"))
+def new_digest(settings: Mapping[str, Any]) -> Any:
+    """The digest a scan feeds (``scan(images_dir, digest)``), begun with the ``settings`` a build's result
+    depends on besides the files."""
+    return hashlib.sha256(json.dumps({**settings, "facts": FACTS_FORMAT}, sort_keys=True, default=str).encode())
+
+
+def scan_digest(digest: Any, skipped: list[Skipped]) -> str:
+    """The digest of a scan's result: ``digest`` fed by the scan, then the files it left out."""
     digest.update(b"\n\0skipped\n")
     digest.update("\n".join(f"{s.path}\0{s.reason}" for s in skipped).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
