@@ -19,7 +19,7 @@ from . import clip_set, colour, no_op
 from .config import BACKEND_DEFAULTS
 from .embedding import descriptor_mismatch, embed_pixels, embed_stream, manifest_descriptor
 from .file_facts import FileFacts
-from .generations import GalleryIndex, IndexFilesError, load_index, save_index
+from .generations import COLOURS, FEATURES, GalleryIndex, IndexFilesError, load_index, save_index
 from .ids import SCHEME as ID_SCHEME
 from .options import BuildOptions
 from .plan import Batches, Plan, Previous, embed_missing, plan_files, to_embed
@@ -290,24 +290,30 @@ class _Build:
 
     def publish(self, plan: Plan, rows: StoredRows, clip: dict[str, np.ndarray] | None = None) -> None:
         """Write the new generation: every planned path with a row (and its CLIP embedding, when ``clip``
-        holds them), sorted, and the manifest."""
+        holds them), sorted, and the manifest. The plan's facts are spent: once they are the manifest's
+        columns the dicts are let go (at a million pictures 1.7 GB, which a FAISS graph would sit beside)."""
         paths = sorted(p for sha, p in plan.contents.items() if p not in self.failed and sha in rows)
-        embeddings, colours = rows.matrices([plan.files[p]["sha256"] for p in paths])
+        files = {p: info for p, info in plan.files.items() if p not in self.failed}
+        shas = [files[p]["sha256"] for p in paths]
+        embeddings, colours = rows.write(shas, os.path.join(self.work.folder, "publish"))
         kept = set(paths)
         self.report.duplicates = [(p, q) for p, q in self.report.duplicates if q in kept]
-        files = {p: info for p, info in plan.files.items() if p not in self.failed}
         manifest = self._manifest(FileFacts.from_dicts(paths, files))
         # Paths whose content is new to the previous index: the backends that keep state re-upload these.
-        fresh = {p for p in paths if not self._held_before(p, files[p]["sha256"])}
-        clip_rows = self._clip_rows(paths, files, clip)
+        fresh = {p for p, sha in zip(paths, shas) if not self._held_before(p, sha)}
+        clip_rows = self._clip_rows(shas, clip)
+        renewed = fresh | {p for p, sha in zip(paths, shas) if sha in self.clip_fresh}
         self.report.images = len(paths)
+        plan.spend()
+        del files, shas
 
         def extra(folder: str) -> None:
-            self._backends(folder, paths, files, embeddings, clip_rows, fresh)
+            self._backends(folder, paths, embeddings, clip_rows, fresh, renewed)
             self._stamp(folder)
 
         self.report.index_path = save_index(
-            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows), extra=extra)
+            self.index_dir, GalleryIndex.single(embeddings, paths, manifest, colours, clip_rows), extra=extra,
+            written={FEATURES: embeddings.filename, COLOURS: colours.filename})
         self._clear_work()
         self.report.removed = len(set(self.old.paths) - kept) if self.old is not None else 0
 
@@ -317,10 +323,10 @@ class _Build:
         row = facts.row_of(path) if facts is not None else None
         return row is not None and facts.has(row) and facts.sha256(row) == sha
 
-    def _clip_rows(self, paths: list[str], files: dict[str, dict],
-                   clip: dict[str, np.ndarray] | None) -> np.ndarray | None:
-        """The CLIP rows of ``paths`` from ``clip`` (content hash -> embedding), None when CLIP is off."""
-        return None if clip is None else clip_set.matrix(self.clip, (files[p]["sha256"] for p in paths), clip)
+    def _clip_rows(self, shas: list[str], clip: dict[str, np.ndarray] | None) -> np.ndarray | None:
+        """The CLIP rows of the contents ``shas`` from ``clip`` (content hash -> embedding), None when CLIP
+        is off."""
+        return None if clip is None else clip_set.matrix(self.clip, shas, clip)
 
     def _clear_work(self) -> None:
         """Forget what an interrupted build would have resumed from: the generation holds it now."""
@@ -328,13 +334,12 @@ class _Build:
         if self.clip_work is not None:
             self.clip_work.clear()
 
-    def _backends(self, folder: str, paths: list[str], files: dict[str, dict], embeddings: np.ndarray,
-                  clip_rows: np.ndarray | None, fresh: set[str]) -> None:
+    def _backends(self, folder: str, paths: list[str], embeddings: np.ndarray, clip_rows: np.ndarray | None,
+                  fresh: set[str], renewed: set[str]) -> None:
         """The configured backend for the new generation: its descriptors, and its CLIP set when kept (where
-        Milvus re-uploads the rows whose CLIP embedding this build made, too)."""
+        Milvus re-uploads ``renewed``: the rows whose content or CLIP embedding this build made)."""
         build_for_generation(self.options.backend, folder, paths, embeddings, fresh)
         if clip_rows is not None:
-            renewed = fresh | {p for p in paths if files[p]["sha256"] in self.clip_fresh}
             build_for_generation(self.options.backend, folder, paths, clip_rows, renewed, vector_set=CLIP_SET)
 
     def _manifest(self, files: Mapping[str, dict]) -> dict:

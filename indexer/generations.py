@@ -22,13 +22,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from .atomic import atomic_write
 from .file_facts import FileFacts, has_facts, read_facts
 from .ids import image_ids
+from .mapped import release_pages
 
 FEATURES = "gallery_features.npy"
 COLOURS = "gallery_colours.npy"  # indexer.colour histograms, same rows
@@ -168,6 +169,13 @@ class GalleryIndex:
             picked = owner == k
             out[picked] = getattr(self.segments[k], attribute)[raw[picked] - self._starts[k]]
         return out
+
+    def release_pages(self) -> None:
+        """Let go of the pages this process has read of the segments' memory-mapped matrices
+        (``indexer.mapped``): a build that reads every row once need not hold 2 GB of them."""
+        for segment in self.segments:
+            for matrix in (segment.features, segment.colours, segment.clip):
+                release_pages(matrix)
 
     @property
     def has_colours(self) -> bool:
@@ -414,15 +422,17 @@ def _publish(index_dir: str, fill: Callable[[str], None]) -> str:
     return final
 
 
-def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None) -> str:
+def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None] | None = None,
+               written: Mapping[str, str] | None = None) -> str:
     """Write ``index`` as a new one-segment generation and switch ``current`` to it; returns the folder.
-    ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible."""
+    ``extra(folder)`` may add files (a vector-index backend's) before the generation becomes visible.
+    ``written``: files already holding some of its matrices (``FEATURES``, ``COLOURS``), used as they are."""
+    written = written or {}
+
     def fill(tmp: str) -> None:
-        features = np.ascontiguousarray(index.features, dtype=np.float32)
-        atomic_write(os.path.join(tmp, FEATURES), lambda f: np.save(f, features))
+        _place(os.path.join(tmp, FEATURES), written.get(FEATURES), lambda: index.features)
         if index.has_colours:
-            colours = _every_row(index, "colours")
-            atomic_write(os.path.join(tmp, COLOURS), lambda f: np.save(f, colours))
+            _place(os.path.join(tmp, COLOURS), written.get(COLOURS), lambda: _every_row(index, "colours"))
         if index.has_clip:
             clip = _every_row(index, "clip")
             atomic_write(os.path.join(tmp, CLIP), lambda f: np.save(f, clip))
@@ -433,6 +443,20 @@ def save_index(index_dir: str, index: GalleryIndex, extra: Callable[[str], None]
         if extra is not None:
             extra(tmp)
     return _publish(index_dir, fill)
+
+
+def _place(path: str, written: str | None, matrix: Callable[[], np.ndarray]) -> None:
+    """Put a matrix's .npy file at ``path``: the file ``written`` (a build's, made a chunk at a time) linked
+    when there is one, else ``matrix()`` written. ``np.save`` of a memory-mapped matrix would pass its every
+    page through this process's memory."""
+    if written is not None:
+        try:
+            os.link(written, path)
+        except OSError:  # another file system
+            shutil.copyfile(written, path)
+        return
+    data = np.ascontiguousarray(matrix(), dtype=np.float32)
+    atomic_write(path, lambda f: np.save(f, data))
 
 
 def _every_row(index: GalleryIndex, attribute: str) -> np.ndarray:

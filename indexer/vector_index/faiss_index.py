@@ -9,10 +9,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import BACKEND_DEFAULTS, backend_setting
+from ..mapped import release_pages
 from .base import VectorIndex, pad
 
 STEM = "faiss"  # faiss.index and faiss-deleted.npy; a second vector set has its own stem (faiss-clip)
 FILE = STEM + ".index"
+_ADD_CHUNK = 1 << 16  # rows given to FAISS at a time
 _loaded: dict = {}  # the index files read, by path: (their identity, the FAISS object)
 _loaded_lock = threading.Lock()
 DELETED = STEM + "-deleted.npy"
@@ -65,14 +67,20 @@ class FaissIndex(VectorIndex):
         return ivf  # IVF lists store external ids themselves, and delete them properly
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
-        vectors = self.check(vectors)
+        """Add (or replace) rows. ``vectors`` may be memory-mapped: FAISS copies them a chunk at a time, and
+        each chunk's pages are let go once copied, so a million rows never sit in memory twice."""
+        given, vectors = vectors, self.check(vectors)
         ids = np.asarray(ids, np.int64)
         if self.index is None:
             self.index = self._make_ivf(vectors)
+            release_pages(given)
         if self.count():
             self.remove(ids)  # replace: an id may only be present once
         self.deleted.difference_update(ids.tolist())
-        self.index.add_with_ids(np.ascontiguousarray(vectors), ids)
+        for start in range(0, len(ids), _ADD_CHUNK):
+            part = slice(start, start + _ADD_CHUNK)
+            self.index.add_with_ids(np.ascontiguousarray(vectors[part]), ids[part])
+            release_pages(given)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, np.int64)
