@@ -266,8 +266,9 @@ def p50_ms(port: int, method: str, path: str, bodies: list[dict | None], headers
     return times[len(times) // 2]
 
 
-def measure(label: str, code: str, work: str, gallery: str, pristine: str, queries: int) -> dict:
-    """Every row of the table for one code tree, on its own copy of the index and a fresh database."""
+def measure(label: str, code: str, work: str, gallery: str, pristine: str, queries: int, faiss: bool) -> dict:
+    """Every row of the table for one code tree, on its own copy of the index and a fresh database; with
+    ``faiss`` last a FAISS build (``VECTOR_BACKEND=faiss``: its HNSW graph of every picture) on that copy."""
     site = os.path.join(work, "site-" + label)
     shutil.rmtree(site, ignore_errors=True)  # an earlier run's, with --reuse
     os.makedirs(site)
@@ -315,6 +316,8 @@ def measure(label: str, code: str, work: str, gallery: str, pristine: str, queri
     server, again = start_server(code, env, port)
     out["restart"] = again
     stop_server(server)
+    if faiss:
+        out["faiss_s"], out["faiss_gb"] = run_child(build, code, dict(env, VECTOR_BACKEND="faiss"))
     return out
 
 
@@ -340,6 +343,9 @@ def table(n: int, results: dict[str, dict]) -> str:
             ("worker RSS after the searches", lambda r: f"{r['rss_gb']:.2f} GB"),
             ("groups, then the map, computed", lambda r: f"{r['groups_s']:.0f} s, {r['map_s']:.0f} s"),
             ("worker RSS after the searches, groups and map", lambda r: f"{r['rss_explored_gb']:.2f} GB")]
+    if all("faiss_s" in r for r in results.values()):
+        rows.append(("FAISS build (VECTOR_BACKEND=faiss build_gallery.py)",
+                     lambda r: f"{r['faiss_s']:.0f} s, {r['faiss_gb']:.2f} GB peak"))
     labels = list(results)
     lines = [f"| what ({n:,} pictures) | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
     for name, cell in rows:
@@ -356,6 +362,8 @@ def main() -> None:
     parser.add_argument("--work", help="folder to work in (default: a temporary one, removed afterwards)")
     parser.add_argument("--reuse", action="store_true",
                         help="use the gallery an earlier run left in --work (its sites are made afresh)")
+    parser.add_argument("--faiss", action="store_true",
+                        help="also time a FAISS build on each checkout's index (minutes at 1M: a graph of every picture)")
     args = parser.parse_args()
     codes = [c.split("=", 1) for c in args.code] or [["this", ROOT]]
     work = args.work or tempfile.mkdtemp(prefix="scale-app-")
@@ -369,7 +377,7 @@ def main() -> None:
             print(f"made {args.count:,} files and their index in {time.perf_counter() - start:.0f} s", flush=True)
         results = {}
         for label, code in codes:
-            results[label] = measure(label, os.path.abspath(code), work, gallery, pristine, args.queries)
+            results[label] = measure(label, os.path.abspath(code), work, gallery, pristine, args.queries, args.faiss)
             print(label, json.dumps(results[label]), flush=True)
         print(table(args.count, results))
     finally:
