@@ -207,6 +207,11 @@ class GalleryIndex:
         segment, local = self._locate(int(self._live_raw[row]))
         return segment.files.facts(local)
 
+    def has_info(self, row: int) -> bool:
+        """Whether the index recorded a row's file facts (``info``), without reading them."""
+        segment, local = self._locate(int(self._live_raw[row]))
+        return segment.files.has(local)
+
     def path_of_sha(self, sha256: str) -> str | None:
         """The indexed path holding this content, or None."""
         for segment in reversed(self.segments):
@@ -296,10 +301,7 @@ class LiveFiles(collections.abc.Mapping):
 
     def __contains__(self, path: object) -> bool:
         row = self._index.row_of_path(path) if isinstance(path, str) else None
-        if row is None:
-            return False
-        segment, local = self._index._locate(int(self._index._live_raw[row]))
-        return segment.files.has(local)
+        return row is not None and self._index.has_info(row)
 
     def __iter__(self):
         return (p for p in self._index.paths if p in self)
