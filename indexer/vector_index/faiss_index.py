@@ -67,8 +67,9 @@ class FaissIndex(VectorIndex):
         return ivf  # IVF lists store external ids themselves, and delete them properly
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str] | None = None) -> None:
-        """Add (or replace) rows. ``vectors`` may be memory-mapped: FAISS copies them a chunk at a time, and
-        each chunk's pages are let go once copied, so a million rows never sit in memory twice."""
+        """Add (or replace) rows. ``vectors`` may be memory-mapped: FAISS then copies them a chunk at a time,
+        and each chunk's pages are let go once copied, so a million rows never sit in memory twice. Rows in
+        memory go in at once (FAISS's storage grows once, and the graph is the one a single add makes)."""
         given, vectors = vectors, self.check(vectors)
         ids = np.asarray(ids, np.int64)
         if self.index is None:
@@ -77,8 +78,9 @@ class FaissIndex(VectorIndex):
         if self.count():
             self.remove(ids)  # replace: an id may only be present once
         self.deleted.difference_update(ids.tolist())
-        for start in range(0, len(ids), _ADD_CHUNK):
-            part = slice(start, start + _ADD_CHUNK)
+        step = _ADD_CHUNK if isinstance(given, np.memmap) else max(len(ids), 1)
+        for start in range(0, len(ids), step):
+            part = slice(start, start + step)
             self.index.add_with_ids(np.ascontiguousarray(vectors[part]), ids[part])
             release_pages(given)
 
